@@ -1,0 +1,192 @@
+//! The storage contract of the apiserver: a revisioned key-value store with
+//! transactions and a watchable change log (an etcd-shaped API).
+//!
+//! Owns the `Store` trait and its value types. Implementations: [`sled`]
+//! (embedded, the default). It must not know about kinds, JSON or HTTP: keys
+//! and values are opaque to it.
+//!
+//! # Guarantees every implementation gives
+//!
+//! - One monotonic revision counter for the whole store. Every committed
+//!   transaction gets the next revision; every key it writes gets that
+//!   revision as its `mod_revision`.
+//! - `txn` returns `Committed` only after the write is durable (fsynced).
+//!   Concurrent writers share flushes (group commit).
+//! - A transaction's compares and ops apply atomically, or not at all.
+//! - Watch delivers every event with `revision > from` for keys under the
+//!   prefix, in revision order, each exactly once, and only events that are
+//!   already durable. If `from` is older than the compaction point the watch
+//!   fails with `StoreError::Compacted`, so the client must re-list.
+//! - The revision counter and the change log (up to its compaction window)
+//!   survive a restart.
+
+pub mod sled;
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+/// A store revision. 0 means "never written".
+pub type Revision = u64;
+
+/// A key with its value and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// The value bytes.
+    pub value: Bytes,
+    /// Revision of the transaction that created the key.
+    pub create_revision: Revision,
+    /// Revision of the last transaction that wrote the key.
+    pub mod_revision: Revision,
+}
+
+/// A condition a transaction checks before applying its ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's `mod_revision` equals the given one; 0 means "the key is absent".
+    ModRevision {
+        /// The key to check.
+        key: String,
+        /// Expected `mod_revision` (0 = must not exist).
+        revision: Revision,
+    },
+    /// The key exists (any revision).
+    Exists {
+        /// The key to check.
+        key: String,
+    },
+}
+
+/// A write inside a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create or overwrite `key` with `value`.
+    Put {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Remove `key` (a no-op if absent).
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// An atomic, conditional multi-key write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// All must hold for the ops to apply.
+    pub compares: Vec<Compare>,
+    /// Applied in order, atomically, when every compare holds.
+    pub ops: Vec<Op>,
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Applied and durable at `revision`.
+    Committed {
+        /// The revision of this transaction.
+        revision: Revision,
+    },
+    /// A compare failed; nothing was written.
+    Failed {
+        /// Index of the first compare that failed.
+        compare: usize,
+        /// The current value of that compare's key, if any.
+        current: Option<KeyValue>,
+    },
+}
+
+/// One page of a prefix listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListResult {
+    /// Keys in ascending order.
+    pub items: Vec<KeyValue>,
+    /// The store revision the listing was read at.
+    pub revision: Revision,
+    /// Whether more keys remain after the last item.
+    pub more: bool,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// The key was created.
+    Created,
+    /// An existing key was overwritten.
+    Updated,
+    /// The key was removed.
+    Deleted,
+}
+
+/// One change of one key, as seen by a watcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// Revision of the transaction that made the change.
+    pub revision: Revision,
+    /// What happened.
+    pub kind: EventKind,
+    /// The key.
+    pub key: String,
+    /// The value after the change (empty for `Deleted`).
+    pub value: Bytes,
+    /// The value before the change (empty for `Created`).
+    pub prev_value: Bytes,
+}
+
+/// A stream of watch events; ends with an error when the watcher fell behind
+/// the compaction point.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StoreError>> + Send>>;
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The requested revision was compacted away; re-list and watch again.
+    #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
+    Compacted {
+        /// What was asked for.
+        requested: Revision,
+        /// The oldest revision still watchable.
+        oldest: Revision,
+    },
+    /// The underlying storage failed.
+    #[error("storage failure: {0}")]
+    Backend(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// The storage contract. See the module docs for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The current value of `key`.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Keys under `prefix` in ascending order, starting after `start_after`
+    /// when given, at most `limit` of them (all when `None`).
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>)
+        -> Result<ListResult, StoreError>;
+
+    /// Apply `txn` atomically; returns once it is durable.
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
+
+    /// Events for keys under `prefix` with revision > `from`, then live ones.
+    fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError>;
+
+    /// The latest durable revision.
+    fn revision(&self) -> Revision;
+
+    /// The oldest revision a watch may start from.
+    fn compacted_revision(&self) -> Revision;
+
+    /// Drop change-log entries at or below `revision`.
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+}

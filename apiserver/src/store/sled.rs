@@ -1,0 +1,1 @@
+//! sled-backed store (being built).

@@ -1,0 +1,121 @@
+//! Kubernetes-style object metadata shared by every kind.
+//!
+//! Owns the shape of `metadata`, owner references and timestamps. It must not
+//! know about storage or HTTP: the apiserver fills the server-owned fields
+//! (uid, resourceVersion, generation, timestamps).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every Meseta kind.
+pub const GROUP: &str = "meseta.io";
+/// API version of every Meseta kind.
+pub const VERSION: &str = "v1";
+/// `apiVersion` value of every Meseta kind.
+pub const API_VERSION: &str = "meseta.io/v1";
+
+/// A point in time, serialised as RFC 3339 in UTC.
+pub type Time = chrono::DateTime<chrono::Utc>;
+
+/// Standard object metadata (`metadata`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    /// Name, unique within its namespace (or the cluster for cluster kinds).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Prefix for a server-generated name, used when `name` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_name: Option<String>,
+    /// Namespace (= Mesos role) of namespaced kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Server-assigned unique id, never reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Store revision of the last write; opaque to clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Bumped by the server whenever the desired state (not status) changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Identifying labels, matched by label selectors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Non-identifying annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Objects this one depends on; it is deleted when they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference>,
+    /// Keys that must be removed before the object is really deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+    /// When the object was created (server-set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<Time>,
+    /// When deletion was requested; set while finalizers remain (server-set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<Time>,
+    /// Grace period recorded with the deletion request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_period_seconds: Option<i64>,
+    /// Server-side apply field ownership, kept opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_fields: Option<Vec<serde_json::Value>>,
+}
+
+/// A reference from a dependent to its owner (`metadata.ownerReferences[]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    /// Owner's apiVersion.
+    pub api_version: String,
+    /// Owner's kind.
+    pub kind: String,
+    /// Owner's name.
+    pub name: String,
+    /// Owner's uid; the dependent is collected when no object has it.
+    pub uid: String,
+    /// Whether the owner is the managing controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<bool>,
+    /// Whether the owner's foreground deletion waits for this dependent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_owner_deletion: Option<bool>,
+}
+
+/// Metadata of a list response (`metadata` of `TaskList` and friends).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMeta {
+    /// Store revision the list was read at; watch from here to miss nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Token for the next page, when `limit` cut the list short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#continue: Option<String>,
+    /// Objects left after this page, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_item_count: Option<i64>,
+}
+
+/// A typed list of objects (`{"kind":"TaskList","items":[...]}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectList<K> {
+    /// `meseta.io/v1`.
+    #[serde(default)]
+    pub api_version: String,
+    /// `<Kind>List`.
+    #[serde(default)]
+    pub kind: String,
+    /// List metadata.
+    #[serde(default)]
+    pub metadata: ListMeta,
+    /// The objects.
+    #[serde(default = "Vec::new")]
+    pub items: Vec<K>,
+}
