@@ -17,8 +17,8 @@ pub mod meta;
 pub mod registry;
 pub mod resource;
 pub mod resources;
-pub mod validation;
 mod validate_kinds;
+pub mod validation;
 
 pub use kinds::*;
 pub use meta::{ListMeta, ObjectList, ObjectMeta, OwnerReference, Time, API_VERSION, GROUP, VERSION};

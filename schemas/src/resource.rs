@@ -36,11 +36,7 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     }
     /// The object's resourceVersion parsed as a store revision (0 if unset).
     fn revision(&self) -> u64 {
-        self.meta()
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        self.meta().resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
 

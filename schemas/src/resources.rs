@@ -115,10 +115,7 @@ impl Resources {
     pub fn dominant_share(&self, total: &Resources) -> f64 {
         let a = self.scalar_values();
         let t = total.scalar_values();
-        (0..4)
-            .filter(|&i| t[i] > 0.0)
-            .map(|i| a[i] / t[i])
-            .fold(0.0, f64::max)
+        (0..4).filter(|&i| t[i] > 0.0).map(|i| a[i] / t[i]).fold(0.0, f64::max)
     }
 
     /// Number of ports across all ranges.
@@ -148,9 +145,7 @@ pub fn ports_contain(set: &[PortRange], r: &PortRange) -> bool {
     if r.is_empty() {
         return true;
     }
-    normalize_ports(set.to_vec())
-        .iter()
-        .any(|s| s.begin <= r.begin && r.end <= s.end)
+    normalize_ports(set.to_vec()).iter().any(|s| s.begin <= r.begin && r.end <= s.end)
 }
 
 /// `set - remove`, normalized.

@@ -24,11 +24,7 @@ impl Validate for Resources {
                 errs.push(FieldError::invalid(format!("{p}.begin"), r.begin, "must be between 1 and 65535"));
             }
             if r.end < r.begin {
-                errs.push(FieldError::invalid(
-                    format!("{p}.end"),
-                    r.end,
-                    format!("must be >= begin ({})", r.begin),
-                ));
+                errs.push(FieldError::invalid(format!("{p}.end"), r.end, format!("must be >= begin ({})", r.begin)));
             }
         }
     }
@@ -48,15 +44,18 @@ impl Validate for TaskSpec {
             (Some(c), _) if c.trim().is_empty() => {
                 errs.push(FieldError::invalid(join(path, "command"), "\"\"", "must not be empty"))
             }
-            (Some(_), false) => errs.push(FieldError::forbidden(
-                join(path, "args"),
-                "set either command or args, not both",
-            )),
+            (Some(_), false) => {
+                errs.push(FieldError::forbidden(join(path, "args"), "set either command or args, not both"))
+            }
             _ => {}
         }
         for (i, a) in self.args.iter().enumerate() {
             if i == 0 && a.is_empty() {
-                errs.push(FieldError::invalid(format!("{}[0]", join(path, "args")), "\"\"", "the program must not be empty"));
+                errs.push(FieldError::invalid(
+                    format!("{}[0]", join(path, "args")),
+                    "\"\"",
+                    "the program must not be empty",
+                ));
             }
         }
         for k in self.env.keys() {
@@ -73,7 +72,11 @@ impl Validate for TaskSpec {
             let hp = join(path, "healthCheck");
             let set = [hc.command.is_some(), hc.http.is_some(), hc.tcp.is_some()].iter().filter(|b| **b).count();
             if set != 1 {
-                errs.push(FieldError::invalid(hp.clone(), format!("{set} checks"), "set exactly one of command, http, tcp"));
+                errs.push(FieldError::invalid(
+                    hp.clone(),
+                    format!("{set} checks"),
+                    "set exactly one of command, http, tcp",
+                ));
             }
             if let Some(0) = hc.interval_seconds {
                 errs.push(FieldError::invalid(join(&hp, "intervalSeconds"), 0, "must be >= 1"));
@@ -117,7 +120,11 @@ impl Validate for Job {
         let s = &self.spec;
         s.template.validate_into("spec.template", errs);
         if s.max_task_failures < -1 {
-            errs.push(FieldError::invalid("spec.maxTaskFailures", s.max_task_failures, "must be >= 1, or -1 for unlimited"));
+            errs.push(FieldError::invalid(
+                "spec.maxTaskFailures",
+                s.max_task_failures,
+                "must be >= 1, or -1 for unlimited",
+            ));
         }
         match (s.type_, &s.cron) {
             (JobType::Cron, None) => errs.push(FieldError::required("spec.cron", "a cron job needs cron.schedule")),
@@ -146,14 +153,13 @@ impl Validate for Job {
                         "MAX_PER needs a whole number >= 1",
                     )),
                 },
-                ConstraintOperator::Equals | ConstraintOperator::Like | ConstraintOperator::Unlike => {
-                    match &c.value {
-                        None => errs.push(FieldError::required(format!("{p}.value"), "this operator needs a value")),
-                        Some(v) if c.operator != ConstraintOperator::Equals && regex::Regex::new(v).is_err() => errs
-                            .push(FieldError::invalid(format!("{p}.value"), format!("{v:?}"), "not a valid regular expression")),
-                        _ => {}
-                    }
-                }
+                ConstraintOperator::Equals | ConstraintOperator::Like | ConstraintOperator::Unlike => match &c.value {
+                    None => errs.push(FieldError::required(format!("{p}.value"), "this operator needs a value")),
+                    Some(v) if c.operator != ConstraintOperator::Equals && regex::Regex::new(v).is_err() => errs.push(
+                        FieldError::invalid(format!("{p}.value"), format!("{v:?}"), "not a valid regular expression"),
+                    ),
+                    _ => {}
+                },
             }
         }
         if let Some(u) = &s.update_strategy {

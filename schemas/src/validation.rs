@@ -62,7 +62,12 @@ pub struct FieldError {
 impl FieldError {
     /// `Invalid value` error.
     pub fn invalid(field: impl Into<String>, value: impl fmt::Display, detail: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Invalid, value: value.to_string(), detail: detail.into() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Invalid,
+            value: value.to_string(),
+            detail: detail.into(),
+        }
     }
     /// `Required value` error.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -84,7 +89,12 @@ impl FieldError {
     }
     /// `Duplicate value` error.
     pub fn duplicate(field: impl Into<String>, value: impl fmt::Display) -> Self {
-        FieldError { field: field.into(), kind: FieldErrorKind::Duplicate, value: value.to_string(), detail: String::new() }
+        FieldError {
+            field: field.into(),
+            kind: FieldErrorKind::Duplicate,
+            value: value.to_string(),
+            detail: String::new(),
+        }
     }
 }
 

@@ -172,8 +172,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keys under `prefix` in ascending order, starting after `start_after`
     /// when given, at most `limit` of them (all when `None`).
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: Option<usize>)
-        -> Result<ListResult, StoreError>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError>;
 
     /// Apply `txn` atomically; returns once it is durable.
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
