@@ -138,7 +138,7 @@ pub struct PortRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpCheck {
-    /// Port to connect to.
+    /// Port to connect to; 0 means the task's first assigned port (`$PORT0`).
     pub port: u16,
     /// Path to GET; 2xx and 3xx are healthy. Default `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,7 +149,7 @@ pub struct HttpCheck {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpCheck {
-    /// Port that must accept a connection.
+    /// Port that must accept a connection; 0 means the task's first assigned port.
     pub port: u16,
 }
 
