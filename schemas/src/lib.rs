@@ -9,14 +9,19 @@
 //!   Quota, Event.
 //! - [`validation`]: [`FieldError`] and the [`Validate`] trait;
 //!   `validate_kinds` implements it per kind.
+//! - [`state_machine`]: the Aurora task state machine (legal transitions,
+//!   bounded `taskEvents`, status-write checks).
+//! - [`jsonschema`]: OpenAPI 3.0 schemas of every kind (`schemas/generated/`).
 //! - [`registry`]: the table of kinds the apiserver serves, with generic
 //!   decoding that reports unknown fields and every violation.
 
+pub mod jsonschema;
 pub mod kinds;
 pub mod meta;
 pub mod registry;
 pub mod resource;
 pub mod resources;
+pub mod state_machine;
 mod validate_kinds;
 pub mod validation;
 
