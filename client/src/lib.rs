@@ -23,9 +23,13 @@ mod client;
 mod error;
 mod object_ref;
 pub mod params;
+pub mod reflector;
+pub mod watcher;
 
 pub use api::{Api, DeleteOutcome, WatchEvent, WatchStream};
 pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
 pub use error::{Error, Result, StatusBody, StatusCause, StatusDetails};
 pub use object_ref::ObjectRef;
 pub use params::{DeleteParams, ListParams, PropagationPolicy, WatchParams};
+pub use reflector::reflector;
+pub use watcher::watcher;
