@@ -3,11 +3,58 @@
 //! # Layout
 //!
 //! - [`age`]: object ages in kubectl's short form.
-//! - [`patch`]: merge patches, JSON patches and list continue tokens.
-//! - [`selector`]: label and field selectors.
+//! - [`server`]: routes ([`router`]), per-request tracing and metrics, health,
+//!   and the serve loop ([`serve`]).
+//! - [`handlers`](crate::handlers) (private): `/apis/meseta.io/v1/...` dispatch
+//!   and response shapes.
+//! - [`objects`]: create / update / delete / list rules over the store, shared
+//!   by the handlers and the garbage collector.
+//! - [`watch`](crate::watch) (private): watch streams.
+//! - [`gc`]: the garbage collector (owner references, propagation finalizers).
+//! - [`discovery`](crate::discovery) (private): `/version`, `/api`, `/apis`, ...
+//! - [`path`], [`object`], [`request`]: addressing, untyped object metadata,
+//!   query parameters and bodies.
+//! - [`selector`], [`patch`]: label/field selectors, merge/JSON patches and
+//!   continue tokens.
+//! - [`error`]: [`ApiError`], rendered as a Kubernetes `Status`.
+//! - [`metrics`], [`state`]: Prometheus metrics and [`AppState`].
 //! - [`store`]: the storage contract and its sled implementation.
+//! - [`testing`]: [`testing::TestServer`], a real server for tests.
 
 pub mod age;
+mod discovery;
+pub mod error;
+pub mod gc;
+mod handlers;
+pub mod metrics;
+pub mod object;
+pub mod objects;
 pub mod patch;
+pub mod path;
+pub mod request;
 pub mod selector;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod testing;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use server::{router, serve};
+pub use state::AppState;
+
+use store::sled::{SledOptions, SledStore};
+use store::{Store, StoreError};
+
+/// Opens the embedded sled store of a data directory (in `DIR/store`),
+/// creating it when missing. Must be called inside a tokio runtime.
+pub fn open_sled(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    let dir = data_dir.join("store");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StoreError::Backend(format!("creating the data directory {}: {e}", dir.display())))?;
+    let store: Arc<dyn Store> = SledStore::open(&dir, SledOptions::default())?;
+    Ok(store)
+}

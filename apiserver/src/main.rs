@@ -1,1 +1,84 @@
-fn main() {}
+//! `meseta-apiserver`: serves the Meseta API from an embedded sled store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use meseta_apiserver::{open_sled, serve, AppState};
+
+/// Where objects are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// Embedded sled database in the data directory.
+    Sled,
+    /// An etcd cluster.
+    Etcd,
+}
+
+/// The Meseta apiserver.
+#[derive(Debug, Parser)]
+#[command(name = "meseta-apiserver", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "MESETA_LISTEN", default_value = "127.0.0.1:5050")]
+    listen: SocketAddr,
+    /// Data directory of the embedded store.
+    #[arg(long, env = "MESETA_DATA_DIR", default_value = "./meseta-data")]
+    data_dir: PathBuf,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "sled")]
+    store: StoreKind,
+    /// etcd endpoints (with `--store etcd`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Log filter, e.g. `info` or `meseta_apiserver=debug`.
+    #[arg(long, env = "MESETA_LOG", default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("invalid --log-level")?)
+        .with_writer(std::io::stderr)
+        .init();
+    if args.store == StoreKind::Etcd {
+        bail!("--store etcd is not available in this build yet; use --store sled (the default)");
+    }
+    let store =
+        open_sled(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("meseta-apiserver listening on http://{addr}");
+    serve(listener, AppState::new(store), shutdown_signal()).await.context("serving")?;
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

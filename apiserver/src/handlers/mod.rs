@@ -1,0 +1,103 @@
+//! HTTP handlers of `/apis/meseta.io/v1/...`: one entry point that parses the
+//! path and dispatches on (collection or object, subresource, method).
+//!
+//! Owns the mapping from HTTP verbs to object operations and the response
+//! shapes (objects, `<Kind>List`, `Warning` headers). The rules of each
+//! operation live in [`crate::objects`]; watches in [`crate::watch`].
+//!
+//! Subresources: `status` is served here. Subresources with their own verbs
+//! (`accept`, `decline`, `log`) get one arm each in [`dispatch`], next to
+//! `status`.
+
+mod read;
+mod write;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::path::Target;
+use crate::request::Params;
+use crate::state::AppState;
+
+/// `ANY /apis/meseta.io/v1/{*rest}`.
+pub(crate) async fn resource(
+    State(state): State<AppState>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match dispatch(state, method, &rest, query.as_deref(), headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A request to one resource path, as parsed.
+pub(crate) struct Call {
+    pub(crate) state: AppState,
+    pub(crate) target: Target,
+    pub(crate) params: Params,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+}
+
+async fn dispatch(
+    state: AppState,
+    method: Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let target = Target::parse(rest)?;
+    let params = Params::parse(query)?;
+    let has_status = target.kind.has_status;
+    let is_object = target.name.is_some();
+    let sub = target.subresource.clone();
+    let call = Call { state, target, params, headers, body };
+    match (is_object, sub.as_deref(), &method) {
+        (false, None, &Method::GET) if call.params.is_watch() => crate::watch::serve(call).await,
+        (false, None, &Method::GET) => read::list(call).await,
+        (false, None, &Method::POST) => write::create(call).await,
+        (false, None, &Method::DELETE) => write::delete_collection(call).await,
+        (true, None, &Method::GET) if call.params.is_watch() => crate::watch::serve(call).await,
+        (true, None, &Method::GET) => read::get(call).await,
+        (true, None, &Method::PUT) => write::replace(call, crate::objects::UpdateMode::Main).await,
+        (true, None, &Method::PATCH) => write::patch(call, crate::objects::UpdateMode::Main).await,
+        (true, None, &Method::DELETE) => write::delete(call).await,
+        (true, Some("status"), &Method::GET) if has_status => read::get(call).await,
+        (true, Some("status"), &Method::PUT) if has_status => {
+            write::replace(call, crate::objects::UpdateMode::Status).await
+        }
+        (true, Some("status"), &Method::PATCH) if has_status => {
+            write::patch(call, crate::objects::UpdateMode::Status).await
+        }
+        (true, Some("status"), _) if has_status => Err(not_allowed(&method, rest)),
+        (true, Some(other), _) => {
+            Err(ApiError::PathNotFound(format!("{} have no subresource \"{other}\"", call.target.kind.plural)))
+        }
+        _ => Err(not_allowed(&method, rest)),
+    }
+}
+
+fn not_allowed(method: &Method, rest: &str) -> ApiError {
+    ApiError::MethodNotAllowed(format!("the server does not allow {method} on /apis/meseta.io/v1/{rest}"))
+}
+
+/// A JSON response with `Warning` headers.
+pub(crate) fn respond(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, axum::Json(body)).into_response();
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}

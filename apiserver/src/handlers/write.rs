@@ -1,0 +1,145 @@
+//! Writes: POST (create), PUT (replace), PATCH, DELETE and deletecollection.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use meseta_schemas::FieldError;
+use serde_json::Value;
+
+use super::read::list_body;
+use super::{respond, Call};
+use crate::error::ApiError;
+use crate::object;
+use crate::objects::{self, Filter, ListPage, UpdateMode, WriteOptions};
+use crate::patch::{self as patching, PatchError};
+use crate::request::{self, DeleteOptions, PatchKind};
+
+fn write_options(call: &Call) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions { dry_run: call.params.dry_run()?, validation: call.params.field_validation()? })
+}
+
+/// Reads and decodes a JSON or YAML object body.
+async fn object_body(call: &mut Call) -> Result<Value, ApiError> {
+    let ct = request::content_type(&call.headers);
+    request::check_object_content_type(ct.as_deref())?;
+    let body = std::mem::take(&mut call.body);
+    let bytes = request::read_body(&call.headers, body).await?;
+    request::decode_object(&bytes, ct.as_deref())
+}
+
+/// `POST .../{plural}`.
+pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
+    let opts = write_options(&call)?;
+    let body = object_body(&mut call).await?;
+    let store = call.state.store().clone();
+    let written =
+        objects::create(store.as_ref(), call.target.kind, call.target.namespace.as_deref(), body, opts).await?;
+    Ok(respond(StatusCode::CREATED, &written.object, &written.warnings))
+}
+
+/// `PUT .../{name}` and `.../{name}/status`.
+pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response, ApiError> {
+    let opts = write_options(&call)?;
+    let body = object_body(&mut call).await?;
+    let store = call.state.store().clone();
+    let written = objects::update(
+        store.as_ref(),
+        call.target.kind,
+        &call.target.key(),
+        call.target.name(),
+        mode,
+        opts,
+        |_current| Ok(body.clone()),
+    )
+    .await?;
+    Ok(respond(StatusCode::OK, &written.object, &written.warnings))
+}
+
+/// `PATCH .../{name}` and `.../{name}/status`: merge, JSON or apply patches.
+pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, ApiError> {
+    let opts = write_options(&call)?;
+    let ct = request::content_type(&call.headers);
+    let kind = PatchKind::from_content_type(ct.as_deref())?;
+    let bytes = request::read_body(&call.headers, std::mem::take(&mut call.body)).await?;
+    let patch = match kind {
+        PatchKind::Apply => request::decode_object(&bytes, Some("application/yaml"))?,
+        PatchKind::Merge => request::decode_object(&bytes, Some("application/json"))?,
+        PatchKind::Json => request::decode_any(&bytes, Some("application/json"))?,
+    };
+    let store = call.state.store().clone();
+    let target = &call.target;
+    let result = objects::update(store.as_ref(), target.kind, &target.key(), target.name(), mode, opts, |current| {
+        let mut next = current.clone();
+        match kind {
+            PatchKind::Merge | PatchKind::Apply => patching::merge_patch(&mut next, &patch),
+            PatchKind::Json => patching::json_patch(&mut next, &patch).map_err(|e| patch_error(target, e))?,
+        }
+        // A resourceVersion the patch did not change is no precondition: the
+        // patch applies to whatever is current (re-read on a race).
+        if object::meta_str(&next, "resourceVersion") == object::meta_str(current, "resourceVersion") {
+            object::meta_mut(&mut next).remove("resourceVersion");
+        }
+        Ok(next)
+    })
+    .await;
+    let written = match result {
+        // Server-side apply creates what does not exist yet.
+        Err(ApiError::NotFound { .. }) if kind == PatchKind::Apply && mode == UpdateMode::Main => {
+            let mut body = patch.clone();
+            if object::name(&body).is_empty() {
+                object::meta_mut(&mut body).insert("name".into(), Value::String(target.name().to_string()));
+            }
+            objects::create(store.as_ref(), target.kind, target.namespace.as_deref(), body, opts).await?
+        }
+        other => other?,
+    };
+    Ok(respond(StatusCode::OK, &written.object, &written.warnings))
+}
+
+fn patch_error(target: &crate::path::Target, e: PatchError) -> ApiError {
+    match e {
+        PatchError::Failed { ref path, .. } => ApiError::Invalid {
+            kind: target.kind.kind.to_string(),
+            name: target.name().to_string(),
+            causes: vec![FieldError::invalid(path.clone(), "", format!("the JSON patch could not be applied: {e}"))],
+        },
+        other => ApiError::BadRequest(format!("invalid JSON patch: {other}")),
+    }
+}
+
+async fn delete_options(call: &mut Call) -> Result<DeleteOptions, ApiError> {
+    let ct = request::content_type(&call.headers);
+    let bytes = request::read_body(&call.headers, std::mem::take(&mut call.body)).await?;
+    DeleteOptions::from_request(&call.params, &bytes, ct.as_deref())
+}
+
+/// `DELETE .../{name}`: 200 with the deleted object, or with the object marked
+/// for deletion while finalizers remain.
+pub(super) async fn delete(mut call: Call) -> Result<Response, ApiError> {
+    let opts = delete_options(&mut call).await?;
+    let store = call.state.store().clone();
+    let t = &call.target;
+    let obj = objects::delete(store.as_ref(), t.kind, &t.key(), t.name(), opts).await?;
+    Ok(respond(StatusCode::OK, &obj, &[]))
+}
+
+/// `DELETE .../{plural}`: deletes every object matching the selectors;
+/// answers with the list of what was deleted (or marked).
+pub(super) async fn delete_collection(mut call: Call) -> Result<Response, ApiError> {
+    let opts = delete_options(&mut call).await?;
+    let filter = Filter::from_params(&call.params)?;
+    let store = call.state.store().clone();
+    let t = &call.target;
+    let page = objects::list(store.as_ref(), &t.prefix(), &filter, None, None).await?;
+    let mut deleted = Vec::with_capacity(page.items.len());
+    for item in &page.items {
+        let name = object::name(item).to_string();
+        let key = crate::path::object_key(t.kind, object::meta_str(item, "namespace"), &name);
+        match objects::delete(store.as_ref(), t.kind, &key, &name, opts).await {
+            Ok(obj) => deleted.push(obj),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let page = ListPage { items: deleted, revision: store.revision(), continue_token: None };
+    Ok(respond(StatusCode::OK, &list_body(t.kind.kind, page), &[]))
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics of the apiserver, and the store wrapper that times
+//! every storage operation.
+//!
+//! Owns the metric names and labels:
+//! `apiserver_request_total{verb,resource,code}`,
+//! `apiserver_request_duration_seconds{verb,resource}`,
+//! `apiserver_storage_duration_seconds{op}`,
+//! `apiserver_registered_watchers{resource}`. Each server has its own
+//! registry, so several servers can live in one process (tests).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::store::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
+
+/// The apiserver's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by verb, resource and HTTP code.
+    pub requests: IntCounterVec,
+    /// Request latency by verb and resource.
+    pub request_duration: HistogramVec,
+    /// Store operation latency by operation.
+    pub storage_duration: HistogramVec,
+    /// Open watches by resource.
+    pub watchers: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Fresh metrics in a fresh registry.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("apiserver_request_total", "Requests by verb, resource and HTTP status code."),
+            &["verb", "resource", "code"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("apiserver_request_duration_seconds", "Request latency in seconds.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0]),
+            &["verb", "resource"],
+        )
+        .expect("valid metric");
+        let storage_duration = HistogramVec::new(
+            HistogramOpts::new("apiserver_storage_duration_seconds", "Store operation latency in seconds.")
+                .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            &["op"],
+        )
+        .expect("valid metric");
+        let watchers =
+            IntGaugeVec::new(Opts::new("apiserver_registered_watchers", "Open watches by resource."), &["resource"])
+                .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(storage_duration.clone()),
+            Box::new(watchers.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics { registry, requests, request_duration, storage_duration, watchers }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A [`Store`] that records `apiserver_storage_duration_seconds` around each call.
+pub(crate) struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub(crate) fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> MeteredStore {
+        MeteredStore { inner, metrics }
+    }
+
+    fn timer(&self, op: &str) -> prometheus::HistogramTimer {
+        self.metrics.storage_duration.with_label_values(&[op]).start_timer()
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let _t = self.timer("get");
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        let _t = self.timer("list");
+        self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let _t = self.timer("txn");
+        self.inner.txn(txn).await
+    }
+
+    fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError> {
+        let _t = self.timer("watch");
+        self.inner.watch(prefix, from)
+    }
+
+    fn revision(&self) -> Revision {
+        self.inner.revision()
+    }
+
+    fn compacted_revision(&self) -> Revision {
+        self.inner.compacted_revision()
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let _t = self.timer("compact");
+        self.inner.compact(revision).await
+    }
+}

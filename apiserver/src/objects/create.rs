@@ -1,0 +1,116 @@
+//! Create: name generation, namespace defaulting, server-owned metadata, and
+//! the "must not exist" transaction.
+
+use meseta_schemas::registry::KindInfo;
+use rand::Rng;
+use serde_json::Value;
+
+use super::{check, WriteOptions, Written};
+use crate::error::ApiError;
+use crate::object::{self, meta_mut};
+use crate::path::{object_key, resource_name};
+use crate::store::{Compare, Op, Store, Txn, TxnOutcome};
+
+/// Characters of generated name suffixes (no vowels, like Kubernetes).
+const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// Attempts at a fresh generated name before giving up.
+const GENERATE_ATTEMPTS: usize = 8;
+
+/// Creates `body` as an object of `kind` in `namespace` (the path's). Fails
+/// with 409 AlreadyExists when the name is taken.
+pub async fn create(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    namespace: Option<&str>,
+    mut body: Value,
+    opts: WriteOptions,
+) -> Result<Written, ApiError> {
+    place_in_namespace(kind, namespace, &mut body)?;
+    let generate =
+        object::name(&body).is_empty() && object::meta_str(&body, "generateName").is_some_and(|g| !g.is_empty());
+    let attempts = if generate { GENERATE_ATTEMPTS } else { 1 };
+    for _ in 0..attempts {
+        let mut candidate = body.clone();
+        if generate {
+            let prefix = object::meta_str(&body, "generateName").unwrap_or_default();
+            meta_mut(&mut candidate).insert("name".into(), Value::String(format!("{prefix}{}", suffix())));
+        }
+        match create_once(store, kind, candidate, opts).await {
+            Err(ApiError::AlreadyExists { .. }) if generate => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::AlreadyExists {
+        resource: resource_name(kind),
+        name: object::meta_str(&body, "generateName").unwrap_or_default().to_string(),
+    })
+}
+
+fn suffix() -> String {
+    let mut rng = rand::rng();
+    (0..5).map(|_| SUFFIX_CHARS[rng.random_range(0..SUFFIX_CHARS.len())] as char).collect()
+}
+
+/// Fills the body's namespace from the path, refusing a different one.
+fn place_in_namespace(kind: &KindInfo, namespace: Option<&str>, body: &mut Value) -> Result<(), ApiError> {
+    if !kind.namespaced {
+        meta_mut(body).remove("namespace");
+        return Ok(());
+    }
+    let Some(ns) = namespace else {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "{} are namespaced: create them with POST /apis/meseta.io/v1/namespaces/{{namespace}}/{}",
+            kind.plural, kind.plural
+        )));
+    };
+    match object::meta_str(body, "namespace") {
+        None | Some("") => {
+            meta_mut(body).insert("namespace".into(), Value::String(ns.to_string()));
+            Ok(())
+        }
+        Some(given) if given == ns => Ok(()),
+        Some(given) => Err(ApiError::BadRequest(format!(
+            "the namespace of the provided object ({given}) does not match the namespace sent on the request ({ns})"
+        ))),
+    }
+}
+
+async fn create_once(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    body: Value,
+    opts: WriteOptions,
+) -> Result<Written, ApiError> {
+    let (mut obj, warnings) = check(kind, &body, opts.validation)?;
+    let m = meta_mut(&mut obj);
+    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        m.remove(server_owned);
+    }
+    m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), Value::String(object::now_timestamp()));
+    m.insert("generation".into(), Value::from(1));
+    if kind.has_status {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    let name = object::name(&obj).to_string();
+    let key = object_key(kind, object::meta_str(&obj, "namespace"), &name);
+    if opts.dry_run {
+        if store.get(&key).await?.is_some() {
+            return Err(ApiError::AlreadyExists { resource: resource_name(kind), name });
+        }
+        return Ok(Written { object: obj, warnings });
+    }
+    let txn = Txn {
+        compares: vec![Compare::ModRevision { key: key.clone(), revision: 0 }],
+        ops: vec![Op::Put { key, value: object::to_stored(&obj) }],
+    };
+    match store.txn(txn).await? {
+        TxnOutcome::Committed { revision } => {
+            object::set_resource_version(&mut obj, revision);
+            Ok(Written { object: obj, warnings })
+        }
+        TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
+    }
+}

@@ -1,0 +1,183 @@
+//! Update: the read-modify-write loop behind PUT, PATCH, the `status`
+//! subresource and the garbage collector's edits.
+//!
+//! # Rules
+//!
+//! - `metadata.resourceVersion` in the desired object is a precondition: if
+//!   it differs from the stored one the update is a 409 Conflict. Without it
+//!   the update is unconditional (re-read and retried on a race).
+//! - Main resource: `status` is kept as stored (kinds with a status
+//!   subresource); `generation` is bumped when anything outside `metadata`
+//!   and `status` changed.
+//! - `status` subresource: only `status` changes; `generation` never moves.
+//! - Once `deletionTimestamp` is set no finalizer may be added; removing the
+//!   last one deletes the object for real.
+//! - An update that changes nothing writes nothing.
+
+use meseta_schemas::registry::KindInfo;
+use meseta_schemas::FieldError;
+use serde_json::Value;
+
+use super::{check, not_found, stale, WriteOptions, Written, MAX_RETRIES};
+use crate::error::ApiError;
+use crate::object::{self, meta, meta_mut};
+use crate::store::{Compare, Op, Store, Txn, TxnOutcome};
+
+/// Which part of the object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Everything but server-owned metadata and `status`.
+    Main,
+    /// Only `status`.
+    Status,
+}
+
+/// Metadata only the server sets; user values are replaced by the stored ones.
+const SERVER_OWNED: [&str; 5] =
+    ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"];
+
+/// Replaces the object at `key` with what `desired` computes from the current
+/// one (which carries its `resourceVersion`).
+pub async fn update<F>(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    key: &str,
+    name: &str,
+    mode: UpdateMode,
+    opts: WriteOptions,
+    mut desired: F,
+) -> Result<Written, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    for _ in 0..MAX_RETRIES {
+        let Some(kv) = store.get(key).await? else {
+            return Err(not_found(kind, name));
+        };
+        let current = object::from_kv(&kv)?;
+        let wanted = desired(&current)?;
+        let precondition = object::resource_version(&wanted)?;
+        if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+            return Err(stale(kind, name));
+        }
+        let (mut next, warnings) = admit(kind, &current, wanted, mode, opts)?;
+        object::set_resource_version(&mut next, kv.mod_revision);
+        if next == current || opts.dry_run {
+            return Ok(Written { object: next, warnings });
+        }
+        let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
+        let op = if finished {
+            Op::Delete { key: key.to_string() }
+        } else {
+            Op::Put { key: key.to_string(), value: object::to_stored(&next) }
+        };
+        let txn = Txn {
+            compares: vec![Compare::ModRevision { key: key.to_string(), revision: kv.mod_revision }],
+            ops: vec![op],
+        };
+        match store.txn(txn).await? {
+            TxnOutcome::Committed { revision } => {
+                object::set_resource_version(&mut next, revision);
+                return Ok(Written { object: next, warnings });
+            }
+            TxnOutcome::Failed { .. } if precondition.is_some() => return Err(stale(kind, name)),
+            TxnOutcome::Failed { current: None, .. } => return Err(not_found(kind, name)),
+            TxnOutcome::Failed { .. } => continue,
+        }
+    }
+    Err(stale(kind, name))
+}
+
+/// Checks `wanted` and merges it with `current` per `mode`.
+fn admit(
+    kind: &KindInfo,
+    current: &Value,
+    mut wanted: Value,
+    mode: UpdateMode,
+    opts: WriteOptions,
+) -> Result<(Value, Vec<String>), ApiError> {
+    if !wanted.is_object() {
+        return Err(ApiError::BadRequest("the object must be a JSON object".into()));
+    }
+    pin_identity(kind, current, &mut wanted)?;
+    let (checked, warnings) = check(kind, &wanted, opts.validation)?;
+    let mut next = match mode {
+        UpdateMode::Main => {
+            let mut next = checked;
+            for field in SERVER_OWNED {
+                match meta(current).get(field) {
+                    Some(v) => meta_mut(&mut next).insert(field.into(), v.clone()),
+                    None => meta_mut(&mut next).remove(field),
+                };
+            }
+            if kind.has_status {
+                set_status(&mut next, current.get("status").cloned());
+            }
+            if object::desired_part(&next) != object::desired_part(current) {
+                let generation = meta(current).get("generation").and_then(Value::as_i64).unwrap_or(0);
+                meta_mut(&mut next).insert("generation".into(), Value::from(generation + 1));
+            }
+            next
+        }
+        UpdateMode::Status => {
+            let mut next = current.clone();
+            set_status(&mut next, checked.get("status").cloned());
+            next
+        }
+    };
+    if object::is_deleting(current) {
+        let before = object::finalizers(current);
+        let added: Vec<String> = object::finalizers(&next).into_iter().filter(|f| !before.contains(f)).collect();
+        if !added.is_empty() {
+            return Err(ApiError::Invalid {
+                kind: kind.kind.to_string(),
+                name: object::name(current).to_string(),
+                causes: vec![FieldError::forbidden(
+                    "metadata.finalizers",
+                    format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
+                )],
+            });
+        }
+    }
+    meta_mut(&mut next).remove("resourceVersion");
+    Ok((next, warnings))
+}
+
+/// Fills name and namespace from the stored object; a different one is a 400.
+fn pin_identity(kind: &KindInfo, current: &Value, wanted: &mut Value) -> Result<(), ApiError> {
+    for (field, what) in [("name", "name"), ("namespace", "namespace")] {
+        let stored = object::meta_str(current, field).unwrap_or_default().to_string();
+        match object::meta_str(wanted, field) {
+            None | Some("") => {
+                if !stored.is_empty() {
+                    meta_mut(wanted).insert(field.into(), Value::String(stored));
+                }
+            }
+            Some(given) if given == stored => {}
+            Some(given) if field == "namespace" && !kind.namespaced => {
+                let _ = given;
+                meta_mut(wanted).remove("namespace");
+            }
+            Some(given) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the {what} of the object ({given}) does not match the {what} on the URL ({stored})"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_status(obj: &mut Value, status: Option<Value>) {
+    let Some(o) = obj.as_object_mut() else { return };
+    match status {
+        Some(s) if !s.is_null() => {
+            o.insert("status".into(), s);
+        }
+        _ => {
+            o.remove("status");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The HTTP surface: routes, per-request tracing and metrics, health
+//! endpoints, and the serve loop with graceful shutdown.
+//!
+//! The caller binds the listener and owns the shutdown future, so tests can
+//! bind `127.0.0.1:0` and stop the server when they like.
+
+use std::future::Future;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use tracing::field::Empty;
+
+use crate::path::Target;
+use crate::state::AppState;
+use crate::{discovery, gc, handlers};
+
+/// Prefix of every resource path.
+const API_ROOT: &str = "/apis/meseta.io/v1/";
+
+/// The apiserver's routes over `state`. Serves requests without a socket
+/// (`router(state).oneshot(request)`); background tasks (the garbage
+/// collector) are started by [`serve`].
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::groups))
+        .route("/apis/meseta.io", get(discovery::meseta_group))
+        .route("/apis/meseta.io/v1", get(discovery::resources))
+        .route("/apis/meseta.io/v1/{*rest}", any(handlers::resource))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), status = Empty, latency_ms = Empty)
+                })
+                .on_response(|resp: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                    span.record("status", resp.status().as_u16());
+                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                    tracing::debug!(parent: span, "served");
+                }),
+        )
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener`, with the garbage collector running
+/// beside it, until `shutdown` resolves; then ends open watches, waits for
+/// in-flight requests and stops the collector.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}"), "apiserver listening");
+    let collector = tokio::spawn(gc::run(state.clone()));
+    let signal_state = state.clone();
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            signal_state.begin_shutdown();
+        })
+        .await;
+    state.begin_shutdown();
+    let _ = collector.await;
+    tracing::info!("apiserver stopped");
+    result
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    match state.store().get("/readyz").await {
+        Ok(_) => "ok".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics().render()).into_response()
+}
+
+async fn not_found(req: Request) -> crate::ApiError {
+    crate::ApiError::PathNotFound(format!("the server could not find the requested resource ({})", req.uri().path()))
+}
+
+/// Records `apiserver_request_total` and `apiserver_request_duration_seconds`.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (verb, resource) = classify(req.method(), req.uri());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = state.metrics();
+    m.requests.with_label_values(&[verb, &resource, resp.status().as_str()]).inc();
+    m.request_duration.with_label_values(&[verb, &resource]).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The Kubernetes verb and resource (`tasks`, `tasks/status`) of a request.
+fn classify(method: &Method, uri: &axum::http::Uri) -> (&'static str, String) {
+    let Some(target) = uri.path().strip_prefix(API_ROOT).and_then(|rest| Target::parse(rest).ok()) else {
+        let verb = match *method {
+            Method::GET => "get",
+            Method::HEAD => "head",
+            _ => "other",
+        };
+        return (verb, String::new());
+    };
+    let watch = uri.query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (method.clone(), target.name.is_some()) {
+        (Method::GET, _) if watch => "watch",
+        (Method::GET, true) => "get",
+        (Method::GET, false) => "list",
+        (Method::POST, false) => "create",
+        (Method::POST, true) => "post",
+        (Method::PUT, _) => "update",
+        (Method::PATCH, _) => "patch",
+        (Method::DELETE, true) => "delete",
+        (Method::DELETE, false) => "deletecollection",
+        _ => "other",
+    };
+    let resource = match &target.subresource {
+        Some(sub) => format!("{}/{sub}", target.kind.plural),
+        None => target.kind.plural.to_string(),
+    };
+    (verb, resource)
+}
