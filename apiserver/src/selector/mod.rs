@@ -13,6 +13,7 @@
 
 mod field;
 mod label;
+mod label_parse;
 mod names;
 
 #[cfg(test)]
