@@ -15,6 +15,7 @@
 //! - [`registry`]: the table of kinds the apiserver serves, with generic
 //!   decoding that reports unknown fields and every violation.
 
+pub mod allocation;
 pub mod jsonschema;
 pub mod kinds;
 pub mod meta;

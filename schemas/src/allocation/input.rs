@@ -1,0 +1,214 @@
+//! Building an [`AllocationInput`] from API objects, as the allocator
+//! controller's caches hold them. Owns the mapping from kinds to the
+//! snapshot (who holds what, which filters still apply); it must not decide
+//! anything about allocation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::kinds::{
+    Agent, Framework, FrameworkCapability, Offer, OfferState, Quota, Reservation, ReservationState, Role, Task,
+};
+use crate::resources::{normalize_ports, ports_contain, PortRange, Resources};
+
+use super::{AgentInput, AllocationInput, FrameworkInput, QuotaInput, RoleInput};
+
+/// Plain lists of the objects an allocation cycle reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterObjects<'a> {
+    /// Every agent.
+    pub agents: &'a [Agent],
+    /// Every task (those that do not hold resources are skipped).
+    pub tasks: &'a [Task],
+    /// Every offer (only outstanding ones count as allocated).
+    pub offers: &'a [Offer],
+    /// Every framework.
+    pub frameworks: &'a [Framework],
+    /// Every quota (namespace = role).
+    pub quotas: &'a [Quota],
+    /// Every role object (weights).
+    pub roles: &'a [Role],
+    /// Every reservation (only Ready ones count).
+    pub reservations: &'a [Reservation],
+}
+
+fn namespace(meta: &crate::meta::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
+fn unavailable(agent: &Agent) -> bool {
+    agent.metadata.deletion_timestamp.is_some()
+        || agent.status.as_ref().is_some_and(|s| {
+            s.conditions.iter().any(|c| {
+                (c.type_ == "Unreachable" && c.status == "True") || (c.type_ == "Ready" && c.status == "False")
+            })
+        })
+}
+
+fn framework_input(fw: &Framework) -> FrameworkInput {
+    let status = fw.status.clone().unwrap_or_default();
+    let mut filters = BTreeMap::new();
+    // REVIVE: a new revive generation clears every filter, even before the
+    // framework controller has caught up and emptied the list.
+    if fw.spec.revive_generation == status.observed_revive_generation {
+        for flt in status.filters {
+            let until = filters.entry(flt.agent).or_insert(flt.until);
+            *until = (*until).max(flt.until);
+        }
+    }
+    FrameworkInput {
+        name: fw.metadata.name.clone(),
+        role: namespace(&fw.metadata).to_string(),
+        suppressed: fw.spec.suppressed,
+        revocable: fw.spec.capabilities.contains(&FrameworkCapability::Revocable),
+        gpu: fw.spec.capabilities.contains(&FrameworkCapability::Gpu),
+        filters,
+        allocated: Resources::default(),
+    }
+}
+
+/// Split `ports` into those inside `reserved` and the rest.
+fn split_ports(ports: &[PortRange], reserved: &[PortRange]) -> (Vec<PortRange>, Vec<PortRange>) {
+    ports.iter().partition(|r| ports_contain(reserved, r))
+}
+
+struct Builder {
+    input: AllocationInput,
+    agent_index: HashMap<String, usize>,
+    fw_index: HashMap<(String, String), usize>,
+}
+
+impl Builder {
+    fn charge_role(&mut self, role: &str, framework: Option<&str>, held: &Resources) {
+        let r = self.input.roles.entry(role.to_string()).or_default();
+        r.allocated = r.allocated.add(held);
+        if let Some(f) = framework.and_then(|name| self.fw_index.get(&(role.to_string(), name.to_string()))) {
+            let fw = &mut self.input.frameworks[*f];
+            fw.allocated = fw.allocated.add(held);
+        }
+    }
+
+    /// A task holding `res` on `agent`: charged to its role's reservation
+    /// there first, the rest to unreserved resources.
+    fn charge_task(&mut self, task: &Task, agent: usize) {
+        let role = namespace(&task.metadata).to_string();
+        let mut res = task.spec.resources.clone();
+        if let Some(st) = &task.status {
+            res.ports.extend(st.ports.iter().map(|&p| PortRange { begin: p, end: p }));
+            res.ports = normalize_ports(std::mem::take(&mut res.ports));
+        }
+        let a = &mut self.input.agents[agent];
+        if task.spec.revocable {
+            a.used.revocable = a.used.revocable.add(&res);
+            return;
+        }
+        let empty = Resources::default();
+        let bucket =
+            a.static_reservations.get(&role).unwrap_or(&empty).add(a.dynamic_reservations.get(&role).unwrap_or(&empty));
+        let used = a.used.reserved.get(&role).cloned().unwrap_or_default();
+        let room = bucket.saturating_sub(&used);
+        let (res_ports, unres_ports) = split_ports(&res.ports, &room.ports);
+        let [c, m, d, g] = [0, 1, 2, 3].map(|i| res.scalar_values()[i].min(room.scalar_values()[i]));
+        let from_reserved = Resources { cpus: c, mem: m, disk: d, gpus: g, ports: res_ports };
+        let from_unreserved =
+            Resources { ports: unres_ports, ..Resources::scalars(res.cpus, res.mem, res.disk, res.gpus) }
+                .saturating_sub(&Resources::scalars(c, m, d, g));
+        if !from_reserved.is_empty() {
+            a.used.reserved.insert(role.clone(), used.add(&from_reserved));
+        }
+        a.used.unreserved = a.used.unreserved.add(&from_unreserved);
+        self.charge_role(&role, task.spec.framework.as_deref(), &res);
+    }
+
+    fn charge_offer(&mut self, offer: &Offer, agent: usize) {
+        let role = namespace(&offer.metadata).to_string();
+        let a = &mut self.input.agents[agent];
+        if !offer.spec.reserved.is_empty() {
+            let used = a.used.reserved.entry(role.clone()).or_default();
+            *used = used.add(&offer.spec.reserved);
+        }
+        a.used.unreserved = a.used.unreserved.add(&offer.spec.resources);
+        a.used.revocable = a.used.revocable.add(&offer.spec.revocable);
+        let held = offer.spec.resources.add(&offer.spec.reserved);
+        self.charge_role(&role, Some(&offer.spec.framework), &held);
+    }
+}
+
+impl AllocationInput {
+    /// Build the snapshot from plain object lists.
+    ///
+    /// - Agents being deleted, `Unreachable=True` or `Ready=False` are
+    ///   unschedulable (their resources still count in the total).
+    /// - Ready reservations add to their agent's dynamic reservations.
+    /// - Tasks that hold resources (`TaskState::holds_resources`) on a known
+    ///   agent are charged to that agent (revocable ones to its revocable
+    ///   resources), to their role and to their framework
+    ///   (`spec.framework`; none means the role only).
+    /// - Outstanding offers are charged the same way.
+    /// - Frameworks being deleted are left out; filters are dropped when
+    ///   `spec.reviveGeneration` differs from `status.observedReviveGeneration`.
+    /// - Several quotas in one role add their guarantees; the last limit by
+    ///   name wins.
+    pub fn from_objects(objs: &ClusterObjects<'_>) -> AllocationInput {
+        let mut b =
+            Builder { input: AllocationInput::default(), agent_index: HashMap::new(), fw_index: HashMap::new() };
+        for role in objs.roles {
+            b.input
+                .roles
+                .insert(role.metadata.name.clone(), RoleInput { weight: role.spec.weight, ..Default::default() });
+        }
+        let mut quotas: Vec<&Quota> = objs.quotas.iter().collect();
+        quotas.sort_by(|x, y| x.metadata.name.cmp(&y.metadata.name));
+        for q in quotas {
+            let role = b.input.roles.entry(namespace(&q.metadata).to_string()).or_default();
+            let quota = role.quota.get_or_insert_with(QuotaInput::default);
+            quota.guarantee = quota.guarantee.add(&q.spec.guarantee);
+            if q.spec.limit.is_some() {
+                quota.limit = q.spec.limit.clone();
+            }
+        }
+        for agent in objs.agents {
+            b.agent_index.insert(agent.metadata.name.clone(), b.input.agents.len());
+            b.input.agents.push(AgentInput {
+                name: agent.metadata.name.clone(),
+                hostname: if agent.spec.hostname.is_empty() {
+                    agent.metadata.name.clone()
+                } else {
+                    agent.spec.hostname.clone()
+                },
+                total: agent.spec.resources.clone(),
+                static_reservations: agent.spec.reservations.clone(),
+                dynamic_reservations: BTreeMap::new(),
+                revocable: agent.status.as_ref().map(|s| s.revocable.clone()).unwrap_or_default(),
+                unschedulable: agent.spec.unschedulable || unavailable(agent),
+                used: Default::default(),
+            });
+        }
+        for rsv in objs.reservations {
+            let ready = rsv.status.as_ref().is_some_and(|s| s.state == ReservationState::Ready);
+            if let (true, Some(&a)) = (ready, b.agent_index.get(&rsv.spec.agent)) {
+                let dynamic = b.input.agents[a].dynamic_reservations.entry(namespace(&rsv.metadata).to_string());
+                let slot = dynamic.or_default();
+                *slot = slot.add(&rsv.spec.resources);
+            }
+        }
+        for fw in objs.frameworks.iter().filter(|f| f.metadata.deletion_timestamp.is_none()) {
+            let input = framework_input(fw);
+            b.input.roles.entry(input.role.clone()).or_default();
+            b.fw_index.insert((input.role.clone(), input.name.clone()), b.input.frameworks.len());
+            b.input.frameworks.push(input);
+        }
+        for task in objs.tasks.iter().filter(|t| t.state().holds_resources()) {
+            let agent = task.status.as_ref().and_then(|s| s.agent.as_ref()).or(task.spec.agent.as_ref());
+            if let Some(&a) = agent.and_then(|name| b.agent_index.get(name)) {
+                b.charge_task(task, a);
+            }
+        }
+        for offer in objs.offers {
+            let outstanding = offer.status.as_ref().is_none_or(|s| s.state == OfferState::Outstanding);
+            if let (true, Some(&a)) = (outstanding, b.agent_index.get(&offer.spec.agent)) {
+                b.charge_offer(offer, a);
+            }
+        }
+        b.input
+    }
+}

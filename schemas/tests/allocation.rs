@@ -1,0 +1,247 @@
+//! Allocation cycle scenarios: the DRF paper's example, weights, fairness,
+//! and one table-style test per rule (reservations, revocable, filters,
+//! suppression, quota, headroom, min_allocatable, GPUs).
+
+mod allocation_sim;
+
+use std::collections::BTreeMap;
+
+use allocation_sim::{now, Sim};
+use meseta_schemas::allocation::{
+    allocate, AgentInput, AllocationInput, FrameworkInput, FrameworkKey, QuotaInput, RoleInput,
+};
+use meseta_schemas::{PortRange, Resources};
+use proptest::prelude::*;
+
+const GIB: f64 = 1024.0;
+
+fn res(cpus: f64, mem: f64) -> Resources {
+    Resources::scalars(cpus, mem, 0.0, 0.0)
+}
+
+fn agent(name: &str, cpus: f64, mem: f64) -> AgentInput {
+    AgentInput { name: name.into(), hostname: format!("{name}.local"), total: res(cpus, mem), ..Default::default() }
+}
+
+fn fw(name: &str, role: &str) -> FrameworkInput {
+    FrameworkInput { name: name.into(), role: role.into(), ..Default::default() }
+}
+
+fn input(agents: Vec<AgentInput>, frameworks: Vec<FrameworkInput>) -> AllocationInput {
+    AllocationInput { agents, frameworks, ..Default::default() }
+}
+
+#[test]
+fn drf_paper_example_as_roles_gives_a_three_tasks_and_b_two() {
+    // 9 CPUs / 18 GB; A's tasks <1 CPU, 4 GB>, B's <3 CPUs, 1 GB>.
+    let mut sim = Sim::default();
+    sim.agent("node", res(9.0, 18.0 * GIB));
+    sim.user("a", "user-a", res(1.0, 4.0 * GIB), 100);
+    sim.user("b", "user-b", res(3.0, GIB), 100);
+    sim.run();
+    assert_eq!(sim.launched("user-a"), 3);
+    assert_eq!(sim.launched("user-b"), 2);
+    let shares = sim.role_shares();
+    assert!((shares["a"] - 2.0 / 3.0).abs() < 1e-9, "{shares:?}");
+    assert!((shares["b"] - 2.0 / 3.0).abs() < 1e-9, "{shares:?}");
+}
+
+#[test]
+fn drf_paper_example_as_frameworks_of_one_role() {
+    let mut sim = Sim::default();
+    sim.agent("node", res(9.0, 18.0 * GIB));
+    sim.user("users", "user-a", res(1.0, 4.0 * GIB), 100);
+    sim.user("users", "user-b", res(3.0, GIB), 100);
+    sim.run();
+    assert_eq!((sim.launched("user-a"), sim.launched("user-b")), (3, 2));
+}
+
+#[test]
+fn one_offer_holds_the_whole_agent_and_names_its_hostname() {
+    let plan = allocate(&input(vec![agent("a0", 4.0, 4096.0)], vec![fw("f", "r")]), now(), 1);
+    assert_eq!(plan.offers.len(), 1);
+    let o = &plan.offers[0];
+    assert_eq!((o.framework.as_str(), o.role.as_str(), o.agent.as_str()), ("f", "r", "a0"));
+    assert_eq!(o.hostname, "a0.local");
+    assert_eq!(o.resources, res(4.0, 4096.0));
+    assert!(o.reserved.is_empty() && o.revocable.is_empty());
+    let key = FrameworkKey { role: "r".into(), name: "f".into() };
+    assert_eq!(plan.framework_shares[&key], 1.0);
+    assert_eq!(plan.role_shares["r"], 1.0);
+}
+
+#[test]
+fn reserved_resources_go_only_to_their_role_and_ports_follow() {
+    let mut a = agent("a0", 8.0, 8192.0);
+    a.total.ports = vec![PortRange { begin: 31000, end: 31099 }];
+    a.static_reservations
+        .insert("web".into(), Resources { ports: vec![PortRange { begin: 31000, end: 31009 }], ..res(2.0, 2048.0) });
+    a.dynamic_reservations.insert("web".into(), res(1.0, 0.0));
+    a.dynamic_reservations.insert("db".into(), res(1.0, 1024.0));
+    // "batch" sorts first and takes the unreserved part; "web" still gets its reservation.
+    let plan = allocate(&input(vec![a], vec![fw("b", "batch"), fw("w", "web")]), now(), 7);
+    let by_role: BTreeMap<_, _> = plan.offers.iter().map(|o| (o.role.as_str(), o)).collect();
+    assert_eq!(plan.offers.len(), 2);
+    let batch = by_role["batch"];
+    assert!(batch.reserved.is_empty());
+    assert_eq!(batch.resources.scalar_values(), res(4.0, 5120.0).scalar_values());
+    assert_eq!(batch.resources.ports, vec![PortRange { begin: 31010, end: 31099 }]);
+    let web = by_role["web"];
+    assert!(web.resources.is_empty());
+    assert_eq!(web.reserved, Resources { ports: vec![PortRange { begin: 31000, end: 31009 }], ..res(3.0, 2048.0) });
+}
+
+#[test]
+fn revocable_resources_go_only_to_revocable_frameworks() {
+    let mut a = agent("a0", 4.0, 4096.0);
+    a.revocable = res(2.0, 1024.0);
+    let mut rev = fw("z-rev", "r");
+    rev.revocable = true;
+    let plan = allocate(&input(vec![a], vec![fw("a-plain", "r"), rev]), now(), 3);
+    assert_eq!(plan.offers.len(), 2);
+    assert_eq!(plan.offers[0].framework, "a-plain");
+    assert!(plan.offers[0].revocable.is_empty());
+    assert_eq!(plan.offers[1].framework, "z-rev");
+    assert_eq!(plan.offers[1].revocable, res(2.0, 1024.0));
+    assert!(plan.offers[1].resources.is_empty());
+}
+
+#[test]
+fn suppressed_filtered_and_unschedulable_get_nothing() {
+    let mut cordoned = agent("cordoned", 4.0, 4096.0);
+    cordoned.unschedulable = true;
+    let mut quiet = fw("quiet", "r");
+    quiet.suppressed = true;
+    let mut picky = fw("picky", "r");
+    picky.filters.insert("a0".into(), now() + chrono::Duration::seconds(5));
+    picky.filters.insert("a1".into(), now());
+    let plan = allocate(
+        &input(vec![agent("a0", 4.0, 4096.0), agent("a1", 4.0, 4096.0), cordoned], vec![quiet, picky]),
+        now(),
+        11,
+    );
+    let got: Vec<(&str, &str)> = plan.offers.iter().map(|o| (o.framework.as_str(), o.agent.as_str())).collect();
+    assert_eq!(got, vec![("picky", "a1")]);
+}
+
+#[test]
+fn gpu_agents_are_offered_only_to_gpu_frameworks() {
+    let mut g = agent("gpu", 4.0, 4096.0);
+    g.total.gpus = 1.0;
+    let mut gpu_fw = fw("z-gpu", "r");
+    gpu_fw.gpu = true;
+    let plan = allocate(&input(vec![g], vec![fw("a-cpu", "r"), gpu_fw]), now(), 0);
+    assert_eq!(plan.offers.len(), 1);
+    assert_eq!(plan.offers[0].framework, "z-gpu");
+    assert_eq!(plan.offers[0].resources.gpus, 1.0);
+}
+
+#[test]
+fn agents_below_min_allocatable_are_skipped() {
+    let mut a = agent("tiny", 1.0, 1024.0);
+    a.used.unreserved = res(0.995, 1000.0);
+    let plan = allocate(&input(vec![a, agent("big", 1.0, 1024.0)], vec![fw("f", "r")]), now(), 0);
+    assert_eq!(plan.offers.len(), 1);
+    assert_eq!(plan.offers[0].agent, "big");
+}
+
+#[test]
+fn quota_limit_trims_the_offer() {
+    let mut inp = input(vec![agent("a0", 8.0, 8192.0), agent("a1", 8.0, 8192.0)], vec![fw("f", "capped")]);
+    inp.roles.insert(
+        "capped".into(),
+        RoleInput {
+            quota: Some(QuotaInput { guarantee: Resources::default(), limit: Some(res(5.0, 6144.0)) }),
+            allocated: res(1.0, 0.0),
+            ..Default::default()
+        },
+    );
+    let plan = allocate(&inp, now(), 5);
+    let total = plan.offers.iter().fold(Resources::default(), |acc, o| acc.add(&o.resources));
+    assert_eq!(total.scalar_values(), res(4.0, 6144.0).scalar_values());
+}
+
+#[test]
+fn guarantee_first_then_headroom_is_held_back() {
+    // Two agents of 4 cpus. "prod" is guaranteed 6 cpus but has no framework yet:
+    // the others may only get what its guarantee does not need.
+    let mut inp = input(vec![agent("a0", 4.0, 4096.0), agent("a1", 4.0, 4096.0)], vec![fw("f", "dev")]);
+    let prod_quota = QuotaInput { guarantee: res(6.0, 0.0), limit: None };
+    inp.roles.insert("prod".into(), RoleInput { quota: Some(prod_quota), ..Default::default() });
+    let plan = allocate(&inp, now(), 2);
+    let dev = plan.offers.iter().fold(Resources::default(), |acc, o| acc.add(&o.resources));
+    assert_eq!(dev.cpus, 2.0);
+    assert_eq!(dev.mem, 8192.0);
+
+    // With a framework, prod gets its guarantee in stage 1 although "dev" sorts first by share.
+    inp.frameworks.push(fw("p", "prod"));
+    inp.roles.get_mut("prod").unwrap().weight = 0.01;
+    let plan = allocate(&inp, now(), 2);
+    let prod =
+        plan.offers.iter().filter(|o| o.role == "prod").fold(Resources::default(), |acc, o| acc.add(&o.resources));
+    assert!(prod.cpus >= 6.0, "{plan:?}");
+}
+
+#[test]
+fn weights_split_the_cluster() {
+    let mut sim = Sim::default();
+    for i in 0..12 {
+        sim.agent(&format!("a{i}"), res(8.0, 8.0 * GIB));
+    }
+    sim.role("gold", 2.0);
+    sim.role("silver", 1.0);
+    let task = res(1.0, 0.5 * GIB);
+    sim.user("gold", "g", task.clone(), 1000);
+    sim.user("silver", "s", task.clone(), 1000);
+    sim.run();
+    let shares = sim.role_shares();
+    let t = sim.task_share(&task);
+    assert!((shares["gold"] - 2.0 * shares["silver"]).abs() <= 2.0 * t + 1e-9, "{shares:?}");
+    assert_eq!(sim.launched("g") + sim.launched("s"), 96);
+    assert_eq!(sim.launched("g"), 64);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Equal weights and equal demand: dominant shares end within one task's share.
+    #[test]
+    fn equal_demand_ends_within_one_task(
+        agents in prop::collection::vec((1u32..=8, 1u32..=16), 1..8),
+        roles in 2usize..=4,
+        cpus in 1u32..=3,
+        mem_gib in 1u32..=4,
+    ) {
+        let mut sim = Sim::default();
+        for (i, (c, m)) in agents.iter().enumerate() {
+            sim.agent(&format!("a{i}"), res(f64::from(*c), f64::from(*m) * GIB));
+        }
+        let task = res(f64::from(cpus), f64::from(mem_gib) * GIB);
+        for r in 0..roles {
+            sim.user(&format!("r{r}"), &format!("f{r}"), task.clone(), 10_000);
+        }
+        sim.run();
+        let shares = sim.role_shares();
+        let t = sim.task_share(&task);
+        let max = shares.values().cloned().fold(0.0, f64::max);
+        let min = shares.values().cloned().fold(f64::INFINITY, f64::min);
+        prop_assert!(max - min <= t + 1e-9, "shares {:?}, one task {}", shares, t);
+    }
+
+    /// With weights 2 and 1 and equal demand, the heavier role ends with twice the share, within a task.
+    #[test]
+    fn weight_two_gets_twice_the_share(agents in prop::collection::vec((1u32..=8, 1u32..=16), 1..8)) {
+        let mut sim = Sim::default();
+        for (i, (c, m)) in agents.iter().enumerate() {
+            sim.agent(&format!("a{i}"), res(f64::from(*c), f64::from(*m) * GIB));
+        }
+        sim.role("heavy", 2.0);
+        let task = res(1.0, 0.5 * GIB);
+        sim.user("heavy", "h", task.clone(), 10_000);
+        sim.user("light", "l", task.clone(), 10_000);
+        sim.run();
+        let shares = sim.role_shares();
+        let t = sim.task_share(&task);
+        prop_assert!((shares["heavy"] - 2.0 * shares["light"]).abs() <= 2.0 * t + 1e-9, "{:?}", shares);
+    }
+}
