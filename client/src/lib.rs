@@ -20,6 +20,7 @@
 pub mod api;
 pub mod backoff;
 mod client;
+pub mod controller;
 mod error;
 mod object_ref;
 pub mod params;
@@ -28,6 +29,7 @@ pub mod watcher;
 
 pub use api::{Api, DeleteOutcome, WatchEvent, WatchStream};
 pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+pub use controller::{Action, Controller};
 pub use error::{Error, Result, StatusBody, StatusCause, StatusDetails};
 pub use object_ref::ObjectRef;
 pub use params::{DeleteParams, ListParams, PropagationPolicy, WatchParams};
