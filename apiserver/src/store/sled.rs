@@ -1,1 +1,0 @@
-//! sled-backed store (being built).

@@ -1,0 +1,192 @@
+//! Byte layouts of the sled store's three trees.
+//!
+//! Owns how objects, change-log entries and meta counters are encoded and
+//! decoded. It must not touch sled itself beyond `IVec`: reading and writing
+//! trees belongs to the other modules.
+//!
+//! - objects: `key` → `create_revision (u64 BE) | mod_revision (u64 BE) | value`
+//! - log: `revision (u64 BE) | event index (u32 BE)` →
+//!   `kind (u8) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`
+//! - meta: [`META_REVISION`] and [`META_COMPACTED`] → `u64 BE`
+
+use ::sled::IVec;
+use bytes::Bytes;
+
+use crate::store::{EventKind, KeyValue, Revision, StoreError, WatchEvent};
+
+/// Meta key holding the last applied revision.
+pub(super) const META_REVISION: &[u8] = b"revision";
+/// Meta key holding the compacted revision.
+pub(super) const META_COMPACTED: &[u8] = b"compacted";
+
+const OBJECT_HEADER: usize = 16;
+
+/// Length of a change-log key.
+pub(super) const LOG_KEY_LEN: usize = 12;
+
+/// Encodes an object record.
+pub(super) fn encode_object(create_revision: Revision, mod_revision: Revision, value: &[u8]) -> IVec {
+    let mut buf = Vec::with_capacity(OBJECT_HEADER + value.len());
+    buf.extend_from_slice(&create_revision.to_be_bytes());
+    buf.extend_from_slice(&mod_revision.to_be_bytes());
+    buf.extend_from_slice(value);
+    IVec::from(buf)
+}
+
+/// The revisions and value of an object record, without copying the value.
+pub(super) struct ObjectRecord {
+    pub(super) create_revision: Revision,
+    pub(super) mod_revision: Revision,
+    pub(super) value: Bytes,
+}
+
+/// Decodes an object record stored under `key`.
+pub(super) fn decode_object(key: &str, raw: IVec) -> Result<ObjectRecord, StoreError> {
+    if raw.len() < OBJECT_HEADER {
+        return Err(corrupt("object", key));
+    }
+    let create_revision = read_u64(&raw[0..8]);
+    let mod_revision = read_u64(&raw[8..16]);
+    let value = Bytes::from_owner(raw).slice(OBJECT_HEADER..);
+    Ok(ObjectRecord { create_revision, mod_revision, value })
+}
+
+/// Decodes an object record into the contract's `KeyValue`.
+pub(super) fn decode_key_value(key: String, raw: IVec) -> Result<KeyValue, StoreError> {
+    let record = decode_object(&key, raw)?;
+    Ok(KeyValue {
+        key,
+        value: record.value,
+        create_revision: record.create_revision,
+        mod_revision: record.mod_revision,
+    })
+}
+
+/// Turns a stored key back into a `String`.
+pub(super) fn decode_key(raw: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(raw.to_vec()).map_err(|_| StoreError::Backend("a stored key is not valid UTF-8".into()))
+}
+
+/// The change-log key of the `index`-th event of `revision`.
+pub(super) fn log_key(revision: Revision, index: u32) -> [u8; LOG_KEY_LEN] {
+    let mut key = [0u8; LOG_KEY_LEN];
+    key[..8].copy_from_slice(&revision.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The revision a change-log key belongs to.
+pub(super) fn log_key_revision(raw: &[u8]) -> Result<Revision, StoreError> {
+    if raw.len() != LOG_KEY_LEN {
+        return Err(StoreError::Backend(format!("change-log key has {} bytes, expected {LOG_KEY_LEN}", raw.len())));
+    }
+    Ok(read_u64(&raw[..8]))
+}
+
+/// Encodes one change-log event.
+pub(super) fn encode_event(kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) -> IVec {
+    let mut buf = Vec::with_capacity(9 + key.len() + value.len() + prev_value.len());
+    buf.push(match kind {
+        EventKind::Created => 0,
+        EventKind::Updated => 1,
+        EventKind::Deleted => 2,
+    });
+    buf.extend_from_slice(&len_u32(key.len()).to_be_bytes());
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(&len_u32(value.len()).to_be_bytes());
+    buf.extend_from_slice(value);
+    buf.extend_from_slice(prev_value);
+    IVec::from(buf)
+}
+
+/// The key bytes of an encoded event, to filter by prefix before decoding.
+pub(super) fn event_key(raw: &[u8]) -> Option<&[u8]> {
+    let len = read_u32(raw.get(1..5)?) as usize;
+    raw.get(5..5 + len)
+}
+
+/// Decodes one change-log event written at `revision`.
+pub(super) fn decode_event(revision: Revision, raw: IVec) -> Result<WatchEvent, StoreError> {
+    let bad = || StoreError::Backend(format!("corrupt change-log event at revision {revision}"));
+    let kind = match raw.first() {
+        Some(0) => EventKind::Created,
+        Some(1) => EventKind::Updated,
+        Some(2) => EventKind::Deleted,
+        _ => return Err(bad()),
+    };
+    let key_end = 5 + event_key(&raw).ok_or_else(bad)?.len();
+    let key = std::str::from_utf8(&raw[5..key_end]).map_err(|_| bad())?.to_owned();
+    let value_len = read_u32(raw.get(key_end..key_end + 4).ok_or_else(bad)?) as usize;
+    let value_start = key_end + 4;
+    let value_end = value_start + value_len;
+    if value_end > raw.len() {
+        return Err(bad());
+    }
+    let all = Bytes::from_owner(raw);
+    Ok(WatchEvent { revision, kind, key, value: all.slice(value_start..value_end), prev_value: all.slice(value_end..) })
+}
+
+/// Decodes a meta counter; absent means 0.
+pub(super) fn decode_counter(name: &[u8], raw: Option<IVec>) -> Result<u64, StoreError> {
+    match raw {
+        None => Ok(0),
+        Some(raw) if raw.len() == 8 => Ok(read_u64(&raw)),
+        Some(_) => Err(StoreError::Backend(format!("meta counter {} is corrupt", String::from_utf8_lossy(name)))),
+    }
+}
+
+fn corrupt(what: &str, key: &str) -> StoreError {
+    StoreError::Backend(format!("corrupt {what} record for key {key:?}"))
+}
+
+fn read_u64(raw: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&raw[..8]);
+    u64::from_be_bytes(buf)
+}
+
+fn read_u32(raw: &[u8]) -> u32 {
+    let mut buf = [0u8; 4];
+    buf.copy_from_slice(&raw[..4]);
+    u32::from_be_bytes(buf)
+}
+
+fn len_u32(len: usize) -> u32 {
+    // Keys and values above 4 GiB are refused by sled long before this point.
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_round_trip() {
+        let raw = encode_object(3, 7, b"hello");
+        let kv = decode_key_value("/a".into(), raw).unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, &kv.value[..]), (3, 7, &b"hello"[..]));
+    }
+
+    #[test]
+    fn event_round_trip_and_prefix_key() {
+        let raw = encode_event(&EventKind::Updated, "/tasks/a", b"new", b"old");
+        assert_eq!(event_key(&raw), Some(&b"/tasks/a"[..]));
+        let ev = decode_event(9, raw).unwrap();
+        assert_eq!(ev.kind, EventKind::Updated);
+        assert_eq!((ev.revision, ev.key.as_str()), (9, "/tasks/a"));
+        assert_eq!((&ev.value[..], &ev.prev_value[..]), (&b"new"[..], &b"old"[..]));
+    }
+
+    #[test]
+    fn log_keys_sort_by_revision_then_index() {
+        assert!(log_key(1, 5) < log_key(2, 0));
+        assert!(log_key(256, 0) > log_key(255, 9));
+        assert_eq!(log_key_revision(&log_key(42, 3)).unwrap(), 42);
+    }
+
+    #[test]
+    fn truncated_records_are_errors() {
+        assert!(decode_object("/a", IVec::from(&b"short"[..])).is_err());
+        assert!(decode_event(1, IVec::from(&[0u8, 0, 0, 0, 9, b'a'][..])).is_err());
+    }
+}

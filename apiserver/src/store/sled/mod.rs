@@ -1,0 +1,256 @@
+//! The embedded store: the [`Store`] contract on sled, with group commit.
+//!
+//! Owns the sled database of one apiserver: the `objects`, `log` (change log)
+//! and `meta` trees, the write path, reads, watches and compaction. It must not
+//! know about kinds, JSON or HTTP.
+//!
+//! # Layout
+//!
+//! - `codec`: byte layouts of the three trees.
+//! - `commit`: compares and the atomic multi-tree write of one transaction.
+//! - `group_commit`: revision bookkeeping, the flusher that shares fsyncs
+//!   between concurrent writers, and the live event broadcast.
+//! - `watch`: replay-then-live watch streams.
+//! - `compact`: change-log compaction.
+//!
+//! # Consistency of reads
+//!
+//! Reads see every applied write, durable or not. [`Store::revision`] and the
+//! revision of a [`ListResult`] are the durable revision `D` read *before*
+//! the listing, so the listing holds every write at or below `D` (and maybe
+//! some above it). A watch from `D` replays the log above `D`, where the
+//! writes applied but not yet durable at list time are, and delivers them
+//! once durable: a list followed by a watch from its revision misses nothing.
+//!
+//! # Caveats
+//!
+//! - `SledStore::open` must run inside a tokio runtime: it spawns the flusher.
+//! - One process may open a directory once at a time (sled locks it). Dropping
+//!   the last `Arc<SledStore>` closes it synchronously, so the directory can be
+//!   opened again right after; live watch streams then end with `Closed`.
+
+mod codec;
+mod commit;
+mod compact;
+mod group_commit;
+mod watch;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use self::commit::Applied;
+use self::group_commit::{lock, Shared};
+use super::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
+
+/// Tuning of a [`SledStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SledOptions {
+    /// Revisions kept in the change log for watches to resume from; older
+    /// ones are compacted in the background. Default 200,000.
+    pub watch_window: u64,
+    /// Flush batches buffered per live watcher before it must catch up from
+    /// the log. Default 1,024.
+    pub live_buffer: usize,
+    /// sled page-cache size in bytes; `None` keeps sled's default.
+    pub cache_capacity: Option<u64>,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        Self { watch_window: 200_000, live_buffer: 1024, cache_capacity: None }
+    }
+}
+
+/// The sled handles. Only the store holds them strongly, apart from short
+/// blocking jobs (flush, list, compaction) that the store's drop waits for.
+struct Handles {
+    db: ::sled::Db,
+    objects: ::sled::Tree,
+    log: ::sled::Tree,
+    meta: ::sled::Tree,
+}
+
+/// The embedded, durable [`Store`] on sled. See the module docs.
+pub struct SledStore {
+    trees: Arc<Handles>,
+    shared: Arc<Shared>,
+    /// Serializes compare-and-apply; held only in synchronous code.
+    write_lock: Mutex<()>,
+    me: Weak<SledStore>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir` and starts its flusher task on
+    /// the current tokio runtime.
+    ///
+    /// Errors: `StoreError::Backend` when called outside a tokio runtime, when
+    /// sled cannot open the directory (including when it is already open), or
+    /// when the stored counters are corrupt.
+    pub fn open(dir: &Path, opts: SledOptions) -> Result<Arc<SledStore>, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| StoreError::Backend("SledStore::open must be called inside a tokio runtime".into()))?;
+        let mut config = ::sled::Config::new().path(dir).mode(::sled::Mode::HighThroughput).flush_every_ms(None);
+        if let Some(bytes) = opts.cache_capacity {
+            config = config.cache_capacity(bytes);
+        }
+        let db = config.open().map_err(|err| StoreError::Backend(format!("opening {}: {err}", dir.display())))?;
+        let trees = Handles {
+            objects: db.open_tree("objects").map_err(backend)?,
+            log: db.open_tree("log").map_err(backend)?,
+            meta: db.open_tree("meta").map_err(backend)?,
+            db,
+        };
+        let revision =
+            codec::decode_counter(codec::META_REVISION, trees.meta.get(codec::META_REVISION).map_err(backend)?)?;
+        let compacted =
+            codec::decode_counter(codec::META_COMPACTED, trees.meta.get(codec::META_COMPACTED).map_err(backend)?)?;
+        // Finish a compaction that a crash interrupted.
+        compact::delete_through(&trees, compacted)?;
+        tracing::debug!(dir = %dir.display(), revision, compacted, "sled store opened");
+
+        let trees = Arc::new(trees);
+        let shared = Arc::new(Shared::new(revision, compacted, opts.live_buffer));
+        runtime.spawn(group_commit::run_flusher(Arc::clone(&shared), Arc::downgrade(&trees), opts.watch_window));
+        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, write_lock: Mutex::new(()), me: me.clone() }))
+    }
+
+    /// How many fsyncs the store has run for writes (group commit shares one
+    /// among all writers waiting at that moment).
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flush_count()
+    }
+
+    /// The revision of the last applied write, durable or not.
+    pub fn applied_revision(&self) -> Revision {
+        self.shared.applied()
+    }
+
+    /// Applies `txn` under the write lock; `Committed` here means applied,
+    /// not yet durable.
+    fn apply(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let _writer = lock(&self.write_lock);
+        if let Some(err) = self.shared.failure() {
+            return Err(err);
+        }
+        match commit::apply(&self.trees, txn, self.shared.applied() + 1)? {
+            Applied::Committed { revision, events } => {
+                self.shared.record_applied(revision, events);
+                Ok(TxnOutcome::Committed { revision })
+            }
+            Applied::Failed { compare, current } => Ok(TxnOutcome::Failed { compare, current }),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        match self.trees.objects.get(key).map_err(backend)? {
+            Some(raw) => codec::decode_key_value(key.to_owned(), raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ListResult, StoreError> {
+        // Read the revision first: everything at or below it is then visible.
+        let revision = self.shared.durable();
+        let trees = Arc::clone(&self.trees);
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        let page = tokio::task::spawn_blocking(move || list_blocking(&trees, &prefix, start_after.as_deref(), limit))
+            .await
+            .map_err(|err| StoreError::Backend(format!("list task failed: {err}")))??;
+        Ok(ListResult { items: page.0, revision, more: page.1 })
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let outcome = self.apply(txn)?;
+        if let TxnOutcome::Committed { revision } = outcome {
+            self.shared.wait_durable(revision).await?;
+        }
+        Ok(outcome)
+    }
+
+    fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError> {
+        let compacted = self.compacted_revision();
+        if from < compacted {
+            return Err(StoreError::Compacted { requested: from, oldest: compacted });
+        }
+        Ok(watch::start(self, prefix, from))
+    }
+
+    fn revision(&self) -> Revision {
+        self.shared.durable()
+    }
+
+    fn compacted_revision(&self) -> Revision {
+        self.shared.compacted.load(Ordering::Acquire)
+    }
+
+    /// Compacts up to `revision`, clamped to the durable revision; compacting
+    /// at or below the current compaction point does nothing.
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let trees = Arc::clone(&self.trees);
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || compact::compact_blocking(&trees, &shared, revision))
+            .await
+            .map_err(|err| StoreError::Backend(format!("compaction task failed: {err}")))?
+    }
+}
+
+/// One page of keys under `prefix`, and whether more follow.
+fn list_blocking(
+    trees: &Handles,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: Option<usize>,
+) -> Result<(Vec<KeyValue>, bool), StoreError> {
+    let lower = match start_after {
+        Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
+        _ => Bound::Included(prefix.as_bytes()),
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut items = Vec::new();
+    for entry in trees.objects.range::<&[u8], _>((lower, Bound::Unbounded)) {
+        let (key, raw) = entry.map_err(backend)?;
+        if !key.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        if items.len() == limit {
+            return Ok((items, true));
+        }
+        items.push(codec::decode_key_value(codec::decode_key(&key)?, raw)?);
+    }
+    Ok((items, false))
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.shared.close();
+        // Wait for in-flight blocking jobs (flush, list, compaction) to let go
+        // of the database, so the directory can be reopened right away.
+        let mut waited = Duration::ZERO;
+        while Arc::strong_count(&self.trees) > 1 && waited < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+            waited += Duration::from_millis(1);
+        }
+        if let Err(err) = self.trees.db.flush() {
+            tracing::warn!(error = %err, "final flush of the store failed");
+        }
+    }
+}
+
+/// Wraps a sled error, keeping its text.
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
