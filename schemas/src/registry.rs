@@ -55,7 +55,7 @@ impl std::fmt::Debug for KindInfo {
 /// Decode `value` as `K`, collecting unknown fields and every error.
 pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
     let mut unknown = Vec::new();
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(crate::validation::ignored_field_path(&path));
     let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
     let typed: Result<K, _> = serde_path_to_error::deserialize(de);
     match typed {
@@ -69,7 +69,7 @@ pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
                     field: if field == "." { String::new() } else { field },
                     kind: FieldErrorKind::TypeInvalid,
                     value: String::new(),
-                    detail: inner,
+                    detail: crate::validation::humanize_type_error(&inner),
                 }],
             }
         }

@@ -150,7 +150,7 @@ static DNS1123_SUBDOMAIN: Lazy<Regex> =
 /// Problems with `name` as a DNS-1123 subdomain (object names), empty if fine.
 pub fn dns1123_subdomain(name: &str) -> Option<String> {
     if name.len() > 253 {
-        return Some("must be no more than 253 characters".into());
+        return Some(format!("must be no more than 253 characters (it has {})", name.len()));
     }
     if !DNS1123_SUBDOMAIN.is_match(name) {
         return Some(
@@ -165,7 +165,7 @@ pub fn dns1123_subdomain(name: &str) -> Option<String> {
 /// Problems with `name` as a DNS-1123 label (namespaces, roles), empty if fine.
 pub fn dns1123_label(name: &str) -> Option<String> {
     if name.len() > 63 {
-        return Some("must be no more than 63 characters".into());
+        return Some(format!("must be no more than 63 characters (it has {})", name.len()));
     }
     if !DNS1123_LABEL.is_match(name) {
         return Some(
@@ -204,8 +204,114 @@ pub fn validate_meta(meta: &ObjectMeta, namespaced: bool, errs: &mut Vec<FieldEr
 /// Checks a non-negative, finite scalar.
 pub fn non_negative(path: &str, v: f64, errs: &mut Vec<FieldError>) {
     if v.is_nan() || v.is_infinite() {
-        errs.push(FieldError::invalid(path, v, "must be a finite number"));
+        errs.push(FieldError::invalid(path, v, "must be a finite number, e.g. 0.5"));
     } else if v < 0.0 {
-        errs.push(FieldError::invalid(path, v, "must be >= 0"));
+        errs.push(FieldError::invalid(path, v, "must be >= 0; an amount cannot be negative"));
     }
+}
+
+/// Renders the path of a field `serde_ignored` reports the way
+/// [`FieldError::field`] is written: `spec.resources.ports[0].x`. `Option`
+/// and newtype levels add nothing (serde_ignored's own rendering shows them
+/// as `?`).
+pub fn ignored_field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", ignored_field_path(parent)),
+        Path::Map { parent, key } => join(&ignored_field_path(parent), key),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            ignored_field_path(parent)
+        }
+    }
+}
+
+/// Rewrites a serde type error for people: Rust type names become words
+/// (`expected u16` → `expected a whole number from 0 to 65535`).
+pub fn humanize_type_error(detail: &str) -> String {
+    const TYPES: [(&str, &str); 10] = [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected a borrowed string", "expected a string"),
+    ];
+    let mut out = detail.to_string();
+    for (rust, words) in TYPES {
+        out = out.replace(rust, words);
+    }
+    out
+}
+
+/// The five fields of a cron schedule: name, lowest and highest value.
+const CRON_FIELDS: [(&str, u32, u32); 5] =
+    [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// Problems with a five-field cron expression (`minute hour day-of-month
+/// month day-of-week`, UTC), `None` if fine. Each field is `*`, a value, a
+/// range `a-b`, any of these with a step `/n`, or a comma-separated list of
+/// them; months and weekdays may be named (`JAN`, `MON`).
+pub fn cron_schedule(expr: &str) -> Option<String> {
+    const SHAPE: &str = "a schedule is five fields, minute hour day-of-month month day-of-week, e.g. \"*/5 * * * *\"";
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Some(format!("has {} fields; {SHAPE}", fields.len()));
+    }
+    for (i, (field, (name, lo, hi))) in fields.iter().zip(CRON_FIELDS).enumerate() {
+        let names: &[&str] = match i {
+            3 => &MONTHS,
+            4 => &WEEKDAYS,
+            _ => &[],
+        };
+        for item in field.split(',') {
+            if let Err(why) = cron_item(item, lo, hi, names) {
+                return Some(format!("{name} field {field:?}: {why}; {SHAPE}"));
+            }
+        }
+    }
+    None
+}
+
+fn cron_item(item: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(), String> {
+    let (base, step) = match item.split_once('/') {
+        Some((b, s)) => (b, Some(s)),
+        None => (item, None),
+    };
+    if let Some(step) = step {
+        match step.parse::<u32>() {
+            Ok(n) if n >= 1 => {}
+            _ => return Err(format!("step {step:?} must be a whole number >= 1")),
+        }
+    }
+    if base == "*" {
+        return Ok(());
+    }
+    let value = |v: &str| -> Result<u32, String> {
+        let first = names.iter().position(|n| n.eq_ignore_ascii_case(v)).map(|p| p as u32 + lo);
+        match first.or_else(|| v.parse::<u32>().ok()) {
+            Some(n) if (lo..=hi).contains(&n) => Ok(n),
+            Some(n) => Err(format!("{n} is outside {lo}-{hi}")),
+            None if v.is_empty() => Err("empty value".to_string()),
+            None => Err(format!("{v:?} is not a number")),
+        }
+    };
+    match base.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (value(a)?, value(b)?);
+            if a > b {
+                return Err(format!("range {a}-{b} runs backwards"));
+            }
+        }
+        None => {
+            value(base)?;
+        }
+    }
+    Ok(())
 }
