@@ -22,6 +22,7 @@ pub mod backoff;
 mod client;
 pub mod controller;
 mod error;
+pub mod leader;
 mod object_ref;
 pub mod params;
 pub mod reflector;
