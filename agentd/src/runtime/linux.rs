@@ -1,0 +1,337 @@
+//! [`LinuxRuntime`]: real Linux containers through youki's `libcontainer`,
+//! on the host filesystem (read-only) with cgroup limits.
+//!
+//! The agent process never calls libcontainer's `build` / `start` (they fork
+//! and change the cwd, unsafe in a multi-threaded tokio process): `start`
+//! runs one shim per container ([`crate::shim`]), the agent's own binary
+//! with the hidden `shim` subcommand. Signals go through
+//! `Container::load(..).kill(..)` on a blocking thread, which is safe.
+//!
+//! Everything is kept on disk (see `layout`), so a new `LinuxRuntime` on the
+//! same work dir lists and follows the containers of an earlier one.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use libcontainer::container::Container;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::cgroups::{self, CgroupVersion, TaskCgroup};
+use super::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
+use super::spec::{self, HostFeatures, NOT_BOUND};
+use super::{
+    ContainerConfig, ContainerId, ContainerRuntime, ContainerState, RuntimeError, Signal, Usage, SANDBOX_MOUNT,
+};
+
+/// How long `start` waits for the shim to report.
+const SHIM_REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether the kernel can filter system calls with seccomp (the runtime
+/// then installs its profile in every container).
+pub fn seccomp_available() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")))
+}
+
+/// Real containers under one work dir.
+#[derive(Debug)]
+pub struct LinuxRuntime {
+    layout: Layout,
+    shim: PathBuf,
+    cgroup_version: CgroupVersion,
+    seccomp: bool,
+}
+
+impl LinuxRuntime {
+    /// A runtime keeping its state under `work_dir` and running `shim_binary
+    /// shim ...` per container (normally `/proc/self/exe`, the agent itself).
+    /// Fails with [`RuntimeError::Unavailable`] unless run as root on a host
+    /// with a cgroup filesystem.
+    pub fn new(work_dir: impl Into<PathBuf>, shim_binary: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(RuntimeError::Unavailable("the agent must run as root to create containers".into()));
+        }
+        let cgroup_version = cgroups::detect()
+            .ok_or_else(|| RuntimeError::Unavailable("no cgroup filesystem under /sys/fs/cgroup".into()))?;
+        let shim = shim_binary.into();
+        if !shim.exists() {
+            return Err(RuntimeError::Unavailable(format!("shim binary {} does not exist", shim.display())));
+        }
+        let work_dir = std::path::absolute(work_dir.into()).map_err(|e| RuntimeError::io("work dir", e))?;
+        let layout = Layout::new(work_dir);
+        for dir in [layout.containers(), layout.libcontainer_root()] {
+            std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+        }
+        Ok(LinuxRuntime { layout, shim, cgroup_version, seccomp: seccomp_available() })
+    }
+
+    /// The cgroup version containers are placed in.
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.cgroup_version
+    }
+
+    /// Host path of a container's sandbox (its stdout, stderr and files).
+    pub fn sandbox_dir(&self, id: &ContainerId) -> PathBuf {
+        self.layout.sandbox(id)
+    }
+
+    /// Resource usage of a running container.
+    pub fn usage(&self, id: &ContainerId) -> Option<Usage> {
+        cgroups::usage(id)
+    }
+
+    fn checkpoint(&self, id: &ContainerId) -> Result<Checkpoint, RuntimeError> {
+        layout::read_json(&self.layout.checkpoint(id))?.ok_or_else(|| RuntimeError::NotFound(id.clone()))
+    }
+
+    /// The state from the records on disk and the processes alive.
+    fn state_blocking(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError> {
+        self.checkpoint(id)?;
+        if let Some(exit) = layout::read_json::<ExitRecord>(&self.layout.exit_record(id))? {
+            return Ok(ContainerState::Exited { code: exit.code, oom: exit.oom, message: exit.message });
+        }
+        let Some(shim) = layout::read_json::<ShimRecord>(&self.layout.shim_record(id))? else {
+            return Ok(ContainerState::Created);
+        };
+        let shim_alive = layout::process_alive(shim.shim_pid)
+            && layout::process_start_time(shim.shim_pid) == Some(shim.shim_start_time);
+        if shim_alive || layout::process_alive(shim.init_pid) {
+            return Ok(ContainerState::Running { pid: shim.init_pid });
+        }
+        // The shim may have written exit.json between the two reads above.
+        match layout::read_json::<ExitRecord>(&self.layout.exit_record(id))? {
+            Some(exit) => Ok(ContainerState::Exited { code: exit.code, oom: exit.oom, message: exit.message }),
+            None => Ok(ContainerState::Unknown),
+        }
+    }
+
+    fn create_blocking(&self, config: &ContainerConfig) -> Result<(), RuntimeError> {
+        config.check_supported()?;
+        let id = &config.id;
+        if self.layout.checkpoint(id).exists() {
+            return Err(RuntimeError::AlreadyExists(id.clone()));
+        }
+        let (uid, gid) = lookup_user(config.user.as_deref())?;
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| RuntimeError::io(p, e)
+        };
+        let sandbox = self.layout.sandbox(id);
+        std::fs::create_dir_all(&sandbox).map_err(io(&sandbox))?;
+        for name in ["stdout", "stderr"] {
+            let f = sandbox.join(name);
+            std::fs::OpenOptions::new().append(true).create(true).open(&f).map_err(io(&f))?;
+            nix::unistd::chown(&f, Some(uid.into()), Some(gid.into())).map_err(|e| io(&f)(e.into()))?;
+        }
+        nix::unistd::chown(&sandbox, Some(uid.into()), Some(gid.into())).map_err(|e| io(&sandbox)(e.into()))?;
+
+        let rootfs = self.layout.bundle(id).join("rootfs");
+        let host_dirs = prepare_rootfs(&rootfs)?;
+        let checkpoint = Checkpoint { config: config.clone(), uid, gid, cgroups_path: cgroups::cgroups_path(id) };
+        let host = HostFeatures {
+            host_dirs,
+            seccomp: self.seccomp,
+            memsw: self.cgroup_version == CgroupVersion::V1 && cgroups::memsw_available(),
+            sandbox: sandbox.display().to_string(),
+        };
+        let oci = spec::build(&checkpoint, &host);
+        layout::write_json(&self.layout.bundle(id).join("config.json"), &oci)?;
+        // Last: its presence means "created".
+        layout::write_json(&self.layout.checkpoint(id), &checkpoint)
+    }
+
+    fn kill_blocking(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
+        if !matches!(self.state_blocking(id)?, ContainerState::Running { .. }) {
+            return Ok(());
+        }
+        let root = self.layout.libcontainer_root().join(id.as_str());
+        let result = Container::load(root).and_then(|mut c| c.kill(signal, true));
+        match result {
+            Ok(()) => Ok(()),
+            // It may have exited in between.
+            Err(_) if !matches!(self.state_blocking(id)?, ContainerState::Running { .. }) => Ok(()),
+            Err(e) => Err(RuntimeError::Container { id: id.clone(), message: format!("kill {signal}: {e}") }),
+        }
+    }
+
+    fn delete_blocking(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let state = match self.state_blocking(id) {
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            other => other?,
+        };
+        if let ContainerState::Running { .. } = state {
+            return Err(RuntimeError::InvalidState { id: id.clone(), op: "delete", state: format!("{state:?}") });
+        }
+        let root = self.layout.libcontainer_root().join(id.as_str());
+        if root.exists() {
+            if let Ok(mut c) = Container::load(root.clone()) {
+                let _ = c.delete(true);
+            }
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        if let Some(cg) = TaskCgroup::of(id) {
+            if !cg.kill_all_and_remove() {
+                return Err(RuntimeError::Container {
+                    id: id.clone(),
+                    message: "its cgroup could not be removed".into(),
+                });
+            }
+        }
+        let dir = self.layout.container(id);
+        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&LinuxRuntime) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, RuntimeError>> {
+        let me = LinuxRuntime {
+            layout: self.layout.clone(),
+            shim: self.shim.clone(),
+            cgroup_version: self.cgroup_version,
+            seccomp: self.seccomp,
+        };
+        async move {
+            tokio::task::spawn_blocking(move || f(&me))
+                .await
+                .map_err(|e| RuntimeError::Unavailable(format!("blocking task failed: {e}")))?
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for LinuxRuntime {
+    #[tracing::instrument(skip_all, fields(id = %config.id))]
+    async fn create(&self, config: &ContainerConfig) -> Result<(), RuntimeError> {
+        let config = config.clone();
+        self.blocking(move |rt| rt.create_blocking(&config)).await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let state = self.state(id).await?;
+        if state != ContainerState::Created {
+            return Err(RuntimeError::InvalidState { id: id.clone(), op: "start", state: format!("{state:?}") });
+        }
+        let log_path = self.layout.shim_log(id);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(|e| RuntimeError::io(&log_path, e))?;
+        let mut child = tokio::process::Command::new(&self.shim)
+            .arg("shim")
+            .arg("--work-dir")
+            .arg(self.layout.containers().parent().unwrap_or(Path::new("/")))
+            .arg("--id")
+            .arg(id.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| RuntimeError::io(&self.shim, e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // Reap the shim whenever it ends; it outlives this runtime if need be.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let mut line = String::new();
+        let read = tokio::time::timeout(SHIM_REPORT_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        match read {
+            Ok(Ok(_)) if line.starts_with("started ") || line.trim() == "exited" => {
+                tracing::debug!(report = line.trim(), "shim reported");
+                Ok(())
+            }
+            _ => {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String =
+                    log.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("; ");
+                Err(RuntimeError::Container {
+                    id: id.clone(),
+                    message: format!("shim failed to start the container: {tail}"),
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn kill(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
+        let id = id.clone();
+        self.blocking(move |rt| rt.kill_blocking(&id, signal)).await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn delete(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let id = id.clone();
+        self.blocking(move |rt| rt.delete_blocking(&id)).await
+    }
+
+    async fn state(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError> {
+        let id = id.clone();
+        self.blocking(move |rt| rt.state_blocking(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError> {
+        let dir = self.layout.containers();
+        let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+        let mut ids: Vec<ContainerId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| ContainerId::parse(&e.file_name().to_string_lossy()))
+            .filter(|id| self.layout.checkpoint(id).exists())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// Resolves the user a task runs as: `nobody` by default.
+fn lookup_user(name: Option<&str>) -> Result<(u32, u32), RuntimeError> {
+    let wanted = name.unwrap_or("nobody");
+    let found = nix::unistd::User::from_name(wanted)
+        .map_err(|e| RuntimeError::InvalidConfig { field: "user", reason: format!("looking up {wanted:?}: {e}") })?;
+    match (found, name) {
+        (Some(u), _) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        (None, None) => Ok((65534, 65534)),
+        (None, Some(_)) => Err(RuntimeError::InvalidConfig {
+            field: "user",
+            reason: format!("no user {wanted:?} in this agent's /etc/passwd"),
+        }),
+    }
+}
+
+/// Creates the container's rootfs: a directory of mount points for the
+/// host's top-level directories (returned, to be bound read-only), copies
+/// of the host's top-level symlinks (`/bin -> usr/bin`), and mount points
+/// for what the container gets of its own.
+fn prepare_rootfs(rootfs: &Path) -> Result<Vec<String>, RuntimeError> {
+    let io = |p: &Path, e| RuntimeError::io(p, e);
+    std::fs::create_dir_all(rootfs).map_err(|e| io(rootfs, e))?;
+    let mut host_dirs = Vec::new();
+    for entry in std::fs::read_dir("/").map_err(|e| io(Path::new("/"), e))? {
+        let entry = entry.map_err(|e| io(Path::new("/"), e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if NOT_BOUND.contains(&name.as_str()) {
+            continue;
+        }
+        let target = rootfs.join(&name);
+        let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+        if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(|e| io(&entry.path(), e))?;
+            if !target.exists() {
+                symlink(&link, &target).map_err(|e| io(&target, e))?;
+            }
+        } else if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| io(&target, e))?;
+            host_dirs.push(name);
+        }
+    }
+    for own in ["proc", "sys", "dev", "tmp", SANDBOX_MOUNT.trim_start_matches('/')] {
+        let target = rootfs.join(own);
+        std::fs::create_dir_all(&target).map_err(|e| io(&target, e))?;
+    }
+    host_dirs.sort();
+    Ok(host_dirs)
+}

@@ -1,0 +1,242 @@
+//! Real containers through `LinuxRuntime`. These need root, cgroups and
+//! namespaces (CI has them); without them every test fails with the reason.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meseta_agentd::runtime::cgroups::{CgroupVersion, TaskCgroup};
+use meseta_agentd::runtime::linux::LinuxRuntime;
+use meseta_agentd::runtime::{kill_with_grace, ContainerConfig, ContainerId, ContainerRuntime, ContainerState};
+use meseta_schemas::kinds::task::{ContainerSpec, NetworkMode, TaskSpec};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_meseta-agentd");
+
+fn runtime(dir: &Path) -> LinuxRuntime {
+    LinuxRuntime::new(dir, SHIM).unwrap_or_else(|e| panic!("these tests need root, cgroups and namespaces: {e}"))
+}
+
+/// A unique task name per test, so tests running in parallel never share a cgroup.
+fn config(name: &str, spec: TaskSpec) -> ContainerConfig {
+    let unique = format!("{name}-{}", std::process::id());
+    ContainerConfig::from_task("test", &unique, &spec, &[]).unwrap()
+}
+
+fn shell(cmd: &str) -> TaskSpec {
+    TaskSpec { command: Some(cmd.into()), ..Default::default() }
+}
+
+async fn wait_exit(rt: &dyn ContainerRuntime, id: &ContainerId, limit: Duration) -> ContainerState {
+    let deadline = Instant::now() + limit;
+    loop {
+        let state = rt.state(id).await.unwrap();
+        if state.is_finished() {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "{id} still {state:?} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn run_to_exit(rt: &LinuxRuntime, c: &ContainerConfig) -> ContainerState {
+    rt.create(c).await.unwrap();
+    rt.start(&c.id).await.unwrap();
+    wait_exit(rt, &c.id, Duration::from_secs(60)).await
+}
+
+fn read(rt: &LinuxRuntime, id: &ContainerId, file: &str) -> String {
+    std::fs::read_to_string(rt.sandbox_dir(id).join(file)).unwrap()
+}
+
+fn code_of(state: &ContainerState) -> i32 {
+    match state {
+        ContainerState::Exited { code, .. } => *code,
+        other => panic!("not exited: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn echo_hello_exits_zero_and_its_output_lands_in_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = config("echo", shell("echo hello"));
+    let state = run_to_exit(&rt, &c).await;
+    assert_eq!(code_of(&state), 0, "{state:?}; stderr: {}", read(&rt, &c.id, "stderr"));
+    assert_eq!(read(&rt, &c.id, "stdout"), "hello\n");
+    assert_eq!(read(&rt, &c.id, "stderr"), "", "nothing of the runtime leaks into the task's stderr");
+    rt.delete(&c.id).await.unwrap();
+    assert!(rt.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_code_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = config("exit3", shell("exit 3"));
+    assert_eq!(code_of(&run_to_exit(&rt, &c).await), 3);
+}
+
+#[tokio::test]
+async fn a_missing_command_or_executable_exits_127_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = config("nocmd", shell("no-such-command-xyz"));
+    let state = run_to_exit(&rt, &c).await;
+    assert!(
+        matches!(&state, ContainerState::Exited { code: 127, message, .. } if message.contains("not found")),
+        "{state:?}"
+    );
+
+    let c = config("noexe", TaskSpec { args: vec!["/no/such/binary".into()], ..Default::default() });
+    let state = run_to_exit(&rt, &c).await;
+    assert!(
+        matches!(&state, ContainerState::Exited { code: 127, message, .. } if message.contains("/no/such/binary")),
+        "{state:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_allocating_past_its_memory_is_oom_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    // The string doubles until it no longer fits in 32 MiB of anonymous memory.
+    let mut spec = shell("awk 'BEGIN { s = \"x\"; while (1) s = s s }'");
+    spec.resources.mem = 32.0;
+    let c = config("oom", spec);
+    let state = run_to_exit(&rt, &c).await;
+    assert!(matches!(&state, ContainerState::Exited { oom: true, code: 137, .. }), "{state:?}");
+}
+
+#[tokio::test]
+async fn the_cgroup_holds_the_cpu_quota_and_memory_limit_of_the_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut spec = shell("sleep 600");
+    spec.resources.cpus = 0.5;
+    spec.resources.mem = 64.0;
+    let c = config("limits", spec);
+    rt.create(&c).await.unwrap();
+    rt.start(&c.id).await.unwrap();
+    let cg = TaskCgroup::of(&c.id).unwrap();
+    let (quota, mem) = match cg.version() {
+        CgroupVersion::V1 => (
+            format!("{} {}", cg.read("cpu", "cpu.cfs_quota_us").unwrap(), cg.read("cpu", "cpu.cfs_period_us").unwrap()),
+            cg.read("memory", "memory.limit_in_bytes").unwrap(),
+        ),
+        CgroupVersion::V2 => (cg.read("", "cpu.max").unwrap(), cg.read("", "memory.max").unwrap()),
+    };
+    assert_eq!(quota, "50000 100000");
+    assert_eq!(mem, (64 * 1024 * 1024).to_string());
+    assert!(rt.usage(&c.id).is_some(), "usage is read from the cgroup");
+    kill_with_grace(&rt, &c.id, Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sigterm_ignoring_task_is_killed_after_the_grace_period_leaving_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    // SIGTERM is ignored by the shell and, inherited, by sleep.
+    let c = config("grace", shell("trap '' TERM; sleep 600"));
+    rt.create(&c).await.unwrap();
+    rt.start(&c.id).await.unwrap();
+    let cg = TaskCgroup::of(&c.id).unwrap();
+    assert!(!cg.procs().is_empty(), "the task runs in its cgroup");
+    let grace = Duration::from_secs(1);
+    let before = Instant::now();
+    let state = kill_with_grace(&rt, &c.id, grace).await.unwrap();
+    let took = before.elapsed();
+    assert!(matches!(state, ContainerState::Exited { code: 137, .. }), "{state:?}");
+    assert!(took >= grace && took < grace + Duration::from_secs(1), "took {took:?}");
+    assert!(cg.procs().is_empty(), "no process left in the cgroup");
+    rt.delete(&c.id).await.unwrap();
+    assert!(!cg.exists(), "cgroup removed");
+}
+
+#[tokio::test]
+async fn a_restarted_agent_re_adopts_a_running_container_and_reads_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config("adopt", shell("sleep 2; exit 5"));
+    let pid = {
+        let first = runtime(dir.path());
+        first.create(&c).await.unwrap();
+        first.start(&c.id).await.unwrap();
+        match first.state(&c.id).await.unwrap() {
+            ContainerState::Running { pid } => pid,
+            other => panic!("{other:?}"),
+        }
+    };
+    let second = runtime(dir.path());
+    assert_eq!(second.list().await.unwrap(), vec![c.id.clone()]);
+    assert_eq!(second.state(&c.id).await.unwrap(), ContainerState::Running { pid });
+    assert_eq!(code_of(&wait_exit(&second, &c.id, Duration::from_secs(30)).await), 5);
+}
+
+#[tokio::test]
+async fn a_task_cannot_read_shadow_nor_write_outside_its_sandbox_and_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let cmd = "cat /etc/shadow >/dev/null 2>&1 && echo shadow-read; \
+               touch /etc/x 2>/dev/null && echo etc-written; \
+               touch /usr/x 2>/dev/null && echo usr-written; \
+               touch \"$MESETA_SANDBOX/x\" && echo sandbox-ok; touch /tmp/x && echo tmp-ok; id -u";
+    let c = config("confined", shell(cmd));
+    let state = run_to_exit(&rt, &c).await;
+    assert_eq!(code_of(&state), 0, "stderr: {}", read(&rt, &c.id, "stderr"));
+    assert_eq!(read(&rt, &c.id, "stdout"), "sandbox-ok\ntmp-ok\n65534\n");
+    assert!(rt.sandbox_dir(&c.id).join("x").exists());
+    assert!(!Path::new("/etc/x").exists());
+}
+
+#[tokio::test]
+async fn network_none_leaves_only_loopback_and_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut spec = shell("ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags");
+    spec.container = Some(ContainerSpec { image: None, network: NetworkMode::None });
+    let c = config("netnone", spec);
+    let state = run_to_exit(&rt, &c).await;
+    assert_eq!(code_of(&state), 0, "stderr: {}", read(&rt, &c.id, "stderr"));
+    let out = read(&rt, &c.id, "stdout");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "lo", "{out}");
+    let flags = u32::from_str_radix(lines[2].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "IFF_UP set on lo: {out}");
+}
+
+#[tokio::test]
+async fn env_vars_and_ports_are_visible_to_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut spec = shell("echo \"$GREETING $PORT0 $PORTS $MESETA_TASK_ID\"; pwd");
+    spec.env.insert("GREETING".into(), "hi".into());
+    let name = format!("env-{}", std::process::id());
+    let c = ContainerConfig::from_task("test", &name, &spec, &[31000, 31001]).unwrap();
+    assert_eq!(code_of(&run_to_exit(&rt, &c).await), 0);
+    assert_eq!(read(&rt, &c.id, "stdout"), format!("hi 31000 31000,31001 test/{name}\n/mnt/sandbox\n"));
+}
+
+#[tokio::test]
+async fn a_task_with_an_image_is_refused_until_images_are_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut spec = shell("true");
+    spec.container = Some(ContainerSpec { image: Some("alpine:3".into()), network: NetworkMode::Host });
+    let err = rt.create(&config("image", spec)).await.unwrap_err();
+    assert!(err.to_string().contains("images are not supported yet"), "{err}");
+}
+
+/// Prints the figure; asserts only that every run succeeds.
+#[tokio::test]
+async fn create_to_exit_latency_of_bin_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let mut times = Vec::new();
+    for i in 0..10 {
+        let c = config(&format!("true{i}"), TaskSpec { args: vec!["/bin/true".into()], ..Default::default() });
+        let before = Instant::now();
+        assert_eq!(code_of(&run_to_exit(&rt, &c).await), 0);
+        times.push(before.elapsed());
+        rt.delete(&c.id).await.unwrap();
+    }
+    times.sort();
+    println!("bench agentd.container.true.create_to_exit.median {:.1} ms", times[5].as_secs_f64() * 1e3);
+}
