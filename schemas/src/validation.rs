@@ -1,8 +1,11 @@
 //! Field-level validation errors and the checks shared by every kind.
 //!
 //! Owns `FieldError` (a field path, a kind of failure, a message a person can
-//! act on) and the `Validate` trait. Validation returns every violation, not
-//! the first. It must not do I/O nor look at other objects.
+//! act on) and the `Validate` trait, plus the checks several kinds share:
+//! DNS-1123 names, metadata, non-negative amounts, cron schedules, and the
+//! rendering of decode problems (unknown-field paths, type errors) in the
+//! same vocabulary. Validation returns every violation, not the first. It
+//! must not do I/O nor look at other objects.
 
 use std::fmt;
 
