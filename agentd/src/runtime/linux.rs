@@ -275,15 +275,18 @@ impl ContainerRuntime for LinuxRuntime {
     }
 
     async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError> {
-        let dir = self.layout.containers();
-        let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
-        let mut ids: Vec<ContainerId> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| ContainerId::parse(&e.file_name().to_string_lossy()))
-            .filter(|id| self.layout.checkpoint(id).exists())
-            .collect();
-        ids.sort();
-        Ok(ids)
+        self.blocking(|rt| {
+            let dir = rt.layout.containers();
+            let entries = std::fs::read_dir(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+            let mut ids: Vec<ContainerId> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| ContainerId::parse(&e.file_name().to_string_lossy()))
+                .filter(|id| rt.layout.checkpoint(id).exists())
+                .collect();
+            ids.sort();
+            Ok(ids)
+        })
+        .await
     }
 }
 
