@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use cgroups::usage;
 pub use config::{ContainerConfig, DEFAULT_PIDS_LIMIT, SANDBOX_MOUNT};
 pub use nix::sys::signal::Signal;
 
