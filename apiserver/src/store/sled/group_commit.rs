@@ -9,13 +9,14 @@
 //! # Expected flow
 //!
 //! 1. A writer, holding the store's write lock, applies its sled transaction and
-//!    calls [`Shared::record_applied`]: its events join `pending` and `applied`
-//!    advances. It then waits in [`Shared::wait_durable`].
+//!    calls [`Shared::record_applied`]: its events and a one-shot waiter join
+//!    `pending` and `applied` advances. It then awaits its waiter.
 //! 2. The flusher wakes, reads `applied` as its target `T`, runs one
 //!    `Db::flush` (fsync) on the blocking pool, then, under the publish lock,
 //!    sets `durable = T` and broadcasts every pending event with revision `<= T`
-//!    as one batch. Writes applied while a flush runs ride on the next one, so
-//!    concurrent writers share fsyncs.
+//!    as one batch, then wakes exactly the writers at or below `T` (no herd).
+//!    Writes applied while a flush runs ride on the next one, so concurrent
+//!    writers share fsyncs.
 //!
 //! # Guarantees
 //!
@@ -33,10 +34,11 @@
 //! `StoreError::Backend` with the sled error text, since nothing can be
 //! promised durable any more.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, oneshot, Notify};
 
 use super::{compact, Handles};
 use crate::store::{Revision, StoreError, WatchEvent};
@@ -44,12 +46,22 @@ use crate::store::{Revision, StoreError, WatchEvent};
 /// A batch of durable events, in revision order, as sent to live watchers.
 pub(super) type EventBatch = Arc<Vec<WatchEvent>>;
 
+/// Resolves when a writer's revision is durable (or the store failed).
+pub(super) type DurableWaiter = oneshot::Receiver<Result<(), StoreError>>;
+
+/// Applied work waiting for its flush, in revision order.
+#[derive(Default)]
+struct Pending {
+    events: Vec<WatchEvent>,
+    waiters: VecDeque<(Revision, oneshot::Sender<Result<(), StoreError>>)>,
+}
+
 /// State shared between the store, its watchers and the flusher task.
 pub(super) struct Shared {
     applied: AtomicU64,
-    durable: watch::Sender<Revision>,
+    durable: AtomicU64,
     pub(super) compacted: AtomicU64,
-    pending: Mutex<Vec<WatchEvent>>,
+    pending: Mutex<Pending>,
     live: broadcast::Sender<EventBatch>,
     publish: Mutex<()>,
     wake: Notify,
@@ -67,9 +79,9 @@ impl Shared {
     pub(super) fn new(revision: Revision, compacted: Revision, live_buffer: usize) -> Self {
         Self {
             applied: AtomicU64::new(revision),
-            durable: watch::Sender::new(revision),
+            durable: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
             live: broadcast::channel(live_buffer.max(1)).0,
             publish: Mutex::new(()),
             wake: Notify::new(),
@@ -89,7 +101,7 @@ impl Shared {
 
     /// The latest durable revision.
     pub(super) fn durable(&self) -> Revision {
-        *self.durable.borrow()
+        self.durable.load(Ordering::Acquire)
     }
 
     /// How many flushes the flusher has run.
@@ -102,33 +114,27 @@ impl Shared {
         self.failure.get().map(|e| StoreError::Backend(e.clone()))
     }
 
-    /// Records that the transaction at `revision` was applied with `events`.
-    /// Called with the store's write lock held, so revisions arrive in order.
-    pub(super) fn record_applied(&self, revision: Revision, events: Vec<WatchEvent>) {
-        if !events.is_empty() {
+    /// Records that the transaction at `revision` was applied with `events`;
+    /// the returned waiter resolves once it is durable. Called with the
+    /// store's write lock held, so revisions arrive in order.
+    pub(super) fn record_applied(&self, revision: Revision, events: Vec<WatchEvent>) -> DurableWaiter {
+        let (done, waiter) = oneshot::channel();
+        {
             let mut pending = lock(&self.pending);
-            if pending.is_empty() {
-                *pending = events;
+            if pending.events.is_empty() {
+                pending.events = events;
             } else {
-                pending.extend(events);
+                pending.events.extend(events);
+            }
+            match self.failure.get() {
+                // The flusher is gone; it cannot wake this writer any more.
+                Some(reason) => drop(done.send(Err(StoreError::Backend(reason.clone())))),
+                None => pending.waiters.push_back((revision, done)),
             }
         }
         self.applied.store(revision, Ordering::Release);
-    }
-
-    /// Waits until `revision` is durable.
-    pub(super) async fn wait_durable(&self, revision: Revision) -> Result<(), StoreError> {
         self.wake.notify_one();
-        let mut rx = self.durable.subscribe();
-        let reached = rx
-            .wait_for(|durable| *durable >= revision || self.failure.get().is_some())
-            .await
-            .map(|durable| *durable >= revision)
-            .map_err(|_| StoreError::Closed)?;
-        match self.failure() {
-            Some(err) if !reached => Err(err),
-            _ => Ok(()),
-        }
+        waiter
     }
 
     /// Subscribes to live batches and returns the durable revision at that
@@ -145,33 +151,48 @@ impl Shared {
         self.durable()
     }
 
-    /// Marks `target` durable and broadcasts the events up to it.
+    /// Marks `target` durable, broadcasts the events up to it and wakes the
+    /// writers it covers.
     fn publish(&self, target: Revision) {
-        let batch = {
+        let (batch, mut woken) = {
             let mut pending = lock(&self.pending);
-            match pending.last() {
-                Some(last) if last.revision <= target => std::mem::take(&mut *pending),
+            let events = match pending.events.last() {
+                Some(last) if last.revision <= target => std::mem::take(&mut pending.events),
                 Some(_) => {
-                    let split = pending.partition_point(|e| e.revision <= target);
-                    let rest = pending.split_off(split);
-                    std::mem::replace(&mut *pending, rest)
+                    let split = pending.events.partition_point(|e| e.revision <= target);
+                    let rest = pending.events.split_off(split);
+                    std::mem::replace(&mut pending.events, rest)
                 }
                 None => Vec::new(),
-            }
+            };
+            let covered = pending.waiters.partition_point(|(rev, _)| *rev <= target);
+            (events, pending.waiters.drain(..covered).collect::<Vec<_>>())
         };
-        let _publish = lock(&self.publish);
-        self.durable.send_replace(target);
-        if !batch.is_empty() {
-            // No receivers is fine: nobody is watching.
-            let _ = self.live.send(Arc::new(batch));
+        {
+            let _publish = lock(&self.publish);
+            self.durable.store(target, Ordering::Release);
+            if !batch.is_empty() {
+                // No receivers is fine: nobody is watching.
+                let _ = self.live.send(Arc::new(batch));
+            }
+        }
+        for (_, done) in woken.drain(..) {
+            // The writer may have given up waiting (its future was dropped).
+            let _ = done.send(Ok(()));
         }
     }
 
     fn poison(&self, reason: String) {
         tracing::error!(error = %reason, "store flush failed; refusing further writes");
-        let _ = self.failure.set(reason);
-        // Wake every waiting writer so it sees the failure.
-        self.durable.send_modify(|_| {});
+        let waiters = {
+            // Set under the pending lock so no writer can queue after the drain.
+            let mut pending = lock(&self.pending);
+            let _ = self.failure.set(reason.clone());
+            std::mem::take(&mut pending.waiters)
+        };
+        for (_, done) in waiters {
+            let _ = done.send(Err(StoreError::Backend(reason.clone())));
+        }
     }
 
     /// Whether the log holds more than `watch_window` revisions plus slack.

@@ -44,7 +44,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::commit::Applied;
-use self::group_commit::{lock, Shared};
+use self::group_commit::{lock, DurableWaiter, Shared};
 use super::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
 /// Tuning of a [`SledStore`].
@@ -132,17 +132,17 @@ impl SledStore {
 
     /// Applies `txn` under the write lock; `Committed` here means applied,
     /// not yet durable.
-    fn apply(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+    fn apply(&self, txn: Txn) -> Result<(TxnOutcome, Option<DurableWaiter>), StoreError> {
         let _writer = lock(&self.write_lock);
         if let Some(err) = self.shared.failure() {
             return Err(err);
         }
         match commit::apply(&self.trees, txn, self.shared.applied() + 1)? {
             Applied::Committed { revision, events } => {
-                self.shared.record_applied(revision, events);
-                Ok(TxnOutcome::Committed { revision })
+                let waiter = self.shared.record_applied(revision, events);
+                Ok((TxnOutcome::Committed { revision }, Some(waiter)))
             }
-            Applied::Failed { compare, current } => Ok(TxnOutcome::Failed { compare, current }),
+            Applied::Failed { compare, current } => Ok((TxnOutcome::Failed { compare, current }, None)),
         }
     }
 }
@@ -174,9 +174,10 @@ impl Store for SledStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        let outcome = self.apply(txn)?;
-        if let TxnOutcome::Committed { revision } = outcome {
-            self.shared.wait_durable(revision).await?;
+        let (outcome, waiter) = self.apply(txn)?;
+        if let Some(waiter) = waiter {
+            // A dropped sender means the flusher is gone: the store is closing.
+            waiter.await.map_err(|_| StoreError::Closed)??;
         }
         Ok(outcome)
     }
