@@ -7,9 +7,7 @@ mod allocation_sim;
 use std::collections::BTreeMap;
 
 use allocation_sim::{now, Sim};
-use meseta_schemas::allocation::{
-    allocate, AgentInput, AllocationInput, FrameworkInput, FrameworkKey, QuotaInput, RoleInput,
-};
+use meseta_schemas::allocation::{allocate, AgentInput, AllocationInput, FrameworkInput, QuotaInput, RoleInput};
 use meseta_schemas::{PortRange, Resources};
 use proptest::prelude::*;
 
@@ -58,15 +56,15 @@ fn drf_paper_example_as_frameworks_of_one_role() {
 
 #[test]
 fn one_offer_holds_the_whole_agent_and_names_its_hostname() {
-    let plan = allocate(&input(vec![agent("a0", 4.0, 4096.0)], vec![fw("f", "r")]), now(), 1);
+    let inp = input(vec![agent("a0", 4.0, 4096.0)], vec![fw("f", "r")]);
+    let plan = allocate(&inp, now(), 1);
     assert_eq!(plan.offers.len(), 1);
     let o = &plan.offers[0];
-    assert_eq!((o.framework.as_str(), o.role.as_str(), o.agent.as_str()), ("f", "r", "a0"));
+    assert_eq!((o.framework, o.role, o.agent), ("f", "r", "a0"));
     assert_eq!(o.hostname, "a0.local");
     assert_eq!(o.resources, res(4.0, 4096.0));
     assert!(o.reserved.is_empty() && o.revocable.is_empty());
-    let key = FrameworkKey { role: "r".into(), name: "f".into() };
-    assert_eq!(plan.framework_shares[&key], 1.0);
+    assert_eq!(plan.framework_shares[&("r", "f")], 1.0);
     assert_eq!(plan.role_shares["r"], 1.0);
 }
 
@@ -79,8 +77,9 @@ fn reserved_resources_go_only_to_their_role_and_ports_follow() {
     a.dynamic_reservations.insert("web".into(), res(1.0, 0.0));
     a.dynamic_reservations.insert("db".into(), res(1.0, 1024.0));
     // "batch" sorts first and takes the unreserved part; "web" still gets its reservation.
-    let plan = allocate(&input(vec![a], vec![fw("b", "batch"), fw("w", "web")]), now(), 7);
-    let by_role: BTreeMap<_, _> = plan.offers.iter().map(|o| (o.role.as_str(), o)).collect();
+    let inp = input(vec![a], vec![fw("b", "batch"), fw("w", "web")]);
+    let plan = allocate(&inp, now(), 7);
+    let by_role: BTreeMap<_, _> = plan.offers.iter().map(|o| (o.role, o)).collect();
     assert_eq!(plan.offers.len(), 2);
     let batch = by_role["batch"];
     assert!(batch.reserved.is_empty());
@@ -97,7 +96,8 @@ fn revocable_resources_go_only_to_revocable_frameworks() {
     a.revocable = res(2.0, 1024.0);
     let mut rev = fw("z-rev", "r");
     rev.revocable = true;
-    let plan = allocate(&input(vec![a], vec![fw("a-plain", "r"), rev]), now(), 3);
+    let inp = input(vec![a], vec![fw("a-plain", "r"), rev]);
+    let plan = allocate(&inp, now(), 3);
     assert_eq!(plan.offers.len(), 2);
     assert_eq!(plan.offers[0].framework, "a-plain");
     assert!(plan.offers[0].revocable.is_empty());
@@ -115,12 +115,9 @@ fn suppressed_filtered_and_unschedulable_get_nothing() {
     let mut picky = fw("picky", "r");
     picky.filters.insert("a0".into(), now() + chrono::Duration::seconds(5));
     picky.filters.insert("a1".into(), now());
-    let plan = allocate(
-        &input(vec![agent("a0", 4.0, 4096.0), agent("a1", 4.0, 4096.0), cordoned], vec![quiet, picky]),
-        now(),
-        11,
-    );
-    let got: Vec<(&str, &str)> = plan.offers.iter().map(|o| (o.framework.as_str(), o.agent.as_str())).collect();
+    let inp = input(vec![agent("a0", 4.0, 4096.0), agent("a1", 4.0, 4096.0), cordoned], vec![quiet, picky]);
+    let plan = allocate(&inp, now(), 11);
+    let got: Vec<(&str, &str)> = plan.offers.iter().map(|o| (o.framework, o.agent)).collect();
     assert_eq!(got, vec![("picky", "a1")]);
 }
 
@@ -130,7 +127,8 @@ fn gpu_agents_are_offered_only_to_gpu_frameworks() {
     g.total.gpus = 1.0;
     let mut gpu_fw = fw("z-gpu", "r");
     gpu_fw.gpu = true;
-    let plan = allocate(&input(vec![g], vec![fw("a-cpu", "r"), gpu_fw]), now(), 0);
+    let inp = input(vec![g], vec![fw("a-cpu", "r"), gpu_fw]);
+    let plan = allocate(&inp, now(), 0);
     assert_eq!(plan.offers.len(), 1);
     assert_eq!(plan.offers[0].framework, "z-gpu");
     assert_eq!(plan.offers[0].resources.gpus, 1.0);
@@ -140,7 +138,8 @@ fn gpu_agents_are_offered_only_to_gpu_frameworks() {
 fn agents_below_min_allocatable_are_skipped() {
     let mut a = agent("tiny", 1.0, 1024.0);
     a.used.unreserved = res(0.995, 1000.0);
-    let plan = allocate(&input(vec![a, agent("big", 1.0, 1024.0)], vec![fw("f", "r")]), now(), 0);
+    let inp = input(vec![a, agent("big", 1.0, 1024.0)], vec![fw("f", "r")]);
+    let plan = allocate(&inp, now(), 0);
     assert_eq!(plan.offers.len(), 1);
     assert_eq!(plan.offers[0].agent, "big");
 }

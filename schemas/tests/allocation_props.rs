@@ -151,13 +151,17 @@ fn check_buckets(input: &AllocationInput, plan: &AllocationPlan) -> Result<(), T
                 .add(a.dynamic_reservations.get(*role).unwrap_or(&Resources::default()));
             reserved_total = reserved_total.add(&bucket);
             let used = a.used.reserved.get(*role).cloned().unwrap_or_default();
-            let offered = sum(offers.iter().filter(|o| &&o.role == role).map(|o| &o.reserved));
+            let offered = sum(offers.iter().filter(|o| o.role == role.as_str()).map(|o| &o.reserved));
             prop_assert!(le(&used.add(&offered), &bucket), "agent {} role {} over-committed", a.name, role);
             let free_ports = subtract_ports(&bucket.ports, &used.ports);
             prop_assert!(offered.ports.iter().all(|p| ports_contain(&free_ports, p)));
         }
         for o in &offers {
-            prop_assert!(o.reserved.is_empty() || roles.contains(&o.role), "reserved reached role {}", o.role);
+            prop_assert!(
+                o.reserved.is_empty() || roles.contains(&o.role.to_string()),
+                "reserved reached role {}",
+                o.role
+            );
         }
         let unreserved = a.total.saturating_sub(&reserved_total);
         let offered = sum(offers.iter().map(|o| &o.resources));
@@ -190,11 +194,11 @@ proptest! {
         let mut pairs = HashSet::new();
         let mins = [res(0.01, 0.0), res(0.0, 32.0)];
         for o in &plan.offers {
-            let f = fws[&(o.role.as_str(), o.framework.as_str())];
-            let a = agents[o.agent.as_str()];
-            prop_assert!(pairs.insert((o.role.clone(), o.framework.clone(), o.agent.clone())), "two offers for one pair");
+            let f = fws[&(o.role, o.framework)];
+            let a = agents[o.agent];
+            prop_assert!(pairs.insert((o.role, o.framework, o.agent)), "two offers for one pair");
             prop_assert!(!f.suppressed, "offer to suppressed {}", f.name);
-            prop_assert!(f.filters.get(&o.agent).is_none_or(|until| *until <= now()), "offer despite filter");
+            prop_assert!(f.filters.get(o.agent).is_none_or(|until| *until <= now()), "offer despite filter");
             prop_assert!(!a.unschedulable, "offer on unschedulable {}", a.name);
             prop_assert!(o.revocable.is_empty() || f.revocable, "revocable to {}", f.name);
             prop_assert!(a.total.gpus == 0.0 || f.gpu, "gpu agent to {}", f.name);
@@ -203,7 +207,7 @@ proptest! {
         }
         for (name, role) in &input.roles {
             let Some(limit) = role.quota.as_ref().and_then(|q| q.limit.as_ref()) else { continue };
-            let offered = sum(plan.offers.iter().filter(|o| &o.role == name).flat_map(|o| [&o.resources, &o.reserved]));
+            let offered = sum(plan.offers.iter().filter(|o| o.role == name.as_str()).flat_map(|o| [&o.resources, &o.reserved]));
             let room = limit.saturating_sub(&role.allocated);
             prop_assert!(le(&offered, &room), "role {} past its limit: offered {:?}, room {:?}", name, offered, room);
         }

@@ -3,25 +3,23 @@
 //! holds; the module docs of [`super`] state the rules it keeps. It must not
 //! do I/O or read the clock.
 
-use std::collections::HashMap;
-
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::meta::Time;
-use crate::resources::PortRange;
+use crate::resources::{normalize_ports, PortRange};
 
 use super::drf::{Key, Sorter};
 use super::quota::{self, Stage};
 use super::scalars::{self, Milli, ZERO};
 use super::state::State;
-use super::{AllocationInput, AllocationPlan, FrameworkKey, PlannedOffer};
+use super::{AllocationInput, AllocationPlan, PlannedOffer};
 
 /// Run one allocation cycle over `input` at `now`; `rng_seed` drives the agent shuffle.
 ///
 /// Pure: the same arguments always give the same plan.
-pub fn allocate(input: &AllocationInput, now: Time, rng_seed: u64) -> AllocationPlan {
+pub fn allocate(input: &AllocationInput, now: Time, rng_seed: u64) -> AllocationPlan<'_> {
     let mut st = State::build(input, now);
     let mut fw_sorters: Vec<Sorter> = (0..st.roles.len()).map(|_| Sorter::default()).collect();
     for fw in &st.fws {
@@ -32,7 +30,7 @@ pub fn allocate(input: &AllocationInput, now: Time, rng_seed: u64) -> Allocation
     let mut order: Vec<u32> = (0..st.agents.len() as u32).filter(|&a| st.agents[a as usize].schedulable).collect();
     order.shuffle(&mut StdRng::seed_from_u64(rng_seed));
 
-    let mut offers = Offers::default();
+    let mut offers = Offers { list: Vec::with_capacity(order.len()) };
     run_stage(&mut st, &mut fw_sorters, &mut offers, Stage::Guarantee, &order);
     run_stage(&mut st, &mut fw_sorters, &mut offers, Stage::Fair, &order);
     into_plan(&st, offers)
@@ -48,13 +46,14 @@ struct OfferAcc {
     reserved: Milli,
     reserved_ports: Vec<PortRange>,
     revocable: Milli,
+    merged: bool,
 }
 
-/// Offers made so far; stage-2 additions to a stage-1 offer are merged into it.
+/// Offers made so far; stage-2 additions to a stage-1 offer are merged into
+/// it (agents remember their stage-1 offers).
 #[derive(Debug, Default)]
 struct Offers {
     list: Vec<OfferAcc>,
-    stage1: HashMap<(u32, u32), usize>,
 }
 
 /// What one framework is given on one agent.
@@ -211,8 +210,13 @@ fn commit(st: &mut State<'_>, stage: Stage, r: u32, f: u32, a: u32, g: Grant, of
     fw.allocated = scalars::add(&fw.allocated, &held);
     fw.offers += 1;
 
-    if let Some(&i) = offers.stage1.get(&(f, a)) {
+    let earlier = match stage {
+        Stage::Fair => agent.stage1_offers.iter().find(|(fw, _)| *fw == f).map(|(_, i)| *i),
+        Stage::Guarantee => None,
+    };
+    if let Some(i) = earlier {
         let o = &mut offers.list[i];
+        o.merged = true;
         o.unreserved = scalars::add(&o.unreserved, &g.unreserved);
         o.reserved = scalars::add(&o.reserved, &g.reserved);
         o.revocable = scalars::add(&o.revocable, &g.revocable);
@@ -221,7 +225,7 @@ fn commit(st: &mut State<'_>, stage: Stage, r: u32, f: u32, a: u32, g: Grant, of
         return;
     }
     if stage == Stage::Guarantee {
-        offers.stage1.insert((f, a), offers.list.len());
+        agent.stage1_offers.push((f, offers.list.len()));
     }
     offers.list.push(OfferAcc {
         fw: f,
@@ -231,33 +235,44 @@ fn commit(st: &mut State<'_>, stage: Stage, r: u32, f: u32, a: u32, g: Grant, of
         reserved: g.reserved,
         reserved_ports,
         revocable: g.revocable,
+        merged: false,
     });
 }
 
-fn into_plan(st: &State<'_>, offers: Offers) -> AllocationPlan {
+fn into_plan<'a>(st: &State<'a>, offers: Offers) -> AllocationPlan<'a> {
+    let input: &'a AllocationInput = st.input;
     let offers = offers
         .list
         .into_iter()
         .map(|o| {
             let fw = st.fws[o.fw as usize].input;
-            let agent = &st.input.agents[o.agent as usize];
+            let agent = &input.agents[o.agent as usize];
             PlannedOffer {
-                framework: fw.name.clone(),
-                role: fw.role.clone(),
-                agent: agent.name.clone(),
-                hostname: if agent.hostname.is_empty() { agent.name.clone() } else { agent.hostname.clone() },
-                resources: scalars::to_resources(&o.unreserved, crate::resources::normalize_ports(o.ports)),
-                reserved: scalars::to_resources(&o.reserved, crate::resources::normalize_ports(o.reserved_ports)),
+                framework: &fw.name,
+                role: &fw.role,
+                agent: &agent.name,
+                hostname: if agent.hostname.is_empty() { &agent.name } else { &agent.hostname },
+                resources: scalars::to_resources(&o.unreserved, finish_ports(o.ports, o.merged)),
+                reserved: scalars::to_resources(&o.reserved, finish_ports(o.reserved_ports, o.merged)),
                 revocable: scalars::to_resources(&o.revocable, Vec::new()),
             }
         })
         .collect();
-    let role_shares = (0..st.roles.len()).map(|r| (st.roles[r].name.to_string(), st.role_share(r))).collect();
+    let role_shares = (0..st.roles.len()).map(|r| (st.roles[r].name, st.role_share(r))).collect();
     let framework_shares = (0..st.fws.len())
         .map(|f| {
             let fw = st.fws[f].input;
-            (FrameworkKey { role: fw.role.clone(), name: fw.name.clone() }, st.fw_share(f))
+            ((fw.role.as_str(), fw.name.as_str()), st.fw_share(f))
         })
         .collect();
     AllocationPlan { offers, role_shares, framework_shares }
+}
+
+/// Ports taken from one bucket are already normalized; merged ones are not.
+fn finish_ports(ports: Vec<PortRange>, merged: bool) -> Vec<PortRange> {
+    if merged {
+        normalize_ports(ports)
+    } else {
+        ports
+    }
 }

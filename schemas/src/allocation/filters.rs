@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::meta::Time;
 
-use super::FrameworkInput;
+use super::{AgentInput, FrameworkInput};
 
 /// Active decline filters by framework and agent index.
 #[derive(Debug, Default)]
@@ -18,19 +18,27 @@ pub(crate) struct FilterIndex {
 }
 
 impl FilterIndex {
-    /// Index the filters of `frameworks` (in engine order) still active at `now`.
-    /// Filters naming unknown agents are ignored.
-    pub(crate) fn build(frameworks: &[&FrameworkInput], agent_index: &HashMap<&str, u32>, now: Time) -> FilterIndex {
-        let mut idx = FilterIndex { has_any: vec![false; frameworks.len()], pairs: HashSet::new() };
+    /// Index the filters of `frameworks` (in engine order) still active at
+    /// `now`; agent indices are positions in `agents`. Filters naming
+    /// unknown agents are ignored. Agent names are hashed only when some
+    /// filter is active.
+    pub(crate) fn build(frameworks: &[&FrameworkInput], agents: &[AgentInput], now: Time) -> FilterIndex {
+        let mut by_agent: HashMap<&str, Vec<u32>> = HashMap::new();
         for (f, fw) in frameworks.iter().enumerate() {
             for (agent, until) in &fw.filters {
-                if *until <= now {
-                    continue;
+                if *until > now {
+                    by_agent.entry(agent.as_str()).or_default().push(f as u32);
                 }
-                if let Some(&a) = agent_index.get(agent.as_str()) {
-                    idx.pairs.insert((f as u32, a));
-                    idx.has_any[f] = true;
-                }
+            }
+        }
+        let mut idx = FilterIndex { has_any: vec![false; frameworks.len()], pairs: HashSet::new() };
+        if by_agent.is_empty() {
+            return idx;
+        }
+        for (a, agent) in agents.iter().enumerate() {
+            for &f in by_agent.get(agent.name.as_str()).into_iter().flatten() {
+                idx.pairs.insert((f, a as u32));
+                idx.has_any[f as usize] = true;
             }
         }
         idx
@@ -54,7 +62,8 @@ mod tests {
         fw.filters.insert("a0".into(), now + chrono::Duration::seconds(5));
         fw.filters.insert("a1".into(), now);
         fw.filters.insert("gone".into(), now + chrono::Duration::seconds(5));
-        let agents: HashMap<&str, u32> = [("a0", 0), ("a1", 1)].into_iter().collect();
+        let agents: Vec<AgentInput> =
+            ["a0", "a1"].iter().map(|n| AgentInput { name: n.to_string(), ..Default::default() }).collect();
         let idx = FilterIndex::build(&[&fw, &FrameworkInput::default()], &agents, now);
         assert!(idx.blocks(0, 0));
         assert!(!idx.blocks(0, 1));

@@ -78,6 +78,7 @@ mod state;
 
 use std::collections::BTreeMap;
 
+use crate::kinds::OfferSpec;
 use crate::meta::Time;
 use crate::resources::Resources;
 
@@ -194,26 +195,18 @@ pub struct FrameworkInput {
     pub allocated: Resources,
 }
 
-/// Identifies a framework: role and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FrameworkKey {
-    /// The framework's role.
-    pub role: String,
-    /// The framework's name.
-    pub name: String,
-}
-
-/// One offer to make: resources of one agent for one framework.
+/// One offer to make: resources of one agent for one framework. Names are
+/// borrowed from the [`AllocationInput`] the plan was made from.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PlannedOffer {
+pub struct PlannedOffer<'a> {
     /// Framework name.
-    pub framework: String,
+    pub framework: &'a str,
     /// Framework role (the Offer's namespace).
-    pub role: String,
+    pub role: &'a str,
     /// Agent name.
-    pub agent: String,
-    /// Agent hostname.
-    pub hostname: String,
+    pub agent: &'a str,
+    /// Agent hostname (the agent name when the input has none).
+    pub hostname: &'a str,
     /// Unreserved resources (with the agent's free unreserved ports).
     pub resources: Resources,
     /// Resources reserved for `role`.
@@ -222,13 +215,29 @@ pub struct PlannedOffer {
     pub revocable: Resources,
 }
 
-/// Result of one cycle.
+impl PlannedOffer<'_> {
+    /// The spec of the `Offer` object to create (in namespace `role`).
+    pub fn to_spec(&self, expires_at: Option<Time>) -> OfferSpec {
+        OfferSpec {
+            framework: self.framework.to_string(),
+            agent: self.agent.to_string(),
+            hostname: self.hostname.to_string(),
+            resources: self.resources.clone(),
+            reserved: self.reserved.clone(),
+            revocable: self.revocable.clone(),
+            expires_at,
+        }
+    }
+}
+
+/// Result of one cycle, borrowing names from its input.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AllocationPlan {
+pub struct AllocationPlan<'a> {
     /// Offers to create, in the order they were made.
-    pub offers: Vec<PlannedOffer>,
+    pub offers: Vec<PlannedOffer<'a>>,
     /// Dominant share (before weighting) of every role once the offers are made.
-    pub role_shares: BTreeMap<String, f64>,
-    /// Dominant share of every framework once the offers are made.
-    pub framework_shares: BTreeMap<FrameworkKey, f64>,
+    pub role_shares: BTreeMap<&'a str, f64>,
+    /// Dominant share of every framework, keyed by `(role, framework name)`,
+    /// once the offers are made.
+    pub framework_shares: BTreeMap<(&'a str, &'a str), f64>,
 }

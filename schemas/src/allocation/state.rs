@@ -31,6 +31,8 @@ pub(crate) struct AgentState {
     pub(crate) revocable: Milli,
     pub(crate) gpu: bool,
     pub(crate) schedulable: bool,
+    /// Offers made here in stage 1: (framework, index in the offer list).
+    pub(crate) stage1_offers: Vec<(u32, usize)>,
 }
 
 impl AgentState {
@@ -94,6 +96,17 @@ fn role_names(input: &AllocationInput) -> Vec<&str> {
     names.into_iter().collect()
 }
 
+/// `ports` sorted and merged, copied once when they already are.
+fn normalized(ports: &[PortRange]) -> Vec<PortRange> {
+    let ok = ports.iter().all(|r| !r.is_empty())
+        && ports.windows(2).all(|w| u32::from(w[0].end) + 1 < u32::from(w[1].begin));
+    if ok {
+        ports.to_vec()
+    } else {
+        normalize_ports(ports.to_vec())
+    }
+}
+
 fn build_agent(a: &super::AgentInput, role_index: &HashMap<&str, u32>) -> AgentState {
     let mut reserved: Vec<Bucket> = Vec::new();
     let mut reserved_sum = ZERO;
@@ -115,7 +128,11 @@ fn build_agent(a: &super::AgentInput, role_index: &HashMap<&str, u32>) -> AgentS
         });
     }
     let unreserved = scalars::sub(&milli(&a.total), &reserved_sum);
-    let ports = subtract_ports(&subtract_ports(&a.total.ports, &reserved_ports), &a.used.unreserved.ports);
+    let ports = if reserved_ports.is_empty() && a.used.unreserved.ports.is_empty() {
+        normalized(&a.total.ports)
+    } else {
+        subtract_ports(&subtract_ports(&a.total.ports, &reserved_ports), &a.used.unreserved.ports)
+    };
     AgentState {
         free: scalars::sub(&unreserved, &milli(&a.used.unreserved)),
         ports,
@@ -123,6 +140,7 @@ fn build_agent(a: &super::AgentInput, role_index: &HashMap<&str, u32>) -> AgentS
         revocable: scalars::sub(&milli(&a.revocable), &milli(&a.used.revocable)),
         gpu: a.total.gpus > 0.0,
         schedulable: !a.unschedulable,
+        stage1_offers: Vec::new(),
     }
 }
 
@@ -131,8 +149,6 @@ impl<'a> State<'a> {
     pub(crate) fn build(input: &'a AllocationInput, now: Time) -> State<'a> {
         let names = role_names(input);
         let role_index: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (*n, i as u32)).collect();
-        let agent_index: HashMap<&str, u32> =
-            input.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i as u32)).collect();
 
         let mut total = ZERO;
         let mut agents = Vec::with_capacity(input.agents.len());
@@ -199,7 +215,7 @@ impl<'a> State<'a> {
                 }
             })
             .collect();
-        let filters = FilterIndex::build(&fw_refs, &agent_index, now);
+        let filters = FilterIndex::build(&fw_refs, &input.agents, now);
         let mins = input.min_allocatable.iter().map(milli).collect();
         State { input, total, mins, roles, fws, agents, filters, headroom }
     }

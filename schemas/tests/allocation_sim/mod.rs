@@ -88,9 +88,10 @@ impl Sim {
 
     /// One cycle; false once the plan is empty.
     pub(crate) fn step(&mut self, cycle: u64) -> bool {
-        let plan = allocate(&self.input(), now(), cycle);
+        let input = self.input();
+        let plan = allocate(&input, now(), cycle);
         let Some(first) = plan.offers.first() else { return false };
-        let (role, name) = (first.role.clone(), first.framework.clone());
+        let (role, name) = (first.role.to_string(), first.framework.to_string());
         let u = self.users.iter().position(|u| u.role == role && u.framework == name).expect("offer to a user");
         let mine: Vec<_> = plan.offers.iter().filter(|o| o.role == role && o.framework == name).collect();
         let task = self.users[u].task.clone();
@@ -101,7 +102,7 @@ impl Sim {
                     format!("t{n}"),
                     TaskSpec {
                         framework: Some(name.clone()),
-                        agent: Some(o.agent.clone()),
+                        agent: Some(o.agent.to_string()),
                         resources: task,
                         ..Default::default()
                     },
@@ -118,7 +119,7 @@ impl Sim {
             }
             None => {
                 let until = now() + chrono::Duration::days(1);
-                let agents: Vec<String> = mine.iter().map(|o| o.agent.clone()).collect();
+                let agents: Vec<String> = mine.iter().map(|o| o.agent.to_string()).collect();
                 let fw = self.framework_mut(&role, &name);
                 let status = fw.status.get_or_insert_with(FrameworkStatus::default);
                 status.filters.extend(agents.into_iter().map(|agent| OfferFilter { agent, until }));
@@ -153,7 +154,7 @@ impl Sim {
     pub(crate) fn role_shares(&self) -> BTreeMap<String, f64> {
         let mut input = self.input();
         input.frameworks.clear();
-        allocate(&input, now(), 0).role_shares
+        allocate(&input, now(), 0).role_shares.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     /// Dominant share of one task of `shape` in this cluster.
