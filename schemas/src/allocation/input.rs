@@ -71,17 +71,20 @@ fn split_ports(ports: &[PortRange], reserved: &[PortRange]) -> (Vec<PortRange>, 
     ports.iter().partition(|r| ports_contain(reserved, r))
 }
 
-struct Builder {
+struct Builder<'o> {
     input: AllocationInput,
-    agent_index: HashMap<String, usize>,
-    fw_index: HashMap<(String, String), usize>,
+    agent_index: HashMap<&'o str, usize>,
+    fw_index: HashMap<(&'o str, &'o str), usize>,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn charge_role(&mut self, role: &str, framework: Option<&str>, held: &Resources) {
-        let r = self.input.roles.entry(role.to_string()).or_default();
+        let r = match self.input.roles.get_mut(role) {
+            Some(r) => r,
+            None => self.input.roles.entry(role.to_string()).or_default(),
+        };
         r.allocated = r.allocated.add(held);
-        if let Some(f) = framework.and_then(|name| self.fw_index.get(&(role.to_string(), name.to_string()))) {
+        if let Some(f) = framework.and_then(|name| self.fw_index.get(&(role, name))) {
             let fw = &mut self.input.frameworks[*f];
             fw.allocated = fw.allocated.add(held);
         }
@@ -90,9 +93,9 @@ impl Builder {
     /// A task holding `res` on `agent`: charged to its role's reservation
     /// there first, the rest to unreserved resources.
     fn charge_task(&mut self, task: &Task, agent: usize) {
-        let role = namespace(&task.metadata).to_string();
+        let role = namespace(&task.metadata);
         let mut res = task.spec.resources.clone();
-        if let Some(st) = &task.status {
+        if let Some(st) = task.status.as_ref().filter(|st| !st.ports.is_empty()) {
             res.ports.extend(st.ports.iter().map(|&p| PortRange { begin: p, end: p }));
             res.ports = normalize_ports(std::mem::take(&mut res.ports));
         }
@@ -101,10 +104,15 @@ impl Builder {
             a.used.revocable = a.used.revocable.add(&res);
             return;
         }
+        if !a.static_reservations.contains_key(role) && !a.dynamic_reservations.contains_key(role) {
+            a.used.unreserved = a.used.unreserved.add(&res);
+            self.charge_role(role, task.spec.framework.as_deref(), &res);
+            return;
+        }
         let empty = Resources::default();
         let bucket =
-            a.static_reservations.get(&role).unwrap_or(&empty).add(a.dynamic_reservations.get(&role).unwrap_or(&empty));
-        let used = a.used.reserved.get(&role).cloned().unwrap_or_default();
+            a.static_reservations.get(role).unwrap_or(&empty).add(a.dynamic_reservations.get(role).unwrap_or(&empty));
+        let used = a.used.reserved.get(role).cloned().unwrap_or_default();
         let room = bucket.saturating_sub(&used);
         let (res_ports, unres_ports) = split_ports(&res.ports, &room.ports);
         let [c, m, d, g] = [0, 1, 2, 3].map(|i| res.scalar_values()[i].min(room.scalar_values()[i]));
@@ -113,23 +121,23 @@ impl Builder {
             Resources { ports: unres_ports, ..Resources::scalars(res.cpus, res.mem, res.disk, res.gpus) }
                 .saturating_sub(&Resources::scalars(c, m, d, g));
         if !from_reserved.is_empty() {
-            a.used.reserved.insert(role.clone(), used.add(&from_reserved));
+            a.used.reserved.insert(role.to_string(), used.add(&from_reserved));
         }
         a.used.unreserved = a.used.unreserved.add(&from_unreserved);
-        self.charge_role(&role, task.spec.framework.as_deref(), &res);
+        self.charge_role(role, task.spec.framework.as_deref(), &res);
     }
 
     fn charge_offer(&mut self, offer: &Offer, agent: usize) {
-        let role = namespace(&offer.metadata).to_string();
+        let role = namespace(&offer.metadata);
         let a = &mut self.input.agents[agent];
         if !offer.spec.reserved.is_empty() {
-            let used = a.used.reserved.entry(role.clone()).or_default();
+            let used = a.used.reserved.entry(role.to_string()).or_default();
             *used = used.add(&offer.spec.reserved);
         }
         a.used.unreserved = a.used.unreserved.add(&offer.spec.resources);
         a.used.revocable = a.used.revocable.add(&offer.spec.revocable);
         let held = offer.spec.resources.add(&offer.spec.reserved);
-        self.charge_role(&role, Some(&offer.spec.framework), &held);
+        self.charge_role(role, Some(&offer.spec.framework), &held);
     }
 }
 
@@ -167,7 +175,7 @@ impl AllocationInput {
             }
         }
         for agent in objs.agents {
-            b.agent_index.insert(agent.metadata.name.clone(), b.input.agents.len());
+            b.agent_index.insert(&agent.metadata.name, b.input.agents.len());
             b.input.agents.push(AgentInput {
                 name: agent.metadata.name.clone(),
                 hostname: if agent.spec.hostname.is_empty() {
@@ -185,7 +193,7 @@ impl AllocationInput {
         }
         for rsv in objs.reservations {
             let ready = rsv.status.as_ref().is_some_and(|s| s.state == ReservationState::Ready);
-            if let (true, Some(&a)) = (ready, b.agent_index.get(&rsv.spec.agent)) {
+            if let (true, Some(&a)) = (ready, b.agent_index.get(rsv.spec.agent.as_str())) {
                 let dynamic = b.input.agents[a].dynamic_reservations.entry(namespace(&rsv.metadata).to_string());
                 let slot = dynamic.or_default();
                 *slot = slot.add(&rsv.spec.resources);
@@ -194,18 +202,18 @@ impl AllocationInput {
         for fw in objs.frameworks.iter().filter(|f| f.metadata.deletion_timestamp.is_none()) {
             let input = framework_input(fw);
             b.input.roles.entry(input.role.clone()).or_default();
-            b.fw_index.insert((input.role.clone(), input.name.clone()), b.input.frameworks.len());
+            b.fw_index.insert((namespace(&fw.metadata), &fw.metadata.name), b.input.frameworks.len());
             b.input.frameworks.push(input);
         }
         for task in objs.tasks.iter().filter(|t| t.state().holds_resources()) {
             let agent = task.status.as_ref().and_then(|s| s.agent.as_ref()).or(task.spec.agent.as_ref());
-            if let Some(&a) = agent.and_then(|name| b.agent_index.get(name)) {
+            if let Some(&a) = agent.and_then(|name| b.agent_index.get(name.as_str())) {
                 b.charge_task(task, a);
             }
         }
         for offer in objs.offers {
             let outstanding = offer.status.as_ref().is_none_or(|s| s.state == OfferState::Outstanding);
-            if let (true, Some(&a)) = (outstanding, b.agent_index.get(&offer.spec.agent)) {
+            if let (true, Some(&a)) = (outstanding, b.agent_index.get(offer.spec.agent.as_str())) {
                 b.charge_offer(offer, a);
             }
         }

@@ -96,15 +96,38 @@ fn role_names(input: &AllocationInput) -> Vec<&str> {
     names.into_iter().collect()
 }
 
-/// `ports` sorted and merged, copied once when they already are.
-fn normalized(ports: &[PortRange]) -> Vec<PortRange> {
-    let ok = ports.iter().all(|r| !r.is_empty())
-        && ports.windows(2).all(|w| u32::from(w[0].end) + 1 < u32::from(w[1].begin));
-    if ok {
-        ports.to_vec()
-    } else {
-        normalize_ports(ports.to_vec())
+fn is_normalized(ports: &[PortRange]) -> bool {
+    ports.iter().all(|r| !r.is_empty()) && ports.windows(2).all(|w| u32::from(w[0].end) + 1 < u32::from(w[1].begin))
+}
+
+/// `set - remove` in one pass with one allocation when both are already
+/// normalized (the common case); otherwise the general `subtract_ports`.
+pub(crate) fn subtract_sorted(set: &[PortRange], remove: &[PortRange]) -> Vec<PortRange> {
+    if !is_normalized(set) || !is_normalized(remove) {
+        return subtract_ports(set, remove);
     }
+    let mut out = Vec::with_capacity(set.len() + remove.len());
+    let mut j = 0;
+    for s in set {
+        let (mut begin, end) = (u32::from(s.begin), u32::from(s.end));
+        while j < remove.len() && u32::from(remove[j].end) < begin {
+            j += 1;
+        }
+        for r in &remove[j..] {
+            let (rb, re) = (u32::from(r.begin), u32::from(r.end));
+            if rb > end || begin > end {
+                break;
+            }
+            if rb > begin {
+                out.push(PortRange { begin: begin as u16, end: (rb - 1) as u16 });
+            }
+            begin = begin.max(re + 1);
+        }
+        if begin <= end {
+            out.push(PortRange { begin: begin as u16, end: end as u16 });
+        }
+    }
+    out
 }
 
 fn build_agent(a: &super::AgentInput, role_index: &HashMap<&str, u32>) -> AgentState {
@@ -124,14 +147,14 @@ fn build_agent(a: &super::AgentInput, role_index: &HashMap<&str, u32>) -> AgentS
         reserved.push(Bucket {
             role: role_index[role.as_str()],
             free: scalars::sub(&size, &milli(used)),
-            ports: subtract_ports(&ports, &used.ports),
+            ports: subtract_sorted(&ports, &used.ports),
         });
     }
     let unreserved = scalars::sub(&milli(&a.total), &reserved_sum);
-    let ports = if reserved_ports.is_empty() && a.used.unreserved.ports.is_empty() {
-        normalized(&a.total.ports)
+    let ports = if reserved_ports.is_empty() {
+        subtract_sorted(&a.total.ports, &a.used.unreserved.ports)
     } else {
-        subtract_ports(&subtract_ports(&a.total.ports, &reserved_ports), &a.used.unreserved.ports)
+        subtract_sorted(&subtract_ports(&a.total.ports, &reserved_ports), &a.used.unreserved.ports)
     };
     AgentState {
         free: scalars::sub(&unreserved, &milli(&a.used.unreserved)),
@@ -228,5 +251,32 @@ impl<'a> State<'a> {
     /// Dominant share of framework `f`.
     pub(crate) fn fw_share(&self, f: usize) -> f64 {
         scalars::share(&self.fws[f].allocated, &self.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pr(v: &[(u16, u16)]) -> Vec<PortRange> {
+        v.iter().map(|&(begin, end)| PortRange { begin, end }).collect()
+    }
+
+    #[test]
+    fn one_pass_subtract_matches_the_general_one() {
+        type Case<'a> = (&'a [(u16, u16)], &'a [(u16, u16)]);
+        let cases: &[Case<'_>] = &[
+            (&[(31000, 31999)], &[]),
+            (&[(31000, 31999)], &[(31000, 31001)]),
+            (&[(10, 20), (30, 40)], &[(5, 12), (15, 15), (18, 33), (40, 50)]),
+            (&[(10, 20), (30, 40)], &[(0, 65535)]),
+            (&[(0, 65535)], &[(65535, 65535), (0, 0)]),
+            (&[(30, 40), (10, 20)], &[(12, 12)]),
+            (&[(1, 5)], &[(7, 9)]),
+        ];
+        for (set, remove) in cases {
+            let (set, remove) = (pr(set), pr(remove));
+            assert_eq!(subtract_sorted(&set, &remove), subtract_ports(&set, &remove), "{set:?} - {remove:?}");
+        }
     }
 }
