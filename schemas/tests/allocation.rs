@@ -244,3 +244,102 @@ proptest! {
         prop_assert!((shares["heavy"] - 2.0 * shares["light"]).abs() <= 2.0 * t + 1e-9, "{:?}", shares);
     }
 }
+
+#[test]
+fn from_objects_charges_tasks_offers_and_reservations_to_the_right_buckets() {
+    use meseta_schemas::allocation::ClusterObjects;
+    use meseta_schemas::{
+        Agent, AgentSpec, AgentStatus, Condition, Framework, FrameworkSpec, FrameworkStatus, Offer, OfferFilter,
+        OfferSpec, OfferState, OfferStatus, Quota, QuotaSpec, Reservation, ReservationSpec, ReservationState,
+        ReservationStatus, Task, TaskSpec, TaskState, TaskStatus,
+    };
+    let mut spec = AgentSpec { resources: res(8.0, 8192.0), ..Default::default() };
+    spec.reservations.insert("web".into(), res(2.0, 1024.0));
+    let a0 = Agent::new("a0", spec);
+    let mut gone = Agent::new("gone", AgentSpec { resources: res(4.0, 4096.0), ..Default::default() });
+    gone.status = Some(AgentStatus {
+        conditions: vec![Condition { type_: "Unreachable".into(), status: "True".into(), ..Default::default() }],
+        ..Default::default()
+    });
+    let reservation = |state| {
+        let mut r = Reservation::new("rsv", ReservationSpec { agent: "a0".into(), resources: res(1.0, 0.0) })
+            .in_namespace("web");
+        r.status = Some(ReservationStatus { state, ..Default::default() });
+        r
+    };
+    let task = |name: &str, cpus: f64, state, revocable| {
+        let mut t = Task::new(
+            name,
+            TaskSpec {
+                framework: Some("w".into()),
+                agent: Some("a0".into()),
+                resources: res(cpus, 512.0),
+                revocable,
+                ..Default::default()
+            },
+        )
+        .in_namespace("web");
+        t.status = Some(TaskStatus { state, ports: vec![31000], ..Default::default() });
+        t
+    };
+    let offer = |state| {
+        let mut o = Offer::new(
+            "o",
+            OfferSpec { framework: "w".into(), agent: "a0".into(), resources: res(1.0, 0.0), ..Default::default() },
+        )
+        .in_namespace("web");
+        o.status = Some(OfferStatus { state, ..Default::default() });
+        o
+    };
+    let until = now() + chrono::Duration::seconds(30);
+    let mut revived =
+        Framework::new("w", FrameworkSpec { revive_generation: 2, ..Default::default() }).in_namespace("web");
+    revived.status = Some(FrameworkStatus {
+        filters: vec![OfferFilter { agent: "a0".into(), until }],
+        observed_revive_generation: 1,
+        ..Default::default()
+    });
+    let mut filtered = Framework::new("x", FrameworkSpec::default()).in_namespace("batch");
+    filtered.status =
+        Some(FrameworkStatus { filters: vec![OfferFilter { agent: "a0".into(), until }], ..Default::default() });
+    let quota =
+        Quota::new("q", QuotaSpec { guarantee: res(1.0, 0.0), limit: Some(res(6.0, 6144.0)) }).in_namespace("web");
+
+    let agents = [a0, gone];
+    let tasks = [
+        task("in-reservation", 4.0, TaskState::Running, false),
+        task("pending", 4.0, TaskState::Pending, false),
+        task("revocable", 1.0, TaskState::Running, true),
+    ];
+    let offers = [offer(OfferState::Outstanding), offer(OfferState::Declined)];
+    let frameworks = [revived, filtered];
+    let reservations = [reservation(ReservationState::Ready), reservation(ReservationState::Pending)];
+    let quotas = [quota];
+    let input = AllocationInput::from_objects(&ClusterObjects {
+        agents: &agents,
+        tasks: &tasks,
+        offers: &offers,
+        frameworks: &frameworks,
+        quotas: &quotas,
+        reservations: &reservations,
+        ..Default::default()
+    });
+
+    let a0 = &input.agents[0];
+    assert_eq!(a0.dynamic_reservations["web"], res(1.0, 0.0), "only the Ready reservation counts");
+    // The 4-cpu task fills web's 3-cpu reservation first, then 1 cpu of unreserved; the offer adds 1 more.
+    assert_eq!(a0.used.reserved["web"].scalar_values(), res(3.0, 512.0).scalar_values());
+    assert!(a0.used.reserved["web"].ports.is_empty(), "the reservation holds no ports");
+    assert_eq!(a0.used.unreserved.scalar_values(), res(2.0, 0.0).scalar_values());
+    assert_eq!(a0.used.unreserved.ports, vec![PortRange { begin: 31000, end: 31000 }]);
+    assert_eq!(a0.used.revocable.scalar_values(), res(1.0, 512.0).scalar_values());
+    assert!(input.agents[1].unschedulable, "an unreachable agent is unschedulable");
+    assert!(!a0.unschedulable);
+    assert_eq!(input.roles["web"].allocated.scalar_values(), res(5.0, 512.0).scalar_values());
+    assert_eq!(input.roles["web"].quota.as_ref().unwrap().limit, Some(res(6.0, 6144.0)));
+    let w = input.frameworks.iter().find(|f| f.name == "w").unwrap();
+    assert_eq!(w.allocated.scalar_values(), res(5.0, 512.0).scalar_values());
+    assert!(w.filters.is_empty(), "a new revive generation clears filters");
+    let x = input.frameworks.iter().find(|f| f.name == "x").unwrap();
+    assert_eq!(x.filters["a0"], until);
+}
