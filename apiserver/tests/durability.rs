@@ -1,0 +1,189 @@
+//! Durability of the real `meseta-apiserver` binary: 16 clients create and
+//! update objects while the process is killed with SIGKILL several times and
+//! restarted on the same data directory. Every acknowledged (2xx) write must
+//! survive with its acknowledged content and resourceVersion, and the
+//! revision counter must never go backwards.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const CLIENTS: usize = 16;
+const KILLS: usize = 3;
+const NS: &str = "durable";
+
+/// A running apiserver process.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meseta-apiserver"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start meseta-apiserver");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let url = line.trim().rsplit(' ').next().expect("a URL").to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        Server { child, url }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a client knows about one object.
+#[derive(Debug, Default, Clone)]
+struct Known {
+    /// Last acknowledged write: (command, resourceVersion).
+    acked: Option<(String, u64)>,
+    /// Commands sent after it whose outcome is unknown (the server died).
+    maybe: Vec<String>,
+}
+
+type Ledger = Arc<Mutex<HashMap<String, Known>>>;
+
+async fn client(id: usize, url: Arc<RwLock<String>>, ledger: Ledger, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let name = format!("c{id}-{n}");
+        n += 1;
+        for version in 0..4 {
+            let command = format!("echo {name} v{version}");
+            let base = url.read().unwrap().clone();
+            let resp = if version == 0 {
+                let body = json!({"apiVersion": "meseta.io/v1", "kind": "Task",
+                    "metadata": {"name": name}, "spec": {"command": command}});
+                http.post(format!("{base}/apis/meseta.io/v1/namespaces/{NS}/tasks")).json(&body).send().await
+            } else {
+                http.patch(format!("{base}/apis/meseta.io/v1/namespaces/{NS}/tasks/{name}"))
+                    .header("content-type", "application/merge-patch+json")
+                    .body(json!({"spec": {"command": command}}).to_string())
+                    .send()
+                    .await
+            };
+            let outcome = match resp {
+                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                    Ok(obj) => Some(obj),
+                    Err(_) => None,
+                },
+                Ok(r) => panic!("client {id}: {name} v{version} refused: {} {:?}", r.status(), r.text().await),
+                Err(_) => None,
+            };
+            let acknowledged = {
+                let mut ledger = ledger.lock().unwrap();
+                let known = ledger.entry(name.clone()).or_default();
+                match outcome {
+                    Some(obj) => {
+                        assert_eq!(obj["spec"]["command"], command.as_str());
+                        let rv = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                        known.acked = Some((command, rv));
+                        known.maybe.clear();
+                        true
+                    }
+                    None => {
+                        known.maybe.push(command);
+                        false
+                    }
+                }
+            };
+            if !acknowledged {
+                // Unknown outcome: move on to a new object once the server is back.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                break;
+            }
+        }
+    }
+}
+
+/// Checks every acknowledged write against the server; returns the highest acked revision.
+async fn verify(url: &str, ledger: &Ledger) -> u64 {
+    let http = reqwest::Client::new();
+    let list: Value =
+        http.get(format!("{url}/apis/meseta.io/v1/namespaces/{NS}/tasks")).send().await.unwrap().json().await.unwrap();
+    let stored: HashMap<String, Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["metadata"]["name"].as_str().unwrap().to_string(), o.clone()))
+        .collect();
+    let list_rv: u64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let ledger = ledger.lock().unwrap();
+    let mut max_acked = 0;
+    let mut checked = 0;
+    for (name, known) in ledger.iter() {
+        let Some((command, rv)) = &known.acked else {
+            continue;
+        };
+        checked += 1;
+        max_acked = max_acked.max(*rv);
+        let obj = stored.get(name).unwrap_or_else(|| panic!("acknowledged {name} is missing"));
+        let now = obj["spec"]["command"].as_str().unwrap();
+        let now_rv: u64 = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        if now == command {
+            assert_eq!(now_rv, *rv, "{name}: acknowledged at {rv}, stored at {now_rv}");
+        } else {
+            assert!(known.maybe.iter().any(|m| m == now), "{name}: stored {now:?}, acknowledged {command:?}");
+            assert!(now_rv > *rv, "{name}: a later write has an older revision");
+        }
+    }
+    assert!(checked > 0, "no write was acknowledged at all");
+    assert!(list_rv >= max_acked, "the revision went backwards: list at {list_rv}, acknowledged {max_acked}");
+    max_acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let url = Arc::new(RwLock::new(server.url.clone()));
+    let ledger: Ledger = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..CLIENTS).map(|i| tokio::spawn(client(i, url.clone(), ledger.clone(), stop.clone()))).collect();
+
+    let mut high_water = 0;
+    for round in 0..KILLS {
+        // Let load build up; the kill lands in the middle of it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.kill9();
+        server = Server::start(dir.path());
+        *url.write().unwrap() = server.url.clone();
+        let acked = verify(&server.url, &ledger).await;
+        assert!(acked >= high_water, "round {round}: acknowledged revisions went backwards");
+        high_water = acked;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("a client failed");
+    }
+    let final_acked = verify(&server.url, &ledger).await;
+    assert!(final_acked >= high_water);
+    let objects = ledger.lock().unwrap().values().filter(|k| k.acked.is_some()).count();
+    assert!(objects > CLIENTS, "too little load to mean anything: {objects} objects");
+    server.kill9();
+}
