@@ -86,10 +86,7 @@ async fn client(id: usize, url: Arc<RwLock<String>>, ledger: Ledger, stop: Arc<s
                     .await
             };
             let outcome = match resp {
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(obj) => Some(obj),
-                    Err(_) => None,
-                },
+                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
                 Ok(r) => panic!("client {id}: {name} v{version} refused: {} {:?}", r.status(), r.text().await),
                 Err(_) => None,
             };

@@ -192,6 +192,8 @@ async fn graceful_stop_ends_open_watches() {
     let mut server = TestServer::start().await;
     let api = Api::new(&server);
     let mut ev = Events::open(&api, &format!("{}?watch=true", tasks("w"))).await;
+    let metrics = api.get("/metrics").await.text;
+    assert!(metrics.contains("apiserver_registered_watchers{resource=\"tasks\"} 1"), "{metrics}");
     server.stop().await;
     assert!(ev.next().await.is_none());
     server.restart().await;
