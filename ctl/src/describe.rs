@@ -95,7 +95,9 @@ pub(crate) fn render(obj: &Value, events: &[Value], now: DateTime<Utc>) -> Strin
             out.push_str(&indent(&table(&["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], rows), 2));
         }
     }
-    if let Some(Value::Array(history)) = obj.pointer("/status/taskEvents") {
+    let history = obj.pointer("/status/taskEvents").and_then(Value::as_array);
+    if history.is_some() || text(obj, "/kind") == "Task" {
+        let history = history.map(Vec::as_slice).unwrap_or_default();
         out.push_str("Task events:\n");
         if history.is_empty() {
             out.push_str("  <none>\n");

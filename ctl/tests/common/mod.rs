@@ -12,22 +12,22 @@ use tokio::io::AsyncWriteExt;
 
 /// What one run of the binary did.
 #[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// Panics with the whole output unless the exit code is `code`.
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 }
 
 /// A command for the binary with a clean environment: no config file, no colour.
-pub fn command(server: Option<&str>, config_home: &Path) -> tokio::process::Command {
+pub(crate) fn command(server: Option<&str>, config_home: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meseta"));
     cmd.env_remove("MESETA_SERVER")
         .env_remove("MESETA_TOKEN")
@@ -43,7 +43,7 @@ pub fn command(server: Option<&str>, config_home: &Path) -> tokio::process::Comm
 }
 
 /// Runs `meseta ARGS` against `url` (stdin from `input`, if any).
-pub async fn run_at(url: Option<&str>, args: &[&str], input: Option<&str>) -> Run {
+pub(crate) async fn run_at(url: Option<&str>, args: &[&str], input: Option<&str>) -> Run {
     let config_home = tempfile::tempdir().unwrap();
     let mut cmd = command(url, config_home.path());
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -65,24 +65,24 @@ pub async fn run_at(url: Option<&str>, args: &[&str], input: Option<&str>) -> Ru
 }
 
 /// Runs `meseta ARGS` against `server`.
-pub async fn meseta(server: &TestServer, args: &[&str]) -> Run {
+pub(crate) async fn meseta(server: &TestServer, args: &[&str]) -> Run {
     run_at(Some(server.url()), args, None).await
 }
 
 /// The repository's `manifests/` directory.
-pub fn repo_manifests() -> PathBuf {
+pub(crate) fn repo_manifests() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
 }
 
 /// Writes `text` to `dir/name` and returns the path as a string.
-pub fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
 
 /// GET of a path on the server as JSON, `None` on 404.
-pub async fn get_json(server: &TestServer, path: &str) -> Option<Value> {
+pub(crate) async fn get_json(server: &TestServer, path: &str) -> Option<Value> {
     let resp = reqwest::get(format!("{}{path}", server.url())).await.unwrap();
     if resp.status() == 404 {
         return None;
@@ -92,12 +92,12 @@ pub async fn get_json(server: &TestServer, path: &str) -> Option<Value> {
 }
 
 /// A task in `default` as JSON.
-pub async fn task(server: &TestServer, name: &str) -> Option<Value> {
+pub(crate) async fn task(server: &TestServer, name: &str) -> Option<Value> {
     get_json(server, &format!("/apis/meseta.io/v1/namespaces/default/tasks/{name}")).await
 }
 
 /// Merge-patches `path` on the server.
-pub async fn merge_patch(server: &TestServer, path: &str, patch: &Value) {
+pub(crate) async fn merge_patch(server: &TestServer, path: &str, patch: &Value) {
     let resp = reqwest::Client::new()
         .patch(format!("{}{path}", server.url()))
         .header("content-type", "application/merge-patch+json")
@@ -110,7 +110,7 @@ pub async fn merge_patch(server: &TestServer, path: &str, patch: &Value) {
 }
 
 /// A minimal task manifest.
-pub fn task_yaml(name: &str, namespace: &str, labels: &str) -> String {
+pub(crate) fn task_yaml(name: &str, namespace: &str, labels: &str) -> String {
     format!(
         "apiVersion: meseta.io/v1\nkind: Task\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels: {{{labels}}}\nspec:\n  command: \"true\"\n  resources: {{cpus: 0.5, mem: 64}}\n"
     )
