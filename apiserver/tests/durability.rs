@@ -116,40 +116,57 @@ async fn client(id: usize, url: Arc<RwLock<String>>, ledger: Ledger, stop: Arc<s
     }
 }
 
-/// Checks every acknowledged write against the server; returns the highest acked revision.
-async fn verify(url: &str, ledger: &Ledger) -> u64 {
-    let http = reqwest::Client::new();
+/// Checks one object's stored state against what its client was told.
+fn check_object(name: &str, known: &Known, stored: Option<(String, u64)>, revision: u64) {
+    let Some((command, rv)) = &known.acked else { return };
+    let (now, now_rv) = stored
+        .unwrap_or_else(|| panic!("acknowledged {name} is missing: {known:?}; the store is at revision {revision}"));
+    if &now == command {
+        assert_eq!(now_rv, *rv, "{name}: acknowledged at {rv}, stored at {now_rv}");
+    } else {
+        assert!(known.maybe.contains(&now), "{name}: stored {now:?}, acknowledged {command:?}");
+        assert!(now_rv > *rv, "{name}: a later write has an older revision");
+    }
+    assert!(revision >= *rv, "the revision went backwards: store at {revision}, {name} acknowledged at {rv}");
+}
+
+/// While the server is down: opens its data directory and checks every
+/// acknowledged write; returns the store revision.
+async fn verify_on_disk(dir: &std::path::Path, ledger: &Ledger) -> u64 {
+    let store = meseta_apiserver::open_sled(dir).expect("open the killed server's store");
+    let revision = store.revision();
+    let ledger = ledger.lock().unwrap().clone();
+    for (name, known) in &ledger {
+        let kv = store.get(&format!("/registry/tasks/{NS}/{name}")).await.expect("read");
+        let stored = kv.map(|kv| {
+            let obj: Value = serde_json::from_slice(&kv.value).expect("stored JSON");
+            (obj["spec"]["command"].as_str().unwrap().to_string(), kv.mod_revision)
+        });
+        check_object(name, known, stored, revision);
+    }
+    revision
+}
+
+/// With the clients stopped: checks every acknowledged write through the API.
+async fn verify_over_http(url: &str, ledger: &Ledger) {
     let list: Value =
-        http.get(format!("{url}/apis/meseta.io/v1/namespaces/{NS}/tasks")).send().await.unwrap().json().await.unwrap();
-    let stored: HashMap<String, Value> = list["items"]
+        reqwest::get(format!("{url}/apis/meseta.io/v1/namespaces/{NS}/tasks")).await.unwrap().json().await.unwrap();
+    let revision: u64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let stored: HashMap<String, (String, u64)> = list["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["metadata"]["name"].as_str().unwrap().to_string(), o.clone()))
+        .map(|o| {
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                (o["spec"]["command"].as_str().unwrap().to_string(), rv),
+            )
+        })
         .collect();
-    let list_rv: u64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    let ledger = ledger.lock().unwrap();
-    let mut max_acked = 0;
-    let mut checked = 0;
-    for (name, known) in ledger.iter() {
-        let Some((command, rv)) = &known.acked else {
-            continue;
-        };
-        checked += 1;
-        max_acked = max_acked.max(*rv);
-        let obj = stored.get(name).unwrap_or_else(|| panic!("acknowledged {name} is missing"));
-        let now = obj["spec"]["command"].as_str().unwrap();
-        let now_rv: u64 = obj["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-        if now == command {
-            assert_eq!(now_rv, *rv, "{name}: acknowledged at {rv}, stored at {now_rv}");
-        } else {
-            assert!(known.maybe.iter().any(|m| m == now), "{name}: stored {now:?}, acknowledged {command:?}");
-            assert!(now_rv > *rv, "{name}: a later write has an older revision");
-        }
+    for (name, known) in ledger.lock().unwrap().iter() {
+        check_object(name, known, stored.get(name).cloned(), revision);
     }
-    assert!(checked > 0, "no write was acknowledged at all");
-    assert!(list_rv >= max_acked, "the revision went backwards: list at {list_rv}, acknowledged {max_acked}");
-    max_acked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,20 +184,22 @@ async fn acknowledged_writes_survive_kill_9() {
         // Let load build up; the kill lands in the middle of it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         server.kill9();
+        let revision = verify_on_disk(dir.path(), &ledger).await;
+        assert!(revision >= high_water, "round {round}: the revision went backwards");
+        high_water = revision;
         server = Server::start(dir.path());
         *url.write().unwrap() = server.url.clone();
-        let acked = verify(&server.url, &ledger).await;
-        assert!(acked >= high_water, "round {round}: acknowledged revisions went backwards");
-        high_water = acked;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for c in clients {
         c.await.expect("a client failed");
     }
-    let final_acked = verify(&server.url, &ledger).await;
-    assert!(final_acked >= high_water);
-    let objects = ledger.lock().unwrap().values().filter(|k| k.acked.is_some()).count();
-    assert!(objects > CLIENTS, "too little load to mean anything: {objects} objects");
+    verify_over_http(&server.url, &ledger).await;
+    let ledger = ledger.lock().unwrap().clone();
+    let acked = ledger.values().filter(|k| k.acked.is_some()).count();
+    let interrupted = ledger.values().filter(|k| !k.maybe.is_empty()).count();
+    assert!(acked > CLIENTS, "too little load to mean anything: {acked} objects");
+    assert!(interrupted > 0, "no kill landed in the middle of a write");
     server.kill9();
 }
