@@ -61,11 +61,9 @@ async fn raw_watches_bring_bookmarks_and_410_after_compaction() {
     let rv = list.metadata.resource_version.unwrap();
 
     let mut stream = tasks.watch(&WatchParams::default(), &rv).await.unwrap();
-    let bookmark = loop {
-        match next(&mut stream).await.unwrap() {
-            WatchEvent::Bookmark { resource_version } => break resource_version,
-            other => panic!("an idle watch should only bring bookmarks, got {other:?}"),
-        }
+    let bookmark = match next(&mut stream).await.unwrap() {
+        WatchEvent::Bookmark { resource_version } => resource_version,
+        other => panic!("an idle watch should only bring bookmarks, got {other:?}"),
     };
     assert!(bookmark.parse::<u64>().unwrap() >= first.revision());
 
