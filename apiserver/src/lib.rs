@@ -12,6 +12,11 @@
 //! - [`watch`](crate::watch) (private): watch streams.
 //! - [`gc`]: the garbage collector (owner references, propagation finalizers).
 //! - [`discovery`](crate::discovery) (private): `/version`, `/api`, `/apis`, ...
+//! - [`openapi`]: `/openapi/v3` documents from the kinds' JSON Schemas.
+//! - [`table`]: server-side printing (`Accept: ...;as=Table`).
+//! - [`apply`]: server-side apply with `managedFields` ownership and conflicts.
+//! - [`core_events`](crate::core_events) (private): a read-only core `v1`
+//!   events list for `kubectl describe`.
 //! - [`path`], [`object`], [`request`]: addressing, untyped object metadata,
 //!   query parameters and bodies.
 //! - [`selector`], [`patch`]: label/field selectors, merge/JSON patches and
@@ -22,6 +27,8 @@
 //! - [`testing`]: [`testing::TestServer`], a real server for tests.
 
 pub mod age;
+pub mod apply;
+mod core_events;
 mod discovery;
 pub mod error;
 pub mod gc;
@@ -29,6 +36,7 @@ mod handlers;
 pub mod metrics;
 pub mod object;
 pub mod objects;
+pub mod openapi;
 pub mod patch;
 pub mod path;
 pub mod request;
@@ -36,6 +44,7 @@ pub mod selector;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod table;
 pub mod testing;
 mod watch;
 

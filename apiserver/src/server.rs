@@ -18,7 +18,7 @@ use tracing::field::Empty;
 
 use crate::path::Target;
 use crate::state::AppState;
-use crate::{discovery, gc, handlers};
+use crate::{core_events, discovery, gc, handlers, openapi};
 
 /// Prefix of every resource path.
 const API_ROOT: &str = "/apis/meseta.io/v1/";
@@ -38,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/meseta.io", get(discovery::meseta_group))
         .route("/apis/meseta.io/v1", get(discovery::resources))
         .route("/apis/meseta.io/v1/{*rest}", any(handlers::resource))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*path}", get(openapi::group))
+        .route("/api/v1/namespaces/{namespace}/events", get(core_events::list))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(

@@ -64,6 +64,7 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
     let watch = Watch {
         kind: call.target.kind.kind,
+        table: crate::table::wants_table(&call.headers).then_some(call.target.kind),
         filter,
         last: start,
         tx,
@@ -86,6 +87,8 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
 
 struct Watch {
     kind: &'static str,
+    /// Send objects as one-row Tables (the client asked `as=Table`).
+    table: Option<&'static meseta_schemas::registry::KindInfo>,
     filter: Filter,
     last: Revision,
     tx: mpsc::Sender<Bytes>,
@@ -152,6 +155,11 @@ impl Watch {
 
     /// Sends one event line; false when the client is gone.
     async fn send(&self, kind: &str, obj: &Value) -> bool {
+        let table = match self.table {
+            Some(k) if kind != "BOOKMARK" && kind != "ERROR" => Some(crate::table::single(k, obj)),
+            _ => None,
+        };
+        let obj = table.as_ref().unwrap_or(obj);
         let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).expect("JSON serialises");
         line.push(b'\n');
         self.tx.send(Bytes::from(line)).await.is_ok()

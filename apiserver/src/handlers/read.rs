@@ -16,7 +16,11 @@ pub(super) async fn get(call: Call) -> Result<Response, ApiError> {
     let Some(kv) = kv else {
         return Err(objects::not_found(call.target.kind, call.target.name()));
     };
-    Ok(respond(StatusCode::OK, &object::from_kv(&kv)?, &[]))
+    let obj = object::from_kv(&kv)?;
+    if crate::table::wants_table(&call.headers) {
+        return Ok(respond(StatusCode::OK, &crate::table::single(call.target.kind, &obj), &[]));
+    }
+    Ok(respond(StatusCode::OK, &obj, &[]))
 }
 
 /// `GET .../{plural}`: a filtered page with the list's `resourceVersion`.
@@ -30,6 +34,11 @@ pub(super) async fn list(call: Call) -> Result<Response, ApiError> {
         call.params.continue_token.as_deref(),
     )
     .await?;
+    if crate::table::wants_table(&call.headers) {
+        let rv = page.revision.to_string();
+        let table = crate::table::table(call.target.kind, &page.items, Some(&rv), page.continue_token.as_deref());
+        return Ok(respond(StatusCode::OK, &table, &[]));
+    }
     Ok(respond(StatusCode::OK, &list_body(call.target.kind.kind, page), &[]))
 }
 
