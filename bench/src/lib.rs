@@ -1,1 +1,3 @@
 //! Benchmark support.
+
+pub mod apiserver;

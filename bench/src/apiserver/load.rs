@@ -1,0 +1,180 @@
+//! Write and list load against a running apiserver.
+//!
+//! Owns the closed-loop writers (each client task sends one request, waits for
+//! its answer, sends the next, over its own keep-alive connection) and the list
+//! timings. It must not start or stop the server.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::{client, percentile, task, tasks_url};
+
+/// What a write run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteFigures {
+    /// Acknowledged (durable) writes.
+    pub writes: u64,
+    /// Writes per second of wall time.
+    pub per_s: f64,
+    /// Median and 99th-percentile request latency, ms.
+    pub p50_ms: f64,
+    /// See `p50_ms`.
+    pub p99_ms: f64,
+}
+
+/// Which write a run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `POST` of a new Task.
+    Create,
+    /// `PUT` of the client's own Task with its current `resourceVersion`.
+    Update,
+}
+
+/// Runs `clients` closed-loop writers for `duration` against namespace `ns`.
+pub async fn writes(
+    base: &str,
+    ns: &str,
+    kind: WriteKind,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<WriteFigures> {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut jobs = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let base = base.to_string();
+        let ns = ns.to_string();
+        jobs.push(tokio::spawn(async move { writer(&base, &ns, kind, c, deadline).await }));
+    }
+    let mut latencies = Vec::new();
+    for job in jobs {
+        latencies.extend(job.await.context("writer task")??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let writes = latencies.len() as u64;
+    Ok(WriteFigures {
+        writes,
+        per_s: writes as f64 / secs,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+/// One writer until `deadline`; returns each write's latency in ms.
+async fn writer(
+    base: &str,
+    ns: &str,
+    kind: WriteKind,
+    id: usize,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<Vec<f64>> {
+    let http = client()?;
+    let collection = tasks_url(base, ns);
+    let mut latencies = Vec::new();
+    let mut current = match kind {
+        WriteKind::Create => Value::Null,
+        WriteKind::Update => create(&http, &collection, &task(ns, &format!("u{id}"), json!({}))).await?,
+    };
+    let mut n = 0u64;
+    while tokio::time::Instant::now() < deadline {
+        let sent = Instant::now();
+        match kind {
+            WriteKind::Create => {
+                create(&http, &collection, &task(ns, &format!("c{id}-{n}"), json!({}))).await?;
+            }
+            WriteKind::Update => {
+                current["metadata"]["annotations"]["bench/n"] = Value::String(n.to_string());
+                let name = current["metadata"]["name"].as_str().context("name")?.to_string();
+                let resp = http.put(format!("{collection}/{name}")).json(&current).send().await?;
+                current = expect(resp, StatusCode::OK, "PUT").await?;
+            }
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+        n += 1;
+    }
+    Ok(latencies)
+}
+
+/// `POST`s `body` to `collection`; returns the created object.
+pub async fn create(http: &reqwest::Client, collection: &str, body: &Value) -> anyhow::Result<Value> {
+    let resp = http.post(collection).json(body).send().await?;
+    expect(resp, StatusCode::CREATED, "POST").await
+}
+
+async fn expect(resp: reqwest::Response, want: StatusCode, what: &str) -> anyhow::Result<Value> {
+    let status = resp.status();
+    if status != want {
+        let text = resp.text().await.unwrap_or_default();
+        bail!("{what} answered {status} (expected {want}): {text}");
+    }
+    Ok(resp.json().await?)
+}
+
+/// Creates `count` Tasks named `t{i}` in `ns` with `clients` writers; returns
+/// the seconds it took.
+pub async fn fill(base: &str, ns: &str, count: usize, clients: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut jobs = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let collection = tasks_url(base, ns);
+        let ns = ns.to_string();
+        jobs.push(tokio::spawn(async move {
+            let http = client()?;
+            for i in (c..count).step_by(clients) {
+                create(&http, &collection, &task(&ns, &format!("t{i:06}"), json!({}))).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for job in jobs {
+        job.await.context("fill task")??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Times one full `GET` of the collection; returns (ms, items, body bytes).
+pub async fn list_full(base: &str, ns: &str) -> anyhow::Result<(f64, usize, usize)> {
+    let http = client()?;
+    let start = Instant::now();
+    let resp = http.get(tasks_url(base, ns)).send().await?;
+    if resp.status() != StatusCode::OK {
+        bail!("list answered {}", resp.status());
+    }
+    let body = resp.bytes().await?;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let list: Value = serde_json::from_slice(&body)?;
+    let items = list["items"].as_array().map_or(0, Vec::len);
+    Ok((ms, items, body.len()))
+}
+
+/// Times a paged list with `limit` per page; returns (ms, items, pages).
+pub async fn list_paged(base: &str, ns: &str, limit: usize) -> anyhow::Result<(f64, usize, usize)> {
+    let http = client()?;
+    let url = tasks_url(base, ns);
+    let start = Instant::now();
+    let (mut items, mut pages) = (0, 0);
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = http.get(&url).query(&[("limit", limit.to_string())]);
+        if let Some(t) = &token {
+            req = req.query(&[("continue", t)]);
+        }
+        let resp = req.send().await?;
+        if resp.status() != StatusCode::OK {
+            bail!("paged list answered {}", resp.status());
+        }
+        let page: Value = resp.json().await?;
+        items += page["items"].as_array().map_or(0, Vec::len);
+        pages += 1;
+        token = page["metadata"]["continue"].as_str().filter(|t| !t.is_empty()).map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok((start.elapsed().as_secs_f64() * 1e3, items, pages))
+}
