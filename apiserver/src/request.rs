@@ -41,6 +41,10 @@ pub struct Params {
     pub field_validation: Option<String>,
     /// `propagationPolicy=Background|Foreground|Orphan` of a delete.
     pub propagation_policy: Option<String>,
+    /// `fieldManager`: who makes a write (field ownership in `managedFields`).
+    pub field_manager: Option<String>,
+    /// `force=true`: a server-side apply takes over conflicting fields.
+    pub force: Option<String>,
 }
 
 /// What to do with fields the kind does not have.

@@ -236,9 +236,14 @@ async fn merge_and_json_patches() {
     assert_eq!(failing.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", failing.text);
 
     let apply = api
-        .raw(Method::PATCH, &task_path("web", "t2"), "application/apply-patch+yaml", task("web", "t2").to_string())
+        .raw(
+            Method::PATCH,
+            &format!("{}?fieldManager=test", task_path("web", "t2")),
+            "application/apply-patch+yaml",
+            task("web", "t2").to_string(),
+        )
         .await;
-    assert_eq!(apply.status, StatusCode::OK, "server-side apply creates: {}", apply.text);
+    assert_eq!(apply.status, StatusCode::CREATED, "server-side apply creates: {}", apply.text);
     assert_eq!(api.names(&tasks("web")).await, vec!["t1", "t2"]);
 }
 

@@ -29,7 +29,9 @@ async fn object_body(call: &mut Call) -> Result<Value, ApiError> {
 /// `POST .../{plural}`.
 pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
     let opts = write_options(&call)?;
-    let body = object_body(&mut call).await?;
+    let mut body = object_body(&mut call).await?;
+    let manager = crate::apply::manager(&call.params, &call.headers);
+    crate::apply::track_update(None, &mut body, &manager, UpdateMode::Main, call.target.kind.has_status);
     let store = call.state.store().clone();
     let written =
         objects::create(store.as_ref(), call.target.kind, call.target.namespace.as_deref(), body, opts).await?;
@@ -40,6 +42,8 @@ pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
 pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response, ApiError> {
     let opts = write_options(&call)?;
     let body = object_body(&mut call).await?;
+    let manager = crate::apply::manager(&call.params, &call.headers);
+    let has_status = call.target.kind.has_status;
     let store = call.state.store().clone();
     let written = objects::update(
         store.as_ref(),
@@ -48,7 +52,11 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
         call.target.name(),
         mode,
         opts,
-        |_current| Ok(body.clone()),
+        |current| {
+            let mut next = body.clone();
+            crate::apply::track_update(Some(current), &mut next, &manager, mode, has_status);
+            Ok(next)
+        },
     )
     .await?;
     Ok(respond(StatusCode::OK, &written.object, &written.warnings))
@@ -67,6 +75,19 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
     };
     let store = call.state.store().clone();
     let target = &call.target;
+    let manager = crate::apply::manager(&call.params, &call.headers);
+    if kind == PatchKind::Apply {
+        if call.params.field_manager.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::BadRequest("fieldManager: Required value: is required for apply patch".into()));
+        }
+        let force = matches!(call.params.force.as_deref(), Some("true") | Some("1"));
+        let req =
+            crate::apply::ApplyRequest { store: store.as_ref(), target, config: patch, manager, force, mode, opts };
+        return Ok(match crate::apply::serve(req).await {
+            Ok((code, written)) => respond(code, &written.object, &written.warnings),
+            Err(resp) => resp,
+        });
+    }
     let result = objects::update(store.as_ref(), target.kind, &target.key(), target.name(), mode, opts, |current| {
         let mut next = current.clone();
         match kind {
@@ -78,20 +99,11 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
         if object::meta_str(&next, "resourceVersion") == object::meta_str(current, "resourceVersion") {
             object::meta_mut(&mut next).remove("resourceVersion");
         }
+        crate::apply::track_update(Some(current), &mut next, &manager, mode, target.kind.has_status);
         Ok(next)
     })
     .await;
-    let written = match result {
-        // Server-side apply creates what does not exist yet.
-        Err(ApiError::NotFound { .. }) if kind == PatchKind::Apply && mode == UpdateMode::Main => {
-            let mut body = patch.clone();
-            if object::name(&body).is_empty() {
-                object::meta_mut(&mut body).insert("name".into(), Value::String(target.name().to_string()));
-            }
-            objects::create(store.as_ref(), target.kind, target.namespace.as_deref(), body, opts).await?
-        }
-        other => other?,
-    };
+    let written = result?;
     Ok(respond(StatusCode::OK, &written.object, &written.warnings))
 }
 

@@ -1,0 +1,249 @@
+//! Field sets and `managedFields` entries: which leaf fields an object sets,
+//! their `FieldsV1` encoding (`{"f:spec":{"f:cpus":{}}}`), and reading and
+//! writing `metadata.managedFields`.
+//!
+//! Lists are atomic (a list is one field, owned as a whole), maps are
+//! granular (each key is its own field). Pure functions over JSON values.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+/// A field: the keys from the object's root to it.
+pub type FieldPath = Vec<String>;
+/// A set of fields.
+pub type FieldSet = BTreeSet<FieldPath>;
+
+/// Metadata the server owns or that names the object: nobody owns these.
+const UNOWNED_METADATA: [&str; 10] = [
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "generateName",
+];
+
+/// Every leaf field `obj` sets (scalars, lists, empty maps), leaving out
+/// `apiVersion`, `kind` and server-owned metadata.
+pub(super) fn leaves(obj: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    let Some(root) = obj.as_object() else { return out };
+    for (k, v) in root {
+        if k == "apiVersion" || k == "kind" {
+            continue;
+        }
+        if k == "metadata" {
+            if let Some(m) = v.as_object() {
+                for (mk, mv) in m.iter().filter(|(mk, _)| !UNOWNED_METADATA.contains(&mk.as_str())) {
+                    collect(mv, vec!["metadata".into(), mk.clone()], &mut out);
+                }
+            }
+            continue;
+        }
+        collect(v, vec![k.clone()], &mut out);
+    }
+    out
+}
+
+fn collect(v: &Value, path: FieldPath, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let mut p = path.clone();
+                p.push(k.clone());
+                collect(child, p, out);
+            }
+        }
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+/// The value at `path`, if any.
+pub(super) fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(obj, |cur, k| cur.get(k.as_str()))
+}
+
+/// Removes the field at `path` (nothing when absent).
+pub(super) fn remove_at(obj: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = obj;
+    for k in parents {
+        match cur.get_mut(k.as_str()) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(last);
+    }
+}
+
+/// `.spec.resources.cpus`, as conflicts name fields.
+pub(super) fn display(path: &[String]) -> String {
+    path.iter().map(|k| format!(".{k}")).collect()
+}
+
+/// `FieldsV1` of a set: nested `f:<key>` maps; `"."` marks a field that also has children.
+pub(super) fn encode(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut cur = &mut root;
+        for k in path {
+            let entry = cur.entry(format!("f:{k}")).or_insert_with(|| json!({}));
+            cur = entry.as_object_mut().expect("field nodes are objects");
+        }
+    }
+    // A field that also has children is marked with ".".
+    mark_parents(&mut root, set, &mut Vec::new());
+    Value::Object(root)
+}
+
+fn mark_parents(node: &mut Map<String, Value>, set: &FieldSet, path: &mut FieldPath) {
+    for (k, child) in node.iter_mut() {
+        let Some(key) = k.strip_prefix("f:") else { continue };
+        path.push(key.to_string());
+        if let Some(c) = child.as_object_mut() {
+            if !c.is_empty() && set.contains(path) {
+                c.insert(".".into(), json!({}));
+            }
+            mark_parents(c, set, path);
+        }
+        path.pop();
+    }
+}
+
+/// The set a `FieldsV1` value describes. Keys other than `f:` (list items,
+/// set values) make their container one atomic field.
+pub(super) fn decode(fields: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Some(m) = fields.as_object() {
+        walk(m, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+fn walk(node: &Map<String, Value>, path: &mut FieldPath, out: &mut FieldSet) {
+    let is_field = node.is_empty() || node.contains_key(".") || node.keys().any(|k| k != "." && !k.starts_with("f:"));
+    if is_field && !path.is_empty() {
+        out.insert(path.clone());
+    }
+    for (k, child) in node {
+        let Some(key) = k.strip_prefix("f:") else { continue };
+        path.push(key.to_string());
+        match child.as_object() {
+            Some(c) => walk(c, path, out),
+            None => {
+                out.insert(path.clone());
+            }
+        }
+        path.pop();
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The field manager (`kubectl`, `kubectl-client-side-apply`, ...).
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// `meseta.io/v1`.
+    pub api_version: String,
+    /// When the entry last changed.
+    pub time: String,
+    /// `status` for writes through the status subresource.
+    pub subresource: Option<String>,
+    /// The fields it owns.
+    pub fields: FieldSet,
+}
+
+impl Entry {
+    /// Whether this entry is `manager`'s entry for `operation` (and `subresource`).
+    pub fn is(&self, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource.as_deref() == subresource
+    }
+
+    fn to_value(&self) -> Value {
+        let mut v = json!({
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": encode(&self.fields),
+        });
+        if let Some(s) = &self.subresource {
+            v["subresource"] = json!(s);
+        }
+        v
+    }
+}
+
+/// The object's `managedFields` entries (malformed entries are skipped).
+pub(super) fn read(obj: &Value) -> Vec<Entry> {
+    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    list.iter()
+        .filter_map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            Some(Entry {
+                manager: s("manager")?,
+                operation: s("operation").unwrap_or_else(|| "Update".into()),
+                api_version: s("apiVersion").unwrap_or_default(),
+                time: s("time").unwrap_or_default(),
+                subresource: s("subresource").filter(|x| !x.is_empty()),
+                fields: e.get("fieldsV1").map(decode).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Writes `entries` (those owning nothing dropped) as the object's `managedFields`.
+pub(super) fn write(obj: &mut Value, entries: &[Entry]) {
+    let list: Vec<Value> = entries.iter().filter(|e| !e.fields.is_empty()).map(Entry::to_value).collect();
+    let meta = crate::object::meta_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> FieldPath {
+        s.split('.').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn leaves_skip_identity_and_treat_lists_as_atomic() {
+        let obj = json!({"apiVersion": "v", "kind": "Task", "metadata": {"name": "t", "labels": {"a": "1"}, "annotations": {}},
+            "spec": {"resources": {"cpus": 1, "ports": [{"begin": 1}]}}});
+        let set = leaves(&obj);
+        let want: FieldSet =
+            ["metadata.labels.a", "metadata.annotations", "spec.resources.cpus", "spec.resources.ports"]
+                .iter()
+                .map(|s| p(s))
+                .collect();
+        assert_eq!(set, want);
+    }
+
+    #[test]
+    fn fields_v1_round_trips() {
+        let set: FieldSet = ["spec.a", "spec.b.c", "metadata.labels.x"].iter().map(|s| p(s)).collect();
+        let enc = encode(&set);
+        assert_eq!(enc["f:spec"]["f:b"]["f:c"], json!({}));
+        assert_eq!(decode(&enc), set);
+        let k8s = json!({"f:spec": {"f:ports": {"k:{\"port\":80}": {".": {}}}, "f:x": {}}});
+        let got = decode(&k8s);
+        assert!(got.contains(&p("spec.ports")) && got.contains(&p("spec.x")));
+    }
+}
