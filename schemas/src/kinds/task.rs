@@ -130,8 +130,13 @@ pub struct PortRequest {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// A fixed host port, or 0 for any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_any_port")]
     pub port: u16,
+}
+
+/// `port: 0` (any port) is left out, so a stored request reads back as written.
+fn is_any_port(port: &u16) -> bool {
+    *port == 0
 }
 
 /// An HTTP health check.
