@@ -9,6 +9,7 @@
 //! (`accept`, `decline`, `log`) get one arm each in [`dispatch`], next to
 //! `status`.
 
+mod log;
 mod read;
 mod write;
 
@@ -79,6 +80,7 @@ async fn dispatch(
             write::patch(call, crate::objects::UpdateMode::Status).await
         }
         (true, Some("status"), _) if has_status => Err(not_allowed(&method, rest)),
+        (true, Some("log"), &Method::GET) => log::serve(call, query).await,
         (true, Some(other), _) => {
             Err(ApiError::PathNotFound(format!("{} have no subresource \"{other}\"", call.target.kind.plural)))
         }
