@@ -163,6 +163,16 @@ async fn tasks_run_fail_are_killed_and_their_logs_are_served() {
         .unwrap_or_default();
     assert_eq!(pids.len(), 1, "the shim records the task's pid");
     let tasks: Api<Task> = Api::namespaced(client.clone(), "web");
+    let mut usage = None;
+    for _ in 0..50 {
+        usage = tasks.get("sleeper").await.unwrap().status.and_then(|s| s.usage);
+        if usage.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let usage = usage.expect("a running task's usage is published (every second here)");
+    assert!(usage.mem > 0.0, "{usage:?}");
     tasks.patch_merge("sleeper", &serde_json::json!({"spec": {"killRequested": true}})).await.unwrap();
     let killed = wait_for(&client, "web", "sleeper", TaskState::Killed, 30).await.status.unwrap();
     assert_eq!(killed.message, "killed as requested");

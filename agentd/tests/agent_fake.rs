@@ -76,6 +76,8 @@ async fn a_simulated_agent_joins_runs_finishes_and_kills_tasks() {
     let api: Api<Task> = Api::namespaced(client.clone(), "web");
     api.patch_merge("forever", &serde_json::json!({"spec": {"killRequested": true}})).await.unwrap();
     let killed = wait_state(&client, "web", "forever", TaskState::Killed).await;
+    let err = api.get_subresource_text("ok", "log", &[]).await.unwrap_err();
+    assert_eq!(err.code(), Some(503), "an agent without an address cannot serve logs: {err}");
     assert_eq!(killed.status.unwrap().message, "killed as requested");
 
     let agent: AgentObj = Api::all(client.clone()).get("sim-1").await.unwrap();
