@@ -92,7 +92,7 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
     let changed: FieldSet = before
         .union(&after)
         .filter(|p| in_scope(p, mode, has_status))
-        .filter(|p| current.and_then(|c| fields::value_at(c, p)) != fields::value_at(next, p))
+        .filter(|p| !fields::same(current.and_then(|c| fields::value_at(c, p)), fields::value_at(next, p)))
         .cloned()
         .collect();
     if changed.is_empty() {
@@ -141,7 +141,7 @@ pub fn apply_to(
         let lost: Vec<FieldPath> = e
             .fields
             .intersection(&applied)
-            .filter(|p| fields::value_at(config, p) != fields::value_at(current, p))
+            .filter(|p| !fields::same(fields::value_at(config, p), fields::value_at(current, p)))
             .cloned()
             .collect();
         for p in lost {

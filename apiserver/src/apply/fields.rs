@@ -70,6 +70,21 @@ pub(super) fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value>
     path.iter().try_fold(obj, |cur, k| cur.get(k.as_str()))
 }
 
+/// Whether two values are the same, numbers compared by value (`32` and
+/// `32.0` are the same: stored objects are normalized).
+pub(super) fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Some(Value::Array(x)), Some(Value::Array(y))) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(Some(p), Some(q)))
+        }
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| same(Some(v), y.get(k)))
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// Removes the field at `path` (nothing when absent).
 pub(super) fn remove_at(obj: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else { return };

@@ -18,33 +18,33 @@ use tokio::process::{Child, ChildStdout, Command};
 
 /// What one kubectl run printed.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// Exit status code.
-    pub code: i32,
+    pub(crate) code: i32,
     /// Standard output.
-    pub stdout: String,
+    pub(crate) stdout: String,
     /// Standard error.
-    pub stderr: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
     /// Panics (with everything printed) unless kubectl exited 0.
-    pub fn ok(self) -> Output {
+    pub(crate) fn ok(self) -> Output {
         assert_eq!(self.code, 0, "kubectl failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 }
 
 /// An apiserver and a kubectl configured for it.
-pub struct Kubectl {
+pub(crate) struct Kubectl {
     /// The server (kept running for the test's life).
-    pub server: TestServer,
+    pub(crate) server: TestServer,
     dir: TempDir,
 }
 
 impl Kubectl {
     /// Starts a server and writes the kubeconfig; panics when kubectl is missing.
-    pub async fn start() -> Kubectl {
+    pub(crate) async fn start() -> Kubectl {
         let found = Command::new("kubectl").arg("version").arg("--client").output().await;
         assert!(
             found.as_ref().is_ok_and(|o| o.status.success()),
@@ -61,12 +61,12 @@ impl Kubectl {
     }
 
     /// The temporary directory (for manifests and scripts).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes `text` to `name` in the temporary directory.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).expect("write a file");
         p
@@ -86,12 +86,12 @@ impl Kubectl {
     }
 
     /// Runs kubectl with `args` and returns what it printed.
-    pub async fn run(&self, args: &[&str]) -> Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[]).await
     }
 
     /// Runs kubectl with `args` and extra environment variables.
-    pub async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.command(args);
         for (k, v) in env {
             c.env(k, v);
@@ -108,7 +108,7 @@ impl Kubectl {
     }
 
     /// Starts a long-running kubectl (e.g. `get -w`) whose stdout is read line by line.
-    pub fn spawn(&self, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    pub(crate) fn spawn(&self, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
         let mut child =
             self.command(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn kubectl");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -117,7 +117,7 @@ impl Kubectl {
 }
 
 /// Reads lines until one contains `needle`; panics after 30 seconds or at end of output.
-pub async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> String {
+pub(crate) async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> String {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.expect("read kubectl output") {
@@ -137,13 +137,13 @@ pub async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) 
 }
 
 /// A task manifest named `name` asking for `cpus`.
-pub fn task_yaml(name: &str, cpus: &str) -> String {
+pub(crate) fn task_yaml(name: &str, cpus: &str) -> String {
     format!(
         "apiVersion: meseta.io/v1\nkind: Task\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  command: echo hi\n  resources:\n    cpus: {cpus}\n    mem: 32\n"
     )
 }
 
 /// The repository's `manifests/` folder.
-pub fn manifests_dir() -> PathBuf {
+pub(crate) fn manifests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests")
 }
