@@ -10,6 +10,7 @@
 //! `status`.
 
 mod log;
+mod offers;
 mod read;
 mod write;
 
@@ -81,6 +82,8 @@ async fn dispatch(
         }
         (true, Some("status"), _) if has_status => Err(not_allowed(&method, rest)),
         (true, Some("log"), &Method::GET) => log::serve(call, query).await,
+        (true, Some("accept"), &Method::POST) if call.target.kind.plural == "offers" => offers::accept(call).await,
+        (true, Some("decline"), &Method::POST) if call.target.kind.plural == "offers" => offers::decline(call).await,
         (true, Some(other), _) => {
             Err(ApiError::PathNotFound(format!("{} have no subresource \"{other}\"", call.target.kind.plural)))
         }

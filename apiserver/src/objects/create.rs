@@ -46,6 +46,31 @@ pub async fn create(
     })
 }
 
+/// Checks `body` like a create and fills the server-owned metadata of a new
+/// object (uid, creationTimestamp, generation; no status). Writes nothing:
+/// callers that create objects inside a larger transaction (offer accepts)
+/// go through here so new objects look the same however they were made.
+pub(crate) fn prepare_new(
+    kind: &'static KindInfo,
+    body: &Value,
+    validation: crate::request::FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let (mut obj, warnings) = check(kind, body, validation)?;
+    let m = meta_mut(&mut obj);
+    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        m.remove(server_owned);
+    }
+    m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), Value::String(object::now_timestamp()));
+    m.insert("generation".into(), Value::from(1));
+    if kind.has_status {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    Ok((obj, warnings))
+}
+
 fn suffix() -> String {
     let mut rng = rand::rng();
     (0..5).map(|_| SUFFIX_CHARS[rng.random_range(0..SUFFIX_CHARS.len())] as char).collect()
@@ -81,19 +106,7 @@ async fn create_once(
     body: Value,
     opts: WriteOptions,
 ) -> Result<Written, ApiError> {
-    let (mut obj, warnings) = check(kind, &body, opts.validation)?;
-    let m = meta_mut(&mut obj);
-    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
-        m.remove(server_owned);
-    }
-    m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-    m.insert("creationTimestamp".into(), Value::String(object::now_timestamp()));
-    m.insert("generation".into(), Value::from(1));
-    if kind.has_status {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
-    }
+    let (mut obj, warnings) = prepare_new(kind, &body, opts.validation)?;
     let name = object::name(&obj).to_string();
     let key = object_key(kind, object::meta_str(&obj, "namespace"), &name);
     if opts.dry_run {

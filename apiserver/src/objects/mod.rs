@@ -23,6 +23,7 @@ mod list;
 mod update;
 
 pub use create::create;
+pub(crate) use create::prepare_new;
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, ListPage};

@@ -1,0 +1,302 @@
+//! The accept transaction: validate and bind the launched tasks, create or
+//! delete Reservations, record the implicit decline of what is left, and
+//! delete the offer, all in one store transaction.
+//!
+//! # Expected flow
+//!
+//! 1. Read the offer (404 when gone, 410 when no longer outstanding or
+//!    expired, 409 when made to another framework).
+//! 2. Run the operations in order against the offer's pools ([`super::fit`]):
+//!    new tasks are checked like a create (registry `check`, server-owned
+//!    metadata); named tasks must exist and be PENDING with no agent. Each
+//!    task gets `spec.agent`, its ports (`spec.resources.ports`,
+//!    `status.ports`), `status.agent` and the ASSIGNED transition.
+//! 3. Commit: compares on the offer, every named task, every new key (must
+//!    not exist), every deleted Reservation and the Framework; ops delete the
+//!    offer, put the tasks, the Reservations and the Framework's filter.
+//!    Any other compare failure re-reads and starts again.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use meseta_schemas::kinds::{
+    Offer, Reservation, ReservationSpec, ReservationState, ReservationStatus, Task, TaskState, TaskStatus,
+};
+use meseta_schemas::{state_machine, FieldError, Resource, Resources, API_VERSION};
+use serde_json::{json, Value};
+
+use super::fit::Pools;
+use super::{
+    decode, encode, framework_with_filter, json_body, kind, offer_lost, usable_offer, AcceptRequest, Ctx, Operation,
+};
+use crate::error::ApiError;
+use crate::handlers::{respond, Call};
+use crate::object;
+use crate::objects::{self, UpdateMode, MAX_RETRIES};
+use crate::path::{collection_prefix, object_key};
+use crate::request::FieldValidation;
+use crate::store::{Compare, Op, Txn, TxnOutcome};
+
+/// Everything one attempt of an accept would write.
+#[derive(Default)]
+struct Plan {
+    compares: Vec<Compare>,
+    ops: Vec<Op>,
+    tasks: Vec<Value>,
+    pools: Pools,
+}
+
+impl Plan {
+    fn put_new(&mut self, key: String, value: &Value) {
+        self.compares.push(Compare::ModRevision { key: key.clone(), revision: 0 });
+        self.ops.push(Op::Put { key, value: object::to_stored(value) });
+    }
+}
+
+fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
+    ApiError::Invalid { kind: "Offer".into(), name: offer.metadata.name.clone(), causes }
+}
+
+/// `POST .../offers/{name}/accept`.
+pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
+    let req: AcceptRequest = json_body(&mut call, "accept").await?;
+    let manager = crate::apply::manager(&call.params, &call.headers);
+    let call = Ctx { state: call.state, target: call.target };
+    for _ in 0..MAX_RETRIES {
+        let now = Utc::now();
+        let (offer_kv, offer) = usable_offer(&call, req.framework.as_deref(), now).await?;
+        let mut plan = Plan {
+            compares: vec![Compare::ModRevision { key: offer_kv.key.clone(), revision: offer_kv.mod_revision }],
+            ops: vec![Op::Delete { key: offer_kv.key.clone() }],
+            pools: Pools::from_offer(&offer.spec),
+            ..Default::default()
+        };
+        for (i, op) in req.operations.iter().enumerate() {
+            run_operation(&call, &offer, &manager, now, i, op, &mut plan).await?;
+        }
+        let remaining = plan.pools.remaining();
+        if !remaining.is_empty() {
+            let refuse = req.filters.as_ref().and_then(|f| f.refuse_seconds);
+            if let Some((key, rev, fw)) = framework_with_filter(&call, &offer, refuse, now).await? {
+                plan.compares.push(Compare::ModRevision { key: key.clone(), revision: rev });
+                plan.ops.push(Op::Put { key, value: object::to_stored(&fw) });
+            }
+        }
+        let txn = Txn { compares: plan.compares, ops: plan.ops };
+        match call.state.store().txn(txn).await? {
+            TxnOutcome::Committed { revision } => {
+                for t in &mut plan.tasks {
+                    object::set_resource_version(t, revision);
+                }
+                tracing::info!(offer = call.target.name(), framework = %offer.spec.framework,
+                    tasks = plan.tasks.len(), "offer accepted");
+                let body = json!({"tasks": plan.tasks, "remaining": remaining});
+                return Ok(respond(StatusCode::OK, &body, &[]));
+            }
+            TxnOutcome::Failed { compare: 0, current } => {
+                if let Some(e) = offer_lost(&call, &current) {
+                    return Err(e);
+                }
+            }
+            TxnOutcome::Failed { .. } => {}
+        }
+    }
+    Err(ApiError::Conflict {
+        resource: crate::path::resource_name(call.target.kind),
+        name: call.target.name().to_string(),
+        reason: "the objects this accept touches kept changing; try again".into(),
+    })
+}
+
+async fn run_operation(
+    call: &Ctx,
+    offer: &Offer,
+    manager: &str,
+    now: DateTime<Utc>,
+    i: usize,
+    op: &Operation,
+    plan: &mut Plan,
+) -> Result<(), ApiError> {
+    let field = format!("operations[{i}]");
+    match op {
+        Operation::Launch { tasks, task_names } => {
+            for (k, submitted) in tasks.iter().enumerate() {
+                let task = new_task(call, offer, manager, &format!("{field}.tasks[{k}]"), submitted)?;
+                let (key, bound) = bind(offer, &format!("{field}.tasks[{k}]"), task, now, plan)?;
+                plan.put_new(key, &bound);
+                plan.tasks.push(bound);
+            }
+            for (k, name) in task_names.iter().enumerate() {
+                let (key, rev, task) = pending_task(call, offer, name).await?;
+                let current = encode(&task)?;
+                let (key, mut bound) =
+                    bind(offer, &format!("{field}.taskNames[{k}]"), task, now, plan).map(|(_, b)| (key, b))?;
+                crate::apply::track_update(Some(&current), &mut bound, manager, UpdateMode::Main, true);
+                plan.compares.push(Compare::ModRevision { key: key.clone(), revision: rev });
+                plan.ops.push(Op::Put { key, value: object::to_stored(&bound) });
+                plan.tasks.push(bound);
+            }
+        }
+        Operation::Reserve { resources } => {
+            plan.pools.reserve(&field, resources).map_err(|e| invalid(offer, e))?;
+            let ns = offer.metadata.namespace.clone();
+            let spec = ReservationSpec { agent: offer.spec.agent.clone(), resources: resources.clone() };
+            let mut rsv = Reservation::new(format!("{}-r{i}", offer.metadata.name), spec);
+            rsv.metadata.namespace = ns.clone();
+            let rk = kind("reservations")?;
+            let (mut obj, _) = objects::prepare_new(rk, &encode(&rsv)?, FieldValidation::Strict)?;
+            let status = ReservationStatus {
+                state: ReservationState::Ready,
+                message: format!("reserved by offer {} of framework {}", offer.metadata.name, offer.spec.framework),
+            };
+            obj["status"] = encode(&status)?;
+            plan.put_new(object_key(rk, ns.as_deref(), &rsv.metadata.name), &obj);
+        }
+        Operation::Unreserve { resources } => {
+            plan.pools.unreserve(&field, resources).map_err(|e| invalid(offer, e))?;
+            unreserve(call, offer, &field, resources, plan).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A task of a `Launch.tasks` entry, checked like a create.
+fn new_task(call: &Ctx, offer: &Offer, manager: &str, field: &str, submitted: &Value) -> Result<Task, ApiError> {
+    let ns = call.target.namespace.clone().unwrap_or_default();
+    let mut body = submitted.clone();
+    let Some(map) = body.as_object_mut() else {
+        return Err(invalid(offer, vec![FieldError::invalid(field, "", "must be a Task object")]));
+    };
+    map.entry("apiVersion").or_insert_with(|| Value::from(API_VERSION));
+    map.entry("kind").or_insert_with(|| Value::from(Task::KIND));
+    match object::meta_str(&body, "namespace") {
+        None | Some("") => {
+            object::meta_mut(&mut body).insert("namespace".into(), Value::from(ns.clone()));
+        }
+        Some(given) if given == ns => {}
+        Some(given) => {
+            let detail = format!("a task must be in the offer's namespace {ns}");
+            return Err(invalid(
+                offer,
+                vec![FieldError::invalid(format!("{field}.metadata.namespace"), given, detail)],
+            ));
+        }
+    }
+    crate::apply::track_update(None, &mut body, manager, UpdateMode::Main, true);
+    let (obj, _) = objects::prepare_new(kind("tasks")?, &body, FieldValidation::Strict)?;
+    serde_json::from_value(obj).map_err(|e| ApiError::Internal(format!("decoding a checked task: {e}")))
+}
+
+/// A PENDING, unbound task named by `Launch.taskNames`: key, revision, object.
+async fn pending_task(call: &Ctx, offer: &Offer, name: &str) -> Result<(String, u64, Task), ApiError> {
+    let tk = kind("tasks")?;
+    let key = object_key(tk, call.target.namespace.as_deref(), name);
+    let Some(kv) = call.state.store().get(&key).await? else {
+        return Err(objects::not_found(tk, name));
+    };
+    let task: Task = decode(&kv)?;
+    if task.state() != TaskState::Pending || task.spec.agent.is_some() || task.metadata.deletion_timestamp.is_some() {
+        let on = task.spec.agent.as_deref().map(|a| format!(" on agent {a}")).unwrap_or_default();
+        return Err(ApiError::Conflict {
+            resource: crate::path::resource_name(tk),
+            name: name.to_string(),
+            reason: format!(
+                "the task is {}{on}; only PENDING tasks can be launched from offer {}",
+                task.state(),
+                offer.metadata.name
+            ),
+        });
+    }
+    Ok((key, kv.mod_revision, task))
+}
+
+/// Draws `task`'s resources and binds it to the offer's agent.
+fn bind(
+    offer: &Offer,
+    field: &str,
+    mut task: Task,
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+) -> Result<(String, Value), ApiError> {
+    let fw = &offer.spec.framework;
+    match task.spec.framework.as_deref() {
+        None if fw != super::BUILTIN_FRAMEWORK => task.spec.framework = Some(fw.clone()),
+        Some(named) if named != fw => {
+            let detail = format!("the offer was made to framework {fw}");
+            return Err(invalid(offer, vec![FieldError::invalid(format!("{field}.spec.framework"), named, detail)]));
+        }
+        _ => {}
+    }
+    if task.metadata.name.is_empty() {
+        return Err(invalid(offer, vec![FieldError::required(format!("{field}.metadata.name"), "name the task")]));
+    }
+    let key = object_key(kind("tasks")?, task.metadata.namespace.as_deref(), &task.metadata.name);
+    if plan.tasks.iter().any(|t| object::name(t) == task.metadata.name) {
+        let e = FieldError::duplicate(format!("{field}.metadata.name"), &task.metadata.name);
+        return Err(invalid(offer, vec![e]));
+    }
+    let drawn = plan.pools.launch(field, &task.spec).map_err(|e| invalid(offer, e))?;
+    let old_spec = task.spec.clone();
+    task.spec.agent = Some(offer.spec.agent.clone());
+    let mut ports = task.spec.resources.ports.clone();
+    ports.extend(drawn.ports.iter().copied());
+    task.spec.resources = Resources { ports: meseta_schemas::resources::normalize_ports(ports), ..task.spec.resources };
+    if task.spec != old_spec && task.metadata.resource_version.is_some() {
+        task.metadata.generation = Some(task.metadata.generation.unwrap_or(1) + 1);
+    }
+    let message = format!("assigned to agent {} from offer {}", offer.spec.agent, offer.metadata.name);
+    let current = task.status.clone().unwrap_or_default();
+    let mut status: TaskStatus =
+        state_machine::transition(&current, TaskState::Assigned, &message, now).map_err(|e| ApiError::Conflict {
+            resource: "tasks.meseta.io".into(),
+            name: task.metadata.name.clone(),
+            reason: e.to_string(),
+        })?;
+    status.agent = Some(offer.spec.agent.clone());
+    status.ports = drawn.assigned;
+    task.status = Some(status);
+    task.metadata.resource_version = None;
+    Ok((key, encode(&task)?))
+}
+
+/// Deletes whole Ready dynamic Reservations of the role on the offer's agent
+/// adding up to exactly `resources`.
+async fn unreserve(
+    call: &Ctx,
+    offer: &Offer,
+    field: &str,
+    resources: &Resources,
+    plan: &mut Plan,
+) -> Result<(), ApiError> {
+    let rk = kind("reservations")?;
+    let prefix = collection_prefix(rk, call.target.namespace.as_deref());
+    let listed = call.state.store().list(&prefix, None, None).await?;
+    let mut left = resources.clone();
+    for kv in &listed.items {
+        let rsv: Reservation = decode(kv)?;
+        let ready = rsv.status.as_ref().is_some_and(|s| s.state == ReservationState::Ready);
+        let taken = plan.ops.iter().any(|o| matches!(o, Op::Delete { key } if *key == kv.key));
+        if !ready || taken || rsv.spec.agent != offer.spec.agent || !rsv.spec.resources.fits(&left) {
+            continue;
+        }
+        left = left.saturating_sub(&rsv.spec.resources);
+        plan.compares.push(Compare::ModRevision { key: kv.key.clone(), revision: kv.mod_revision });
+        plan.ops.push(Op::Delete { key: kv.key.clone() });
+        if left.is_empty() {
+            return Ok(());
+        }
+    }
+    let detail = format!(
+        "Unreserve gives back whole Ready Reservations of this role on agent {}; none add up to this (static \
+         reservations cannot be unreserved)",
+        offer.spec.agent
+    );
+    Err(invalid(
+        offer,
+        vec![FieldError::invalid(
+            format!("{field}.resources"),
+            serde_json::to_string(resources).unwrap_or_default(),
+            detail,
+        )],
+    ))
+}

@@ -1,0 +1,210 @@
+//! The `accept` and `decline` subresources of offers against a real server:
+//! binding, ports, fit errors that change nothing, concurrent accepts,
+//! filters, PENDING tasks, reservations.
+
+use meseta_apiserver::testing::TestServer;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const NS: &str = "web";
+
+struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new(server: &TestServer) -> Http {
+        Http { base: format!("{}/apis/meseta.io/v1/namespaces/{NS}", server.url()), client: reqwest::Client::new() }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self.client.post(format!("{}/{path}", self.base)).json(body).send().await.unwrap();
+        let code = r.status();
+        (code, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.client.get(format!("{}/{path}", self.base)).send().await.unwrap();
+        let code = r.status();
+        (code, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn framework(&self, name: &str) {
+        let fw = json!({"apiVersion": "meseta.io/v1", "kind": "Framework", "metadata": {"name": name}, "spec": {}});
+        assert_eq!(self.post("frameworks", &fw).await.0, StatusCode::CREATED);
+    }
+
+    async fn offer(&self, name: &str, framework: &str, spec: Value) {
+        let mut spec = spec;
+        spec["framework"] = json!(framework);
+        spec["agent"] = json!("a1");
+        let offer = json!({"apiVersion": "meseta.io/v1", "kind": "Offer", "metadata": {"name": name}, "spec": spec});
+        let (code, body) = self.post("offers", &offer).await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+}
+
+fn launch(name: &str, cpus: f64, ports: Value) -> Value {
+    json!({"type": "Launch", "tasks": [{"metadata": {"name": name},
+        "spec": {"command": "sleep 1", "resources": {"cpus": cpus, "mem": 64}, "ports": ports}}]})
+}
+
+fn offer_spec() -> Value {
+    json!({"resources": {"cpus": 2, "mem": 1024, "ports": [{"begin": 31000, "end": 31009}]}})
+}
+
+#[tokio::test]
+async fn accept_binds_tasks_assigns_ports_and_consumes_the_offer() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    h.offer("o1", "fw", offer_spec()).await;
+    let req = json!({"framework": "fw", "operations": [launch("t1", 1.0, json!([{"name": "http"}, {"port": 31005}]))],
+        "filters": {"refuseSeconds": 60}});
+    let (code, body) = h.post("offers/o1/accept", &req).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let task = &body["tasks"][0];
+    assert_eq!(task["status"]["state"], "ASSIGNED");
+    assert_eq!(task["status"]["agent"], "a1");
+    assert_eq!(task["spec"]["agent"], "a1");
+    assert_eq!(task["spec"]["framework"], "fw");
+    assert_eq!(task["status"]["ports"], json!([31000, 31005]));
+    assert_eq!(task["status"]["taskEvents"][0]["state"], "ASSIGNED");
+    assert!(task["metadata"]["uid"].is_string() && task["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(body["remaining"]["cpus"], 1.0);
+
+    let (code, stored) = h.get("tasks/t1").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(stored["status"]["state"], "ASSIGNED");
+    assert_eq!(
+        stored["spec"]["resources"]["ports"],
+        json!([{"begin": 31000, "end": 31000}, {"begin": 31005, "end": 31005}])
+    );
+    assert_eq!(h.get("offers/o1").await.0, StatusCode::NOT_FOUND);
+    // The unused rest is declined implicitly: a filter on a1 for about 60 s.
+    let (_, fw) = h.get("frameworks/fw").await;
+    assert_eq!(fw["status"]["filters"][0]["agent"], "a1", "{fw}");
+    let until: chrono::DateTime<chrono::Utc> = fw["status"]["filters"][0]["until"].as_str().unwrap().parse().unwrap();
+    assert!(until > chrono::Utc::now() + chrono::Duration::seconds(30));
+    // A second accept of the same offer finds it gone.
+    let (code, _) = h.post("offers/o1/accept", &json!({"operations": [launch("t2", 0.1, json!([]))]})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(h.get("tasks/t2").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_accept_that_does_not_fit_is_422_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    h.offer("o1", "fw", offer_spec()).await;
+    let before = server.store().revision();
+    let req = json!({"operations": [launch("small", 1.0, json!([])), launch("big", 1.5, json!([]))]});
+    let (code, body) = h.post("offers/o1/accept", &req).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("operations[1].tasks[0].spec.resources.cpus"), "{message}");
+    assert!(message.contains("1.5") && message.contains("1 left"), "{message}");
+    let (code, body) =
+        h.post("offers/o1/accept", &json!({"operations": [launch("p", 0.1, json!([{"port": 80}]))]})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body["message"].as_str().unwrap().contains("spec.ports[0].port"), "{body}");
+    // Invalid tasks are rejected like a create.
+    let bad = json!({"operations": [{"type": "Launch", "tasks": [{"metadata": {"name": "Bad_Name"}, "spec": {}}]}]});
+    assert_eq!(h.post("offers/o1/accept", &bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(server.store().revision(), before, "a rejected accept wrote something");
+    assert_eq!(h.get("offers/o1").await.0, StatusCode::OK);
+    assert_eq!(h.get("tasks/small").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn concurrent_accepts_of_one_offer_have_exactly_one_winner() {
+    let server = TestServer::start().await;
+    let h = std::sync::Arc::new(Http::new(&server));
+    h.framework("fw").await;
+    h.offer("o1", "fw", offer_spec()).await;
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.post("offers/o1/accept", &json!({"operations": [launch(&format!("t{i}"), 1.0, json!([]))]})).await.0
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for a in attempts {
+        codes.push(a.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == StatusCode::OK).count(), 1, "{codes:?}");
+    for c in &codes {
+        assert!(
+            [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::GONE, StatusCode::CONFLICT].contains(c),
+            "{codes:?}"
+        );
+    }
+    let (_, list) = h.get("tasks").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}
+
+#[tokio::test]
+async fn wrong_framework_expired_and_decline() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    h.offer("o1", "fw", offer_spec()).await;
+    let (code, _) = h.post("offers/o1/accept", &json!({"framework": "other", "operations": []})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let mut old = offer_spec();
+    old["expiresAt"] = json!("2020-01-01T00:00:00Z");
+    h.offer("o2", "fw", old).await;
+    let (code, body) = h.post("offers/o2/accept", &json!({"operations": []})).await;
+    assert_eq!(code, StatusCode::GONE, "{body}");
+    assert_eq!(body["reason"], "Gone");
+
+    let (code, body) = h.post("offers/o1/decline", &json!({"framework": "fw", "filters": {"refuseSeconds": 30}})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(h.get("offers/o1").await.0, StatusCode::NOT_FOUND);
+    let (_, fw) = h.get("frameworks/fw").await;
+    assert_eq!(fw["status"]["filters"].as_array().unwrap().len(), 1, "{fw}");
+    assert_eq!(h.post("offers/o1/decline", &json!({})).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pending_tasks_by_name_and_reservations() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    let pending = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "p1"},
+        "spec": {"framework": "fw", "command": "true", "resources": {"cpus": 0.5, "mem": 32}}});
+    assert_eq!(h.post("tasks", &pending).await.0, StatusCode::CREATED);
+    h.offer("o1", "fw", offer_spec()).await;
+    let req = json!({"operations": [
+        {"type": "Reserve", "resources": {"cpus": 1}},
+        {"type": "Launch", "taskNames": ["p1"]},
+    ]});
+    let (code, body) = h.post("offers/o1/accept", &req).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, p1) = h.get("tasks/p1").await;
+    assert_eq!(p1["status"]["state"], "ASSIGNED");
+    assert_eq!(p1["metadata"]["generation"], 2);
+    let (_, rsvs) = h.get("reservations").await;
+    let items = rsvs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"]["state"], "Ready");
+    assert_eq!(items[0]["spec"]["agent"], "a1");
+
+    // A task that is no longer PENDING cannot be launched again.
+    h.offer("o2", "fw", json!({"resources": {"cpus": 1, "mem": 64}, "reserved": {"cpus": 1}})).await;
+    let (code, _) = h.post("offers/o2/accept", &json!({"operations": [{"type": "Launch", "taskNames": ["p1"]}]})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    // Unreserve gives the whole reservation back; more than the offer holds is a 422.
+    let (code, _) =
+        h.post("offers/o2/accept", &json!({"operations": [{"type": "Unreserve", "resources": {"cpus": 2}}]})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, body) =
+        h.post("offers/o2/accept", &json!({"operations": [{"type": "Unreserve", "resources": {"cpus": 1}}]})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (_, rsvs) = h.get("reservations").await;
+    assert!(rsvs["items"].as_array().unwrap().is_empty(), "{rsvs}");
+}
