@@ -10,7 +10,7 @@ use crate::kinds::{
 };
 use crate::resources::{normalize_ports, ports_contain, PortRange, Resources};
 
-use super::{AgentInput, AllocationInput, FrameworkInput, QuotaInput, RoleInput};
+use super::{AgentInput, AllocationInput, FrameworkInput, QuotaInput, RoleInput, BUILTIN_FRAMEWORK};
 
 /// Plain lists of the objects an allocation cycle reads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,6 +66,12 @@ fn framework_input(fw: &Framework) -> FrameworkInput {
     }
 }
 
+/// The framework a task belongs to: `spec.framework`, or the role's built-in
+/// framework when it names none.
+fn task_framework(task: &Task) -> &str {
+    task.spec.framework.as_deref().filter(|f| !f.is_empty()).unwrap_or(BUILTIN_FRAMEWORK)
+}
+
 /// Split `ports` into those inside `reserved` and the rest.
 fn split_ports(ports: &[PortRange], reserved: &[PortRange]) -> (Vec<PortRange>, Vec<PortRange>) {
     ports.iter().partition(|r| ports_contain(reserved, r))
@@ -78,6 +84,7 @@ struct Builder<'o> {
 }
 
 impl Builder<'_> {
+    /// Charges `held` to `role` and, when given, to its framework.
     fn charge_role(&mut self, role: &str, framework: Option<&str>, held: &Resources) {
         let r = match self.input.roles.get_mut(role) {
             Some(r) => r,
@@ -106,7 +113,7 @@ impl Builder<'_> {
         }
         if !a.static_reservations.contains_key(role) && !a.dynamic_reservations.contains_key(role) {
             a.used.unreserved = a.used.unreserved.add(&res);
-            self.charge_role(role, task.spec.framework.as_deref(), &res);
+            self.charge_role(role, Some(task_framework(task)), &res);
             return;
         }
         let empty = Resources::default();
@@ -124,7 +131,7 @@ impl Builder<'_> {
             a.used.reserved.insert(role.to_string(), used.add(&from_reserved));
         }
         a.used.unreserved = a.used.unreserved.add(&from_unreserved);
-        self.charge_role(role, task.spec.framework.as_deref(), &res);
+        self.charge_role(role, Some(task_framework(task)), &res);
     }
 
     fn charge_offer(&mut self, offer: &Offer, agent: usize) {
@@ -150,7 +157,8 @@ impl AllocationInput {
     /// - Tasks that hold resources (`TaskState::holds_resources`) on a known
     ///   agent are charged to that agent (revocable ones to its revocable
     ///   resources), to their role and to their framework
-    ///   (`spec.framework`; none means the role only).
+    ///   (`spec.framework`; none means the role's built-in framework
+    ///   [`BUILTIN_FRAMEWORK`], `meseta`).
     /// - Outstanding offers are charged the same way.
     /// - Frameworks being deleted are left out; filters are dropped when
     ///   `spec.reviveGeneration` differs from `status.observedReviveGeneration`.
@@ -218,5 +226,45 @@ impl AllocationInput {
             }
         }
         b.input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::{AgentSpec, FrameworkSpec, TaskSpec, TaskState, TaskStatus};
+
+    #[test]
+    fn tasks_without_a_framework_are_charged_to_the_builtin_one() {
+        let agents = [Agent::new(
+            "a0",
+            AgentSpec { resources: Resources::scalars(4.0, 4096.0, 0.0, 0.0), ..Default::default() },
+        )];
+        let task = |name: &str, framework: Option<&str>| {
+            let spec = TaskSpec {
+                framework: framework.map(str::to_string),
+                agent: Some("a0".into()),
+                resources: Resources::scalars(1.0, 100.0, 0.0, 0.0),
+                ..Default::default()
+            };
+            let mut t = Task::new(name, spec).in_namespace("web");
+            t.status = Some(TaskStatus { state: TaskState::Running, ..Default::default() });
+            t
+        };
+        let tasks = [task("plain", None), task("other", Some("other"))];
+        let frameworks = [
+            Framework::new(BUILTIN_FRAMEWORK, FrameworkSpec::default()).in_namespace("web"),
+            Framework::new("other", FrameworkSpec::default()).in_namespace("web"),
+        ];
+        let input = AllocationInput::from_objects(&ClusterObjects {
+            agents: &agents,
+            tasks: &tasks,
+            frameworks: &frameworks,
+            ..Default::default()
+        });
+        for f in &input.frameworks {
+            assert_eq!(f.allocated, Resources::scalars(1.0, 100.0, 0.0, 0.0), "framework {}", f.name);
+        }
+        assert_eq!(input.roles["web"].allocated, Resources::scalars(2.0, 200.0, 0.0, 0.0));
     }
 }

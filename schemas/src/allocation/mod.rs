@@ -85,6 +85,10 @@ use crate::resources::Resources;
 pub use engine::allocate;
 pub use input::ClusterObjects;
 
+/// The built-in framework of every role (the jobs controller): tasks
+/// without `spec.framework` belong to it.
+pub const BUILTIN_FRAMEWORK: &str = "meseta";
+
 /// Everything one allocation cycle reads. Plain owned data, so a controller
 /// can keep one up to date from its caches or rebuild it each cycle.
 #[derive(Debug, Clone, PartialEq)]
