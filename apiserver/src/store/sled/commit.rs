@@ -30,11 +30,15 @@ struct Staged {
 
 /// Checks `txn`'s compares and, when they all hold, writes it at `revision`.
 pub(super) fn apply(trees: &Handles, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
+    // What the compares read, reused when an op writes the same key (the
+    // usual create and update): the write lock keeps it current.
+    let mut read: Vec<(&str, Option<IVec>)> = Vec::with_capacity(txn.compares.len());
     for (index, compare) in txn.compares.iter().enumerate() {
         let key = match compare {
             Compare::ModRevision { key, .. } | Compare::Exists { key } => key,
         };
         let current = trees.objects.get(key).map_err(backend)?;
+        read.push((key, current.clone()));
         let current_mod = match &current {
             Some(raw) => codec::decode_object(key, raw.clone())?.mod_revision,
             None => 0,
@@ -60,7 +64,11 @@ pub(super) fn apply(trees: &Handles, txn: Txn, revision: Revision) -> Result<App
         let slot = match staged.iter().position(|s| &s.key == key) {
             Some(slot) => slot,
             None => {
-                let current = match trees.objects.get(key).map_err(backend)? {
+                let stored = match read.iter().find(|(k, _)| *k == key.as_str()) {
+                    Some((_, raw)) => raw.clone(),
+                    None => trees.objects.get(key).map_err(backend)?,
+                };
+                let current = match stored {
                     Some(raw) => {
                         let record = codec::decode_object(key, raw)?;
                         Some((record.create_revision, record.value))
