@@ -1,1 +1,13 @@
-//! Placeholder; filled by its issue.
+//! Meseta's reconcilers, each its own module with a pure planner and a thin
+//! async loop `run(client, config, cancel)`.
+//!
+//! # Layout
+//! - [`clock`]: the injectable wall clock the task-facing controllers read.
+//! - [`tasks`]: kills, transient-state timeouts, garbage collection, MTTA / MTTR.
+//! - [`liveness`]: agent leases → Unreachable, LOST tasks, rescinded offers.
+//! - [`jobs`]: the built-in framework `meseta` (service / adhoc / cron jobs).
+
+pub mod clock;
+pub mod jobs;
+pub mod liveness;
+pub mod tasks;

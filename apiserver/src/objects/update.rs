@@ -120,6 +120,7 @@ fn admit(
             next
         }
         UpdateMode::Status => {
+            check_task_transition(kind, current, &checked)?;
             let mut next = current.clone();
             set_status(&mut next, checked.get("status").cloned());
             next
@@ -143,6 +144,24 @@ fn admit(
     }
     meta_mut(&mut next).remove("resourceVersion");
     Ok((next, warnings))
+}
+
+/// A Task's status write must follow the state machine
+/// (`state_machine::validate_status_update`): an illegal change of
+/// `status.state` is a 422 naming the field.
+fn check_task_transition(kind: &KindInfo, current: &Value, wanted: &Value) -> Result<(), ApiError> {
+    if kind.kind != "Task" {
+        return Ok(());
+    }
+    let status = |v: &Value| -> Option<meseta_schemas::kinds::TaskStatus> {
+        v.get("status").filter(|s| !s.is_null()).and_then(|s| serde_json::from_value(s.clone()).ok())
+    };
+    let Some(new) = status(wanted) else { return Ok(()) };
+    let causes = meseta_schemas::state_machine::validate_status_update(status(current).as_ref(), &new);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid { kind: kind.kind.to_string(), name: object::name(current).to_string(), causes })
 }
 
 /// Fills name and namespace from the stored object; a different one is a 400.

@@ -1,0 +1,150 @@
+//! The jobs controller: the built-in framework `meseta` of every role.
+//!
+//! Owns the `Framework` `meseta` and its heartbeat lease in each role that
+//! has Jobs or framework-less Tasks, keeping each Job's instances (create,
+//! replace with backoff, retry, cron, scale, rolling update), placing its
+//! PENDING tasks on its offers (accept / decline), preemption for
+//! production jobs, and Job status. It must not bind tasks itself (the
+//! apiserver's accept does), nor run them, nor decide LOST (liveness) or
+//! transient timeouts (tasks controller).
+//!
+//! # Layout
+//! - `instances`: the pure job planner ([`instances::plan_job`]).
+//! - `plan`: the pure launch planner ([`plan::plan_launches`]).
+//! - `constraints`, `cron`, `update`, `preempt`: pure rules.
+//! - `apply`: the writes.
+//!
+//! A Task created without `spec.framework` (and without a Job) belongs to
+//! `meseta` and is placed like a one-instance adhoc job: placed once, never
+//! replaced.
+
+mod apply;
+pub mod constraints;
+pub mod cron;
+pub mod instances;
+pub mod plan;
+pub mod preempt;
+pub mod update;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meseta_client::reflector::Store;
+use meseta_client::{Api, Client, WatchParams};
+use meseta_schemas::kinds::{Agent, Job, Offer, Task, TaskState};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::tasks::cache;
+pub use instances::PlanConfig;
+
+/// Name of the built-in framework in every role.
+pub const FRAMEWORK: &str = "meseta";
+
+/// Settings of the jobs controller.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Backoff, retention and stability tuning of the job planner.
+    pub plan: PlanConfig,
+    /// How long a production task stays PENDING before it may preempt. Default 3 min.
+    pub preemption_delay: Duration,
+    /// `refuseSeconds` of declines of offers nothing fits. Default 5 s.
+    pub decline_refuse_seconds: f64,
+    /// How often everything is looked at even without a change. Default 1 s.
+    pub resync: Duration,
+    /// How long a burst of changes is coalesced. Default 20 ms.
+    pub settle: Duration,
+    /// How many writes run at once. Default 64.
+    pub concurrency: usize,
+    /// Where "now" comes from (cron, backoff, preemption delay).
+    pub clock: Clock,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            plan: PlanConfig::default(),
+            preemption_delay: Duration::from_secs(180),
+            decline_refuse_seconds: 5.0,
+            resync: Duration::from_secs(1),
+            settle: Duration::from_millis(20),
+            concurrency: 64,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The caches the loop plans from.
+#[derive(Clone)]
+pub(crate) struct Caches {
+    pub(crate) jobs: Store<Job>,
+    pub(crate) tasks: Store<Task>,
+    pub(crate) offers: Store<Offer>,
+    pub(crate) agents: Store<Agent>,
+}
+
+/// Objects acted on whose change the caches have not shown yet.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    pub(crate) offers: HashMap<(String, String), Instant>,
+    pub(crate) tasks: HashMap<(String, String), Instant>,
+}
+
+impl InFlight {
+    fn prune(&mut self, now: Instant) {
+        self.offers.retain(|_, t| now.duration_since(*t) < Duration::from_secs(30));
+        self.tasks.retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
+    }
+}
+
+/// Runs the jobs controller until `cancel`.
+pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let changed = Arc::new(Notify::new());
+    let wp = WatchParams::default;
+    let caches = Caches {
+        jobs: cache::spawn_cache(Api::<Job>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
+        tasks: cache::spawn_cache(Api::<Task>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
+        offers: cache::spawn_cache(
+            Api::<Offer>::all(client.clone()),
+            wp().fields(format!("spec.framework={FRAMEWORK}")),
+            changed.clone(),
+            cancel.clone(),
+        ),
+        agents: cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
+    };
+    let mut in_flight = InFlight::default();
+    let mut registered: HashMap<String, Instant> = HashMap::new();
+    while cache::wait_tick(&changed, config.resync, config.settle, &cancel).await {
+        if !(caches.jobs.is_ready() && caches.tasks.is_ready() && caches.offers.is_ready() && caches.agents.is_ready())
+        {
+            continue;
+        }
+        in_flight.prune(Instant::now());
+        let tasks = caches.tasks.list();
+        let roles: HashSet<String> = caches
+            .jobs
+            .list()
+            .iter()
+            .filter_map(|j| j.metadata.namespace.clone())
+            .chain(tasks.iter().filter(|t| is_ours(t)).filter_map(|t| t.metadata.namespace.clone()))
+            .collect();
+        apply::register(&client, &roles, &mut registered).await;
+        apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
+        apply::place(&client, &caches, &tasks, &config, &mut in_flight).await;
+        apply::preempt(&client, &caches, &tasks, &config).await;
+    }
+    Ok(())
+}
+
+/// Whether `task` belongs to the built-in framework.
+pub fn is_ours(task: &Task) -> bool {
+    task.spec.framework.as_deref().is_none_or(|f| f == FRAMEWORK || f.is_empty())
+}
+
+/// Whether the task waits for an offer.
+fn waits_for_offer(task: &Task) -> bool {
+    task.state() == TaskState::Pending && task.spec.agent.is_none() && !task.spec.kill_requested && is_ours(task)
+}

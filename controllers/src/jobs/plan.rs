@@ -1,0 +1,183 @@
+//! The launch planner: which PENDING tasks go on which offers.
+//!
+//! Owns [`plan_launches`], a pure function from the framework's outstanding
+//! offers, its PENDING tasks and the constraint context to accepts and
+//! declines. It must not do I/O nor decide which tasks exist (the job
+//! planner does).
+//!
+//! # Guarantees
+//!
+//! - An offer is never over-committed: the tasks put on it fit its scalars
+//!   together, and every fixed port they ask for is in its ports, each
+//!   given to one task only; `port: 0` requests take a free port of the offer.
+//! - Constraints are checked against the context *and* the tasks already
+//!   placed in this plan, so `UNIQUE` and `MAX_PER` hold within one round.
+//! - Each task is placed at most once; each offer is either accepted (with
+//!   at least one task) or declined, never both.
+//! - Tasks are tried in the order given (callers sort by production,
+//!   priority and age); offers are tried round-robin from where the last
+//!   task went, so consecutive tasks spread over agents.
+
+use std::collections::HashSet;
+
+use meseta_schemas::kinds::Constraint;
+use meseta_schemas::resources::{ports_contain, subtract_ports, PortRange, Resources};
+
+use super::constraints::{AgentAttributes, ConstraintContext};
+
+/// An outstanding offer, as the planner sees it.
+#[derive(Debug, Clone, Default)]
+pub struct OfferView {
+    /// Offer name.
+    pub name: String,
+    /// The agent offered.
+    pub agent: String,
+    /// The agent's hostname and attributes.
+    pub attributes: AgentAttributes,
+    /// Non-revocable resources usable by the role (unreserved + reserved).
+    pub resources: Resources,
+    /// Revocable resources.
+    pub revocable: Resources,
+}
+
+/// A PENDING task waiting for an offer.
+#[derive(Debug, Clone, Default)]
+pub struct PendingTask {
+    /// Task name.
+    pub name: String,
+    /// Constraint group (the job's name, or the task's own for a direct task).
+    pub group: String,
+    /// Scalars needed (ports are in `ports`).
+    pub resources: Resources,
+    /// Requested host ports, 0 for any.
+    pub ports: Vec<u16>,
+    /// Placement constraints.
+    pub constraints: Vec<Constraint>,
+    /// Runs on revocable resources.
+    pub revocable: bool,
+}
+
+/// Launch these tasks on this offer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accept {
+    /// The offer.
+    pub offer: String,
+    /// The agent behind it.
+    pub agent: String,
+    /// Tasks to launch, in placement order.
+    pub tasks: Vec<String>,
+}
+
+/// The outcome of one planning round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaunchPlan {
+    /// Offers used, with their tasks.
+    pub accepts: Vec<Accept>,
+    /// Offers not used.
+    pub declines: Vec<String>,
+    /// Tasks left unplaced, with the last reason an offer refused them.
+    pub unplaced: Vec<(String, String)>,
+}
+
+struct Slot<'a> {
+    offer: &'a OfferView,
+    free: Resources,
+    revocable: Resources,
+    tasks: Vec<String>,
+}
+
+fn scalars(r: &Resources) -> Resources {
+    Resources { ports: Vec::new(), ..r.clone() }
+}
+
+/// Picks host ports for `wanted` out of `free`; `None` when they do not fit.
+fn pick_ports(wanted: &[u16], free: &[PortRange]) -> Option<Vec<PortRange>> {
+    let mut left = free.to_vec();
+    let mut taken = Vec::with_capacity(wanted.len());
+    for &p in wanted.iter().filter(|p| **p != 0) {
+        let r = PortRange { begin: p, end: p };
+        if !ports_contain(&left, &r) {
+            return None;
+        }
+        left = subtract_ports(&left, &[r]);
+        taken.push(r);
+    }
+    for _ in wanted.iter().filter(|p| **p == 0) {
+        let first = left.iter().find(|r| !r.is_empty())?.begin;
+        let r = PortRange { begin: first, end: first };
+        left = subtract_ports(&left, &[r]);
+        taken.push(r);
+    }
+    Some(taken)
+}
+
+/// Plans which `pending` tasks launch on which `offers`; see the module docs.
+/// `ctx` must already count the groups' active instances; it is updated with
+/// the placements made.
+pub fn plan_launches(offers: &[OfferView], pending: &[PendingTask], ctx: &mut ConstraintContext) -> LaunchPlan {
+    let mut slots: Vec<Slot<'_>> = offers
+        .iter()
+        .map(|o| Slot { offer: o, free: o.resources.clone(), revocable: o.revocable.clone(), tasks: Vec::new() })
+        .collect();
+    let mut plan = LaunchPlan::default();
+    // A task shape that fit nowhere fits nowhere for its twins either
+    // (same group, same needs): skip them without scanning every offer again.
+    let mut hopeless: HashSet<String> = HashSet::new();
+    let mut cursor = 0usize;
+    for task in pending {
+        let shape = format!("{}|{:?}|{:?}|{}", task.group, scalars(&task.resources), task.ports, task.revocable);
+        if slots.is_empty() || hopeless.contains(&shape) {
+            plan.unplaced.push((task.name.clone(), "no offer fits".into()));
+            continue;
+        }
+        let need = scalars(&task.resources);
+        let mut why = String::from("no offer has enough resources");
+        let mut placed = false;
+        for step in 0..slots.len() {
+            let i = (cursor + step) % slots.len();
+            let slot = &mut slots[i];
+            let pool = if task.revocable { &slot.revocable } else { &slot.free };
+            if !need.fits(&scalars(pool)) {
+                continue;
+            }
+            let Some(ports) = pick_ports(&task.ports, &pool.ports) else {
+                why = "no offer has the ports asked for".into();
+                continue;
+            };
+            if let Err(e) = ctx.admits(&task.group, &task.constraints, &slot.offer.attributes) {
+                why = e;
+                continue;
+            }
+            let charge = Resources { ports, ..need.clone() };
+            if task.revocable {
+                slot.revocable = slot.revocable.saturating_sub(&charge);
+            } else {
+                slot.free = slot.free.saturating_sub(&charge);
+            }
+            slot.tasks.push(task.name.clone());
+            ctx.record(&task.group, &task.constraints, &slot.offer.attributes);
+            cursor = (i + 1) % slots.len();
+            placed = true;
+            break;
+        }
+        if !placed {
+            hopeless.insert(shape);
+            plan.unplaced.push((task.name.clone(), why));
+        }
+    }
+    for slot in slots {
+        if slot.tasks.is_empty() {
+            plan.declines.push(slot.offer.name.clone());
+        } else {
+            plan.accepts.push(Accept {
+                offer: slot.offer.name.clone(),
+                agent: slot.offer.agent.clone(),
+                tasks: slot.tasks,
+            });
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests;

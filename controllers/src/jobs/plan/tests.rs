@@ -1,0 +1,143 @@
+use std::collections::HashMap;
+
+use meseta_schemas::kinds::{Constraint, ConstraintOperator};
+use meseta_schemas::resources::{PortRange, Resources};
+use proptest::prelude::*;
+
+use super::*;
+
+fn offer(name: &str, host: &str, rack: &str, cpus: f64, mem: f64, ports: Vec<PortRange>) -> OfferView {
+    OfferView {
+        name: name.into(),
+        agent: host.into(),
+        attributes: AgentAttributes {
+            hostname: host.into(),
+            attributes: [("rack".to_string(), rack.to_string())].into(),
+        },
+        resources: Resources { cpus, mem, ports, ..Default::default() },
+        revocable: Resources::default(),
+    }
+}
+
+fn task(name: &str, group: &str, cpus: f64, mem: f64) -> PendingTask {
+    PendingTask {
+        name: name.into(),
+        group: group.into(),
+        resources: Resources::scalars(cpus, mem, 0.0, 0.0),
+        ..Default::default()
+    }
+}
+
+fn unique_host() -> Vec<Constraint> {
+    vec![Constraint { attribute: "hostname".into(), operator: ConstraintOperator::Unique, value: None }]
+}
+
+#[test]
+fn fills_offers_spreads_and_declines_unused_ones() {
+    let offers = vec![offer("o1", "h1", "a", 2.0, 1024.0, vec![]), offer("o2", "h2", "a", 2.0, 1024.0, vec![])];
+    let tasks: Vec<_> = (0..3).map(|i| task(&format!("t{i}"), "j", 1.0, 100.0)).collect();
+    let plan = plan_launches(&offers, &tasks, &mut ConstraintContext::new());
+    assert_eq!(plan.accepts.len(), 2);
+    assert_eq!(plan.accepts[0].tasks, vec!["t0", "t2"]);
+    assert_eq!(plan.accepts[1].tasks, vec!["t1"]);
+    assert!(plan.declines.is_empty());
+    assert!(plan.unplaced.is_empty());
+
+    let plan = plan_launches(&offers, &[task("big", "j", 3.0, 1.0)], &mut ConstraintContext::new());
+    assert!(plan.accepts.is_empty());
+    assert_eq!(plan.declines, vec!["o1", "o2"]);
+    assert_eq!(plan.unplaced[0].0, "big");
+}
+
+#[test]
+fn unique_hostname_puts_one_instance_per_agent_even_within_one_round() {
+    let offers = vec![offer("o1", "h1", "a", 8.0, 8192.0, vec![]), offer("o2", "h2", "a", 8.0, 8192.0, vec![])];
+    let tasks: Vec<_> =
+        (0..3).map(|i| PendingTask { constraints: unique_host(), ..task(&format!("t{i}"), "j", 1.0, 1.0) }).collect();
+    let plan = plan_launches(&offers, &tasks, &mut ConstraintContext::new());
+    let placed: usize = plan.accepts.iter().map(|a| a.tasks.len()).sum();
+    assert_eq!(placed, 2);
+    assert!(plan.accepts.iter().all(|a| a.tasks.len() == 1));
+    assert!(plan.unplaced[0].1.contains("hostname"), "{:?}", plan.unplaced);
+}
+
+#[test]
+fn equals_and_like_choose_the_matching_agents() {
+    let offers = vec![offer("o1", "h1", "a", 8.0, 8192.0, vec![]), offer("o2", "h2", "b", 8.0, 8192.0, vec![])];
+    let eq =
+        vec![Constraint { attribute: "rack".into(), operator: ConstraintOperator::Equals, value: Some("b".into()) }];
+    let like =
+        vec![Constraint { attribute: "hostname".into(), operator: ConstraintOperator::Like, value: Some("h1".into()) }];
+    let tasks = vec![
+        PendingTask { constraints: eq, ..task("t-eq", "j", 1.0, 1.0) },
+        PendingTask { constraints: like, ..task("t-like", "k", 1.0, 1.0) },
+    ];
+    let plan = plan_launches(&offers, &tasks, &mut ConstraintContext::new());
+    let by_offer: HashMap<_, _> = plan.accepts.iter().map(|a| (a.offer.as_str(), a.tasks.clone())).collect();
+    assert_eq!(by_offer["o2"], vec!["t-eq"]);
+    assert_eq!(by_offer["o1"], vec!["t-like"]);
+}
+
+#[test]
+fn ports_fixed_and_any_are_taken_once() {
+    let ports = vec![PortRange { begin: 31000, end: 31001 }];
+    let offers = vec![offer("o1", "h1", "a", 8.0, 8192.0, ports)];
+    let tasks = vec![
+        PendingTask { ports: vec![31000], ..task("fixed", "j", 0.1, 1.0) },
+        PendingTask { ports: vec![31000], ..task("fixed-again", "k", 0.1, 1.0) },
+        PendingTask { ports: vec![0], ..task("any", "l", 0.1, 1.0) },
+        PendingTask { ports: vec![0], ..task("any-again", "m", 0.1, 1.0) },
+    ];
+    let plan = plan_launches(&offers, &tasks, &mut ConstraintContext::new());
+    assert_eq!(plan.accepts[0].tasks, vec!["fixed", "any"]);
+    let unplaced: Vec<_> = plan.unplaced.iter().map(|u| u.0.as_str()).collect();
+    assert_eq!(unplaced, vec!["fixed-again", "any-again"]);
+}
+
+#[test]
+fn revocable_tasks_use_only_revocable_resources() {
+    let mut o = offer("o1", "h1", "a", 0.0, 0.0, vec![]);
+    o.revocable = Resources::scalars(1.0, 100.0, 0.0, 0.0);
+    let tasks = vec![task("plain", "j", 0.5, 10.0), PendingTask { revocable: true, ..task("rev", "k", 0.5, 10.0) }];
+    let plan = plan_launches(&[o], &tasks, &mut ConstraintContext::new());
+    assert_eq!(plan.accepts[0].tasks, vec!["rev"]);
+}
+
+proptest! {
+    #[test]
+    fn never_over_commits_and_never_breaks_unique(
+        offers in prop::collection::vec((0.0f64..8.0, 0.0f64..4096.0, 0u8..4), 1..8),
+        tasks in prop::collection::vec((0.1f64..3.0, 1.0f64..1024.0, 0u8..3, any::<bool>()), 0..40),
+    ) {
+        let offers: Vec<OfferView> = offers.iter().enumerate()
+            .map(|(i, (c, m, rack))| offer(&format!("o{i}"), &format!("h{i}"), &format!("r{rack}"), *c, *m, vec![]))
+            .collect();
+        let tasks: Vec<PendingTask> = tasks.iter().enumerate().map(|(i, (c, m, g, unique))| PendingTask {
+            constraints: if *unique { unique_host() } else { vec![] },
+            ..task(&format!("t{i}"), &format!("g{g}{unique}"), *c, *m)
+        }).collect();
+        let plan = plan_launches(&offers, &tasks, &mut ConstraintContext::new());
+        let by_name: HashMap<_, _> = tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut unique_hosts = std::collections::HashSet::new();
+        for a in &plan.accepts {
+            let o = offers.iter().find(|o| o.name == a.offer).unwrap();
+            let (mut cpus, mut mem) = (0.0, 0.0);
+            for t in &a.tasks {
+                prop_assert!(seen.insert(t.clone()), "{t} placed twice");
+                let t = by_name[t.as_str()];
+                cpus += t.resources.cpus;
+                mem += t.resources.mem;
+                if !t.constraints.is_empty() {
+                    prop_assert!(unique_hosts.insert((t.group.clone(), a.agent.clone())), "UNIQUE broken");
+                }
+            }
+            // Scalars compare on the 1/1000 grid (Resources::fits); one task may round down by 0.0005.
+            let slack = 0.0005 * a.tasks.len() as f64 + 1e-6;
+            prop_assert!(cpus <= o.resources.cpus + slack && mem <= o.resources.mem + slack);
+            prop_assert!(!plan.declines.contains(&a.offer));
+        }
+        prop_assert_eq!(plan.accepts.len() + plan.declines.len(), offers.len());
+        prop_assert_eq!(seen.len() + plan.unplaced.len(), tasks.len());
+    }
+}
