@@ -162,7 +162,10 @@ async fn status_subresource_writes_only_status() {
     assert!(t.get("status").is_none(), "status is ignored on create");
 
     let mut st = t.clone();
-    st["status"] = json!({"state": "RUNNING", "message": "up"});
+    // A legal path from PENDING, told as the events of one write.
+    st["status"] = json!({"state": "RUNNING", "message": "up", "taskEvents": [
+        {"timestamp": "2024-01-01T00:00:00Z", "state": "ASSIGNED"},
+        {"timestamp": "2024-01-01T00:00:01Z", "state": "RUNNING"}]});
     st["spec"]["command"] = json!("ignored");
     let r = api.put(&format!("{}/status", task_path("web", "t1")), &st).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -191,6 +194,17 @@ async fn status_subresource_writes_only_status() {
     assert_eq!(p.body["metadata"]["generation"], 2);
     let got = api.get(&format!("{}/status", task_path("web", "t1"))).await;
     assert_eq!(got.body["status"]["state"], "FINISHED");
+
+    // An illegal change (a finished task never changes again) is a 422 naming status.state.
+    let bad = api
+        .patch(
+            &format!("{}/status", task_path("web", "t1")),
+            "application/merge-patch+json",
+            &json!({"status": {"state": "RUNNING"}}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    assert!(bad.text.contains("status.state"), "{}", bad.text);
 }
 
 #[tokio::test]
