@@ -6,8 +6,14 @@
 //! - [`tasks`]: kills, transient-state timeouts, garbage collection, MTTA / MTTR.
 //! - [`liveness`]: agent leases → Unreachable, LOST tasks, rescinded offers.
 //! - [`jobs`]: the built-in framework `meseta` (service / adhoc / cron jobs).
+//! - [`allocator`]: weighted-DRF offers, rescinds, Framework / Role / Quota status.
+//! - [`frameworks`]: framework liveness from leases, failover, decline filters.
+//! - [`reservations`]: admission of dynamic Reservations.
 
+pub mod allocator;
 pub mod clock;
+pub mod frameworks;
 pub mod jobs;
 pub mod liveness;
+pub mod reservations;
 pub mod tasks;

@@ -11,7 +11,8 @@
 //! - Free unreserved = agent total − static reservations (all roles) −
 //!   Ready reservations − what tasks hold out of unreserved resources (the
 //!   reservation's own role included: a role cannot reserve what its own
-//!   tasks already use unreserved) − outstanding offers' unreserved part.
+//!   tasks already use unreserved). Outstanding offers do not count: a
+//!   reservation wins, and the allocator rescinds offers it overlaps.
 //! - Pending reservations are admitted oldest first; each one admitted
 //!   lowers what the next can take.
 //! - Ready and Failed are final: a Failed reservation is retried only when

@@ -1,0 +1,192 @@
+//! The allocator controller: level one of two-level scheduling. Keeps
+//! reflector caches of agents, tasks, offers, frameworks, reservations,
+//! quotas, roles and leases; every allocation interval, and soon after a
+//! change (coalesced), plans a cycle ([`plan::plan_cycle`]) and applies it:
+//! creates `Offer`s, rescinds (deletes) offers that may no longer stand,
+//! admits Reservations, kills the tasks of frameworks past their failover
+//! timeout, and writes Framework / Role / Quota status where it changed.
+//!
+//! It must not decide anything itself: decisions are in [`plan`],
+//! [`crate::frameworks`], [`crate::reservations`] and
+//! `meseta_schemas::allocation`.
+//!
+//! # Caveats
+//!
+//! - The caches are separate watches, so right after an accept the offer
+//!   may be gone from the cache before the bound tasks arrive. An offer that
+//!   disappears without this controller deleting it stays charged for
+//!   [`AllocatorConfig::consumed_grace`], so its resources are not offered
+//!   twice meanwhile. Offers this controller created or deleted are
+//!   remembered until the cache shows them.
+//! - Writes that lose a race (409) are dropped: the next cycle plans again
+//!   from fresher caches.
+
+pub mod plan;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meseta_client::reflector::Store;
+use meseta_client::{Api, Client, ObjectRef, WatchParams};
+use meseta_schemas::kinds::{Agent, Framework, Lease, Offer, Quota, Reservation, Role, Task};
+use meseta_schemas::Resource;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::tasks::cache::{spawn_cache, wait_tick};
+
+pub use plan::{plan_cycle, CyclePlan, Snapshot, LABEL_AGENT, LABEL_FRAMEWORK};
+
+/// Settings of the allocator controller.
+#[derive(Clone)]
+pub struct AllocatorConfig {
+    /// Longest time between cycles. Default 1 s (Mesos' allocation interval).
+    pub interval: Duration,
+    /// Shortest time between cycles, so bursts of changes coalesce. Default 100 ms.
+    pub min_interval: Duration,
+    /// How long an offer stands before it expires. Default 30 s.
+    pub offer_timeout: Duration,
+    /// How long an offer that vanished (accepted, declined) stays charged
+    /// while the caches catch up. Default 2 s.
+    pub consumed_grace: Duration,
+    /// Concurrent writes per cycle. Default 16.
+    pub write_concurrency: usize,
+    /// Wall clock (tests may use a manual one).
+    pub clock: Clock,
+    /// Where to register metrics, if anywhere.
+    pub registry: Option<prometheus::Registry>,
+}
+
+impl Default for AllocatorConfig {
+    fn default() -> Self {
+        AllocatorConfig {
+            interval: Duration::from_secs(1),
+            min_interval: Duration::from_millis(100),
+            offer_timeout: Duration::from_secs(30),
+            consumed_grace: Duration::from_secs(2),
+            write_concurrency: 16,
+            clock: Clock::system(),
+            registry: None,
+        }
+    }
+}
+
+struct Caches {
+    agents: Store<Agent>,
+    tasks: Store<Task>,
+    offers: Store<Offer>,
+    frameworks: Store<Framework>,
+    reservations: Store<Reservation>,
+    quotas: Store<Quota>,
+    roles: Store<Role>,
+    leases: Store<Lease>,
+}
+
+impl Caches {
+    fn ready(&self) -> bool {
+        self.agents.is_ready()
+            && self.tasks.is_ready()
+            && self.offers.is_ready()
+            && self.frameworks.is_ready()
+            && self.reservations.is_ready()
+            && self.quotas.is_ready()
+            && self.roles.is_ready()
+            && self.leases.is_ready()
+    }
+}
+
+fn owned<K: Resource + Clone>(store: &Store<K>) -> Vec<K> {
+    store.list().iter().map(|k| (**k).clone()).collect()
+}
+
+fn key(o: &Offer) -> ObjectRef {
+    ObjectRef { namespace: o.metadata.namespace.clone(), name: o.metadata.name.clone() }
+}
+
+/// Offers this controller wrote or deleted that the cache may not show yet,
+/// and offers that vanished on their own (still charged for a while).
+#[derive(Default)]
+struct Ledger {
+    created: HashMap<ObjectRef, (Offer, Instant)>,
+    deleted: HashMap<ObjectRef, Instant>,
+    vanished: HashMap<ObjectRef, (Offer, Instant)>,
+    seen: HashMap<ObjectRef, Offer>,
+}
+
+impl Ledger {
+    /// The offers the next cycle should believe in.
+    fn offers(&mut self, cached: Vec<Offer>, now: Instant, cfg: &AllocatorConfig) -> Vec<Offer> {
+        let stale = cfg.offer_timeout + cfg.consumed_grace;
+        let current: HashMap<ObjectRef, Offer> = cached.into_iter().map(|o| (key(&o), o)).collect();
+        for (k, o) in self.seen.drain() {
+            if !current.contains_key(&k) && !self.deleted.contains_key(&k) {
+                self.vanished.insert(k, (o, now));
+            }
+        }
+        self.created.retain(|k, (_, at)| !current.contains_key(k) && now.duration_since(*at) < stale);
+        self.deleted.retain(|k, at| current.contains_key(k) && now.duration_since(*at) < stale);
+        self.vanished.retain(|_, (_, at)| now.duration_since(*at) < cfg.consumed_grace);
+        self.seen = current.clone();
+        let mut out: Vec<Offer> =
+            current.into_iter().filter(|(k, _)| !self.deleted.contains_key(k)).map(|(_, o)| o).collect();
+        out.extend(self.created.values().map(|(o, _)| o.clone()));
+        out.extend(self.vanished.values().map(|(o, _)| o.clone()));
+        out
+    }
+}
+
+/// Runs the allocator until `cancel`.
+pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let changed = Arc::new(Notify::new());
+    let w = WatchParams::default();
+    let caches = Caches {
+        agents: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        tasks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        offers: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        frameworks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        reservations: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        quotas: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        roles: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        leases: spawn_cache(Api::all(client.clone()), w, changed.clone(), cancel.clone()),
+    };
+    let metrics = write::Metrics::new(config.registry.as_ref());
+    let mut ledger = Ledger::default();
+    let offer_timeout = chrono::Duration::from_std(config.offer_timeout).unwrap_or(chrono::Duration::seconds(30));
+    while wait_tick(&changed, config.interval, config.min_interval, &cancel).await {
+        if !caches.ready() {
+            continue;
+        }
+        let started = Instant::now();
+        let snap = Snapshot {
+            agents: owned(&caches.agents),
+            tasks: owned(&caches.tasks),
+            offers: ledger.offers(owned(&caches.offers), started, &config),
+            frameworks: owned(&caches.frameworks),
+            reservations: owned(&caches.reservations),
+            quotas: owned(&caches.quotas),
+            roles: owned(&caches.roles),
+            leases: owned(&caches.leases).into_iter().filter(|l| l.metadata.name.starts_with("framework-")).collect(),
+        };
+        let seed = rand::random::<u64>();
+        let plan = plan_cycle(&snap, config.clock.now(), offer_timeout, seed);
+        let span = tracing::debug_span!("allocation_cycle", offers = plan.create.len(), rescinds = plan.rescind.len());
+        let now = Instant::now();
+        for (ns, name, _) in &plan.rescind {
+            ledger.deleted.insert(ObjectRef { namespace: Some(ns.clone()), name: name.clone() }, now);
+        }
+        for o in &plan.create {
+            ledger.created.insert(key(o), (o.clone(), now));
+        }
+        let failed = write::apply(&client, plan, config.write_concurrency, &metrics).instrument(span).await;
+        for k in failed {
+            ledger.created.remove(&k);
+        }
+        metrics.cycle(started.elapsed());
+    }
+    Ok(())
+}
