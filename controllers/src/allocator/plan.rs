@@ -337,3 +337,7 @@ impl Buckets {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
