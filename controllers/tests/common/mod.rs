@@ -35,6 +35,10 @@ pub struct SimCluster {
 
 impl SimCluster {
     pub async fn start() -> SimCluster {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let server = TestServer::start().await;
         let client = Client::new(server.url()).expect("client");
         SimCluster { server, client, cancel: CancellationToken::new(), agents: HashMap::new() }
@@ -148,4 +152,68 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+}
+
+/// Settings of the whole control plane in tests: fast loops, short delays.
+pub struct Stack {
+    pub jobs: meseta_controllers::jobs::JobsConfig,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        let mut jobs = meseta_controllers::jobs::JobsConfig {
+            preemption_delay: Duration::from_secs(1),
+            decline_refuse_seconds: 0.5,
+            resync: Duration::from_millis(100),
+            ..Default::default()
+        };
+        jobs.plan.backoff_initial = Duration::from_millis(200);
+        jobs.plan.stable_after = Duration::from_secs(5);
+        Stack { jobs }
+    }
+}
+
+impl SimCluster {
+    /// Starts the allocator, tasks, liveness and jobs controllers.
+    pub fn start_control_plane(&self, stack: Stack) {
+        use meseta_controllers::{allocator, jobs, liveness, tasks};
+        let alloc = allocator::AllocatorConfig {
+            interval: Duration::from_millis(200),
+            min_interval: Duration::from_millis(20),
+            offer_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        self.spawn("allocator", allocator::run(self.client.clone(), alloc, self.cancel.clone()));
+        let t = tasks::TasksConfig { resync: Duration::from_millis(100), ..Default::default() };
+        self.spawn("tasks", tasks::run(self.client.clone(), t, self.cancel.clone()));
+        let l = liveness::LivenessConfig { resync: Duration::from_millis(100), ..Default::default() };
+        self.spawn("liveness", liveness::run(self.client.clone(), l, self.cancel.clone()));
+        self.spawn("jobs", jobs::run(self.client.clone(), stack.jobs, self.cancel.clone()));
+    }
+
+    /// Adds `n` agents `a0..` with `cpus` and `mem`, attribute `rack` = `racks[i % len]`.
+    pub async fn add_agents(&mut self, n: usize, cpus: f64, mem: f64, racks: &[&str], behavior: FakeBehavior) {
+        for i in 0..n {
+            let rack = racks[i % racks.len()];
+            self.add_agent(
+                &format!("a{i}"),
+                Resources::scalars(cpus, mem, 0.0, 0.0),
+                &[("rack", rack)],
+                behavior.clone(),
+            )
+            .await;
+        }
+    }
+
+    /// Tasks of `ns` in `state`.
+    pub async fn in_state(&self, ns: &str, state: meseta_schemas::kinds::TaskState) -> Vec<Task> {
+        self.list_tasks(ns).await.into_iter().filter(|t| t.state() == state).collect()
+    }
+}
+
+/// A job of `type_` with `instances` small instances.
+pub fn job(name: &str, type_: meseta_schemas::kinds::JobType, instances: u32) -> meseta_schemas::kinds::Job {
+    use meseta_schemas::kinds::{Job, JobSpec};
+    Job::new(name, JobSpec { type_, instances, template: small_task(0.5, 64.0), ..Default::default() })
+        .in_namespace("r")
 }

@@ -1,0 +1,177 @@
+//! The built-in framework end to end: real apiserver, allocator, tasks,
+//! liveness and jobs controllers, simulated agents.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, job, SimCluster, Stack};
+use meseta_agentd::runtime::fake::FakeBehavior;
+use meseta_client::Api;
+use meseta_schemas::kinds::{Job, JobType, Task, TaskState};
+
+fn summary(tasks: &[Task]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("{}={}@{}", t.metadata.name, t.state(), t.spec.agent.as_deref().unwrap_or("-")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn running(c: &SimCluster, n: usize) -> Vec<Task> {
+    eventually(&format!("{n} tasks RUNNING"), 30, || async {
+        let all = c.list_tasks("r").await;
+        let run: Vec<Task> = all.iter().filter(|t| t.state() == TaskState::Running).cloned().collect();
+        if run.len() == n {
+            return Ok(run);
+        }
+        let offers =
+            Api::<meseta_schemas::kinds::Offer>::namespaced(c.client.clone(), "r").list(&Default::default()).await;
+        let offers: Vec<_> = offers
+            .map(|l| l.items.iter().map(|o| format!("{}:{}cpu", o.spec.agent, o.spec.resources.cpus)).collect())
+            .unwrap_or_default();
+        let fw = Api::<meseta_schemas::kinds::Framework>::namespaced(c.client.clone(), "r")
+            .get("meseta")
+            .await
+            .ok()
+            .and_then(|f| f.status);
+        Err(format!("{} offers {offers:?} fw {fw:?}", summary(&all)))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_instances_that_fail_fast_are_replaced_after_a_throttle() {
+    let mut c = SimCluster::start().await;
+    let crash = FakeBehavior { run_for: Some(Duration::from_millis(100)), exit_code: 3, ..Default::default() };
+    c.add_agents(2, 4.0, 4096.0, &["a"], crash).await;
+    c.start_control_plane(Stack::default());
+    Api::<Job>::namespaced(c.client.clone(), "r").create(&job("crashy", JobType::Service, 1)).await.unwrap();
+    let replaced = eventually("third run of instance 0", 30, || async {
+        let all = c.list_tasks("r").await;
+        all.iter().find(|t| t.metadata.name == "crashy-0-2").cloned().ok_or_else(|| summary(&all))
+    })
+    .await;
+    let second = c.tasks("r").get("crashy-0-1").await.unwrap();
+    let states: Vec<_> = second.status.as_ref().unwrap().task_events.iter().map(|e| e.state).collect();
+    assert!(states.contains(&TaskState::Throttled), "the replacement waited out a penalty: {states:?}");
+    assert_eq!(second.state(), TaskState::Failed);
+    assert!(replaced.status.unwrap_or_default().failure_count >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adhoc_retries_failures_then_the_job_fails() {
+    let mut c = SimCluster::start().await;
+    let fail = FakeBehavior { run_for: Some(Duration::from_millis(50)), exit_code: 1, ..Default::default() };
+    c.add_agents(1, 4.0, 4096.0, &["a"], fail).await;
+    c.start_control_plane(Stack::default());
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    let mut j = job("batch", JobType::Adhoc, 1);
+    j.spec.max_task_failures = 2;
+    jobs.create(&j).await.unwrap();
+    eventually("job Failed", 30, || async {
+        let j = jobs.get("batch").await.map_err(|e| e.to_string())?;
+        let s = j.status.clone().unwrap_or_default();
+        s.conditions.iter().any(|c| c.type_ == "Failed" && c.status == "True").then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let names: Vec<_> = c.list_tasks("r").await.iter().map(|t| (t.metadata.name.clone(), t.state())).collect();
+    assert_eq!(names, vec![("batch-0-0".into(), TaskState::Failed), ("batch-0-1".into(), TaskState::Failed)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adhoc_and_direct_tasks_run_to_completion() {
+    let mut c = SimCluster::start().await;
+    let quick = FakeBehavior { run_for: Some(Duration::from_millis(50)), exit_code: 0, ..Default::default() };
+    c.add_agents(1, 4.0, 4096.0, &["a"], quick).await;
+    c.start_control_plane(Stack::default());
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    jobs.create(&job("once", JobType::Adhoc, 2)).await.unwrap();
+    c.tasks("r").create(&Task::new("direct", common::small_task(0.5, 64.0)).in_namespace("r")).await.unwrap();
+    eventually("everything FINISHED", 30, || async {
+        let all = c.list_tasks("r").await;
+        (all.len() == 3 && all.iter().all(|t| t.state() == TaskState::Finished))
+            .then_some(())
+            .ok_or_else(|| summary(&all))
+    })
+    .await;
+    eventually("job Complete", 20, || async {
+        let s = jobs.get("once").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+        s.conditions.iter().any(|c| c.type_ == "Complete" && c.status == "True").then_some(()).ok_or(format!("{s:?}"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_update_replaces_every_instance_and_keeps_capacity() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 8.0, 8192.0, &["a"], FakeBehavior::default()).await;
+    c.start_control_plane(Stack::default());
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    jobs.create(&job("roll", JobType::Service, 3)).await.unwrap();
+    running(&c, 3).await;
+    jobs.patch_merge("roll", &serde_json::json!({"spec": {"template": {"command": "sleep 2000"}}})).await.unwrap();
+    let min_running = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    eventually("every instance on the new template", 40, || async {
+        let all = c.list_tasks("r").await;
+        let run: Vec<_> = all.iter().filter(|t| t.state() == TaskState::Running).collect();
+        min_running.fetch_min(run.len(), std::sync::atomic::Ordering::Relaxed);
+        let new = run.iter().filter(|t| t.spec.command.as_deref() == Some("sleep 2000")).count();
+        (new == 3 && run.len() == 3).then_some(()).ok_or_else(|| summary(&all))
+    })
+    .await;
+    let min_running = min_running.into_inner();
+    assert!(min_running >= 3, "capacity dipped to {min_running} during the update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn production_job_preempts_a_lower_priority_task() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(1, 2.0, 2048.0, &["a"], FakeBehavior::default()).await;
+    c.start_control_plane(Stack::default());
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    let mut low = job("low", JobType::Service, 1);
+    low.spec.template.resources.cpus = 2.0;
+    jobs.create(&low).await.unwrap();
+    running(&c, 1).await;
+    let mut prod = job("prod", JobType::Service, 1);
+    prod.spec.production = true;
+    prod.spec.template.resources.cpus = 1.5;
+    jobs.create(&prod).await.unwrap();
+    eventually("prod running", 30, || async {
+        let t = c.tasks("r").get("prod-0-0").await.map_err(|e| e.to_string())?;
+        (t.state() == TaskState::Running).then_some(()).ok_or(format!("{}", t.state()))
+    })
+    .await;
+    let victim = c.tasks("r").get("low-0-0").await.unwrap();
+    let states: Vec<_> = victim.status.unwrap().task_events.iter().map(|e| e.state).collect();
+    assert!(states.ends_with(&[TaskState::Preempting, TaskState::Killed]), "{states:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_agent_tasks_are_replaced_elsewhere_and_the_duplicate_dies_on_return() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 4.0, 4096.0, &["a"], FakeBehavior::default()).await;
+    c.start_control_plane(Stack::default());
+    Api::<Job>::namespaced(c.client.clone(), "r").create(&job("svc", JobType::Service, 1)).await.unwrap();
+    let first = running(&c, 1).await.remove(0);
+    let home = first.spec.agent.clone().unwrap();
+    let other = if home == "a0" { "a1" } else { "a0" };
+    c.stop_agent(&home).await;
+    let replacement = eventually("replacement running elsewhere", 30, || async {
+        let t = c.tasks("r").get("svc-0-1").await.map_err(|e| e.to_string())?;
+        (t.state() == TaskState::Running).then_some(t.clone()).ok_or(format!("{}", t.state()))
+    })
+    .await;
+    assert_eq!(replacement.spec.agent.as_deref(), Some(other));
+    assert_eq!(c.tasks("r").get("svc-0-0").await.unwrap().state(), TaskState::Lost);
+    assert_eq!(c.containers(&home).await.len(), 1, "the partitioned copy still runs");
+    c.restart_agent(&home);
+    eventually("errant duplicate killed", 30, || async {
+        let left = c.containers(&home).await;
+        left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+    })
+    .await;
+    assert_eq!(c.in_state("r", TaskState::Running).await.len(), 1);
+}
