@@ -8,6 +8,7 @@
 //! - [`jobs`]: the built-in framework `meseta` (service / adhoc / cron jobs).
 //! - [`allocator`]: weighted-DRF offers, rescinds, Framework / Role / Quota status.
 //! - [`frameworks`]: framework liveness from leases, failover, decline filters.
+//! - [`manager`]: runs every loop under leader election; `/metrics`.
 //! - [`reservations`]: admission of dynamic Reservations.
 
 pub mod allocator;
@@ -15,5 +16,6 @@ pub mod clock;
 pub mod frameworks;
 pub mod jobs;
 pub mod liveness;
+pub mod manager;
 pub mod reservations;
 pub mod tasks;

@@ -65,6 +65,16 @@ pub(crate) enum Command {
     Version,
     /// Run a whole single-machine cluster in the foreground.
     Up(up::UpArgs),
+    /// Owns one container from creation to deletion (run by `meseta up`'s agent).
+    #[command(hide = true)]
+    Shim {
+        /// The agent's work dir.
+        #[arg(long)]
+        work_dir: std::path::PathBuf,
+        /// The container's id.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 /// Runs the command; the result is the process exit code.
@@ -91,7 +101,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Top(args) => top::run(&conn, &args).await.map(|()| 0),
         Command::Offers(args) => get::offers(&conn, &args).await.map(|()| 0),
         Command::Version => info::version(&conn).await.map(|()| 0),
-        Command::Completion(_) | Command::Up(_) => unreachable!("handled above"),
+        Command::Completion(_) | Command::Up(_) | Command::Shim { .. } => unreachable!("handled above"),
     }
 }
 

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { failure::EXIT_USAGE } else { failure::EXIT_OK });
         }
     };
+    if let cli::Command::Shim { work_dir, id } = &cli.command {
+        // The shim must start before any async runtime threads exist.
+        std::process::exit(meseta_agentd::shim::run(work_dir, id));
+    }
     init_tracing(&cli.global.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

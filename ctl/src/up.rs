@@ -3,18 +3,20 @@
 //! Opens the embedded sled store under `--data-dir`, serves the apiserver on
 //! `--listen`, writes `DIR/kubeconfig` (so `KUBECONFIG=DIR/kubeconfig kubectl
 //! get tasks -A` works), prints the URL, and stops cleanly on ctrl-c or
-//! SIGTERM. Components that run beside the apiserver (controllers, one
-//! agent) are started by [`start_components`]; it starts only what this
-//! build has.
+//! SIGTERM. Beside the apiserver run every controller (no leader election:
+//! this is the only manager) and one agent running real containers under
+//! `DIR/agent`, its shim being this binary's hidden `shim` subcommand.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `meseta up`.
 #[derive(Debug, Args)]
@@ -25,6 +27,12 @@ pub(crate) struct UpArgs {
     /// Address the apiserver listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub(crate) listen: SocketAddr,
+    /// Address of the agent's HTTP server (task logs, metrics); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:5051")]
+    pub(crate) agent_listen: SocketAddr,
+    /// Resources the agent advertises instead of detected ones, e.g. 'cpus:2;mem:4096'.
+    #[arg(long)]
+    pub(crate) agent_resources: Option<String>,
 }
 
 /// A component running beside the apiserver, stopped by the shutdown signal.
@@ -48,14 +56,11 @@ pub(crate) async fn run(args: &UpArgs, token: Option<&str>) -> anyhow::Result<()
     write_kubeconfig(&kubeconfig, &url, token)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let components = start_components(&url, stop_rx.clone());
+    let components = start_components(args, &url, token, stop_rx.clone())?;
     println!("apiserver listening on {url}");
     println!("kubeconfig written to {}", kubeconfig.display());
     for c in &components {
         println!("{} started", c.name);
-    }
-    if components.is_empty() {
-        println!("this build runs the apiserver only (no controllers or agent yet): objects are stored and served");
     }
     println!(
         "try: MESETA_SERVER={url} meseta get tasks -A   or   KUBECONFIG={} kubectl get tasks -A",
@@ -84,14 +89,77 @@ pub(crate) async fn run(args: &UpArgs, token: Option<&str>) -> anyhow::Result<()
     Ok(())
 }
 
-/// Starts what runs beside the apiserver, each told to stop through `stop`.
-///
-/// This is where the controllers (`meseta_controllers`) and one agent
-/// (`meseta_agentd`, working under the data directory) are to be spawned
-/// once those crates expose their run functions; until then there is
-/// nothing to start and `meseta up` says so.
-fn start_components(_server_url: &str, _stop: watch::Receiver<bool>) -> Vec<Component> {
-    Vec::new()
+/// Starts the controllers and one agent beside the apiserver, each told to
+/// stop through `stop`. The agent runs real containers, so it needs root.
+fn start_components(
+    args: &UpArgs,
+    server_url: &str,
+    token: Option<&str>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Component>> {
+    let mut client = meseta_client::Client::new(server_url)?;
+    if let Some(t) = token {
+        client = client.with_token(t);
+    }
+    let cancel = CancellationToken::new();
+    let on_stop = cancel.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        on_stop.cancel();
+    });
+
+    let agent = build_agent(args, client.clone())?;
+    let controllers = Component {
+        name: "controllers",
+        task: tokio::spawn(meseta_controllers::manager::run_all(
+            client,
+            meseta_controllers::manager::ManagerConfig::default(),
+            cancel.clone(),
+        )),
+    };
+    let agent = Component { name: "agent", task: tokio::spawn(async move { agent.run(cancel).await }) };
+    Ok(vec![controllers, agent])
+}
+
+/// The node agent of `meseta up`: real containers under `DIR/agent`, the
+/// shim being this very binary (`meseta shim`).
+fn build_agent(args: &UpArgs, client: meseta_client::Client) -> anyhow::Result<meseta_agentd::Agent> {
+    use meseta_agentd::agent::join;
+    use meseta_agentd::runtime::linux::{seccomp_available, LinuxRuntime};
+
+    let work_dir = std::path::absolute(args.data_dir.join("agent"))?;
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    let detected = join::detect_resources(&work_dir);
+    let keep = meseta_agentd::flags::parse_resources("cpus:0.5;mem:512").expect("a valid literal");
+    let overrides = args
+        .agent_resources
+        .as_deref()
+        .map(meseta_agentd::flags::parse_resources)
+        .transpose()
+        .context("--agent-resources")?;
+    let resources = join::advertised(&detected, &keep, overrides.as_ref());
+    let runtime = LinuxRuntime::new(&work_dir, "/proc/self/exe").context(
+        "starting the container runtime (meseta up runs tasks in real containers: run it as root, \
+         with libseccomp installed — ./scripts/install-deps does that)",
+    )?;
+    let listen = free_port_if_zero(args.agent_listen)?;
+    let mut config = meseta_agentd::AgentConfig::new(join::default_name(), resources);
+    config.address = format!("http://{listen}");
+    config.listen = Some(listen);
+    config.work_dir = Some(work_dir);
+    config.usage_interval = Some(std::time::Duration::from_secs(10));
+    config.seccomp = seccomp_available();
+    Ok(meseta_agentd::Agent::new(client, config, Arc::new(runtime))?)
+}
+
+/// `addr`, or `addr` with a free port when its port is 0.
+fn free_port_if_zero(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = std::net::TcpListener::bind(addr).with_context(|| format!("finding a free port on {addr}"))?;
+    Ok(probe.local_addr()?)
 }
 
 /// `http://ADDR`, with an unspecified address (`0.0.0.0`, `::`) replaced by loopback.
