@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use anyhow::bail;
 use clap::Args;
 use futures::StreamExt;
 
@@ -43,18 +42,9 @@ pub(crate) async fn run(conn: &Conn, args: &LogsArgs) -> anyhow::Result<()> {
     if let Some(n) = args.tail {
         query.push(("tailLines", n.to_string()));
     }
-    let mut body = match conn.stream(&scope.object(name, Some("log")), &query).await {
-        Ok(body) => body,
-        Err(e) if e.is_not_found() => {
-            // Either the task is missing, or this apiserver has no log subresource.
-            conn.get(scope, name).await?;
-            bail!(
-                "logs are not served by this apiserver yet: it has no tasks/log subresource (the task exists; \
-                 its output is in its sandbox under the agent's work directory)"
-            );
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // The server says why when there is nothing to read: no such task, a
+    // task not on an agent yet, or an agent that cannot be reached.
+    let mut body = conn.stream(&scope.object(name, Some("log")), &query).await?;
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

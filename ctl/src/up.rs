@@ -72,18 +72,26 @@ pub(crate) async fn run(args: &UpArgs, token: Option<&str>) -> anyhow::Result<()
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    // Components stop first (the agent reports itself not Ready on the way
+    // out), then the apiserver.
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut stop = stop_rx.clone();
-    let served = meseta_apiserver::serve(listener, meseta_apiserver::AppState::new(store), async move {
+    let stopper = tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
+        for c in components {
+            match c.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("error: {} stopped with: {e:#}", c.name),
+                Err(e) => eprintln!("error: {} failed: {e}", c.name),
+            }
+        }
+        let _ = server_stop.send(());
+    });
+    let served = meseta_apiserver::serve(listener, meseta_apiserver::AppState::new(store), async move {
+        let _ = server_stopped.await;
     })
     .await;
-    for c in components {
-        match c.task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("error: {} stopped with: {e:#}", c.name),
-            Err(e) => eprintln!("error: {} failed: {e}", c.name),
-        }
-    }
+    stopper.await.context("stopping the components")?;
     served.context("serving the apiserver")?;
     println!("stopped");
     Ok(())

@@ -77,7 +77,15 @@ async fn up_serves_writes_a_working_kubeconfig_and_stops_on_sigterm() {
     let config_home = tempfile::tempdir().unwrap();
     let data_dir = data.path().join("cluster");
     let mut child = command(None, config_home.path())
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir", data_dir.to_str().unwrap()])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -124,7 +124,7 @@ async fn offers_lists_offer_objects() {
 }
 
 #[tokio::test]
-async fn logs_say_clearly_when_the_server_does_not_serve_them() {
+async fn logs_say_clearly_why_there_is_nothing_to_read() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     meseta(&server, &["apply", "-f", &write(dir.path(), "t.yaml", &task_yaml("l", "default", ""))])
@@ -132,7 +132,7 @@ async fn logs_say_clearly_when_the_server_does_not_serve_them() {
         .expect_code(0);
     let run = meseta(&server, &["logs", "l", "--tail", "5"]).await;
     run.expect_code(1);
-    assert!(run.stderr.contains("logs are not served by this apiserver yet"), "{}", run.stderr);
+    assert!(run.stderr.contains("is not on an agent yet"), "{}", run.stderr);
     let run = meseta(&server, &["logs", "missing"]).await;
     run.expect_code(1);
     assert!(run.stderr.contains("\"missing\" not found"), "{}", run.stderr);
