@@ -14,21 +14,22 @@
 //!
 //! - The caches are separate watches, so right after an accept the offer
 //!   may be gone from the cache before the bound tasks arrive. An offer that
-//!   disappears without this controller deleting it stays charged for
-//!   [`AllocatorConfig::consumed_grace`], so its resources are not offered
-//!   twice meanwhile. Offers this controller created or deleted are
-//!   remembered until the cache shows them.
+//!   disappears without this controller deleting it (including one accepted
+//!   or declined before any cycle saw it, which the offers watch reports)
+//!   stays charged, never rescinded, for [`AllocatorConfig::consumed_grace`],
+//!   so its resources are not offered twice meanwhile (see `ledger`).
 //! - Writes that lose a race (409) are dropped: the next cycle plans again
 //!   from fresher caches.
 
+mod ledger;
 pub mod plan;
 mod write;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meseta_client::reflector::Store;
+use meseta_client::watcher::Event;
 use meseta_client::{Api, Client, ObjectRef, WatchParams};
 use meseta_schemas::kinds::{Agent, Framework, Lease, Offer, Quota, Reservation, Role, Task};
 use meseta_schemas::Resource;
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::tasks::cache::{spawn_cache, wait_tick};
+use crate::tasks::cache::{spawn_cache, spawn_cache_observing, wait_tick};
 
 pub use plan::{plan_cycle, CyclePlan, Snapshot, LABEL_AGENT, LABEL_FRAMEWORK};
 
@@ -104,50 +105,28 @@ fn owned<K: Resource + Clone>(store: &Store<K>) -> Vec<K> {
     store.list().iter().map(|k| (**k).clone()).collect()
 }
 
-fn key(o: &Offer) -> ObjectRef {
-    ObjectRef { namespace: o.metadata.namespace.clone(), name: o.metadata.name.clone() }
-}
-
-/// Offers this controller wrote or deleted that the cache may not show yet,
-/// and offers that vanished on their own (still charged for a while).
-#[derive(Default)]
-struct Ledger {
-    created: HashMap<ObjectRef, (Offer, Instant)>,
-    deleted: HashMap<ObjectRef, Instant>,
-    vanished: HashMap<ObjectRef, (Offer, Instant)>,
-    seen: HashMap<ObjectRef, Offer>,
-}
-
-impl Ledger {
-    /// The offers the next cycle should believe in.
-    fn offers(&mut self, cached: Vec<Offer>, now: Instant, cfg: &AllocatorConfig) -> Vec<Offer> {
-        let stale = cfg.offer_timeout + cfg.consumed_grace;
-        let current: HashMap<ObjectRef, Offer> = cached.into_iter().map(|o| (key(&o), o)).collect();
-        for (k, o) in self.seen.drain() {
-            if !current.contains_key(&k) && !self.deleted.contains_key(&k) {
-                self.vanished.insert(k, (o, now));
-            }
-        }
-        self.created.retain(|k, (_, at)| !current.contains_key(k) && now.duration_since(*at) < stale);
-        self.deleted.retain(|k, at| current.contains_key(k) && now.duration_since(*at) < stale);
-        self.vanished.retain(|_, (_, at)| now.duration_since(*at) < cfg.consumed_grace);
-        self.seen = current.clone();
-        let mut out: Vec<Offer> =
-            current.into_iter().filter(|(k, _)| !self.deleted.contains_key(k)).map(|(_, o)| o).collect();
-        out.extend(self.created.values().map(|(o, _)| o.clone()));
-        out.extend(self.vanished.values().map(|(o, _)| o.clone()));
-        out
-    }
-}
-
 /// Runs the allocator until `cancel`.
 pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let w = WatchParams::default();
+    // Offers the watch reported deleted since the last cycle.
+    let gone: Arc<Mutex<Vec<ObjectRef>>> = Arc::default();
+    let gone_w = gone.clone();
+    let record_gone = move |ev: &Event<Offer>| {
+        if let Event::Deleted(o) = ev {
+            gone_w.lock().expect("gone offers lock").push(ledger::key(o));
+        }
+    };
     let caches = Caches {
         agents: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
         tasks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
-        offers: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        offers: spawn_cache_observing(
+            Api::all(client.clone()),
+            w.clone(),
+            changed.clone(),
+            cancel.clone(),
+            record_gone,
+        ),
         frameworks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
         reservations: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
         quotas: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
@@ -155,17 +134,23 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         leases: spawn_cache(Api::all(client.clone()), w, changed.clone(), cancel.clone()),
     };
     let metrics = write::Metrics::new(config.registry.as_ref());
-    let mut ledger = Ledger::default();
+    let mut ledger = ledger::Ledger::default();
     let offer_timeout = chrono::Duration::from_std(config.offer_timeout).unwrap_or(chrono::Duration::seconds(30));
     while wait_tick(&changed, config.interval, config.min_interval, &cancel).await {
         if !caches.ready() {
             continue;
         }
         let started = Instant::now();
+        // Drain before reading the cache: a deletion applied after this
+        // drain is reported next cycle, never lost.
+        let gone_now = std::mem::take(&mut *gone.lock().expect("gone offers lock"));
+        let believed =
+            ledger.believe(owned(&caches.offers), &gone_now, started, config.offer_timeout, config.consumed_grace);
         let snap = Snapshot {
             agents: owned(&caches.agents),
             tasks: owned(&caches.tasks),
-            offers: ledger.offers(owned(&caches.offers), started, &config),
+            offers: believed.standing,
+            consumed: believed.consumed,
             frameworks: owned(&caches.frameworks),
             reservations: owned(&caches.reservations),
             quotas: owned(&caches.quotas),
@@ -177,14 +162,14 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         let span = tracing::debug_span!("allocation_cycle", offers = plan.create.len(), rescinds = plan.rescind.len());
         let now = Instant::now();
         for (ns, name, _) in &plan.rescind {
-            ledger.deleted.insert(ObjectRef { namespace: Some(ns.clone()), name: name.clone() }, now);
+            ledger.rescinded(ObjectRef { namespace: Some(ns.clone()), name: name.clone() }, now);
         }
         for o in &plan.create {
-            ledger.created.insert(key(o), (o.clone(), now));
+            ledger.created(o, now);
         }
         let failed = write::apply(&client, plan, config.write_concurrency, &metrics).instrument(span).await;
         for k in failed {
-            ledger.created.remove(&k);
+            ledger.create_failed(&k);
         }
         metrics.cycle(started.elapsed());
     }

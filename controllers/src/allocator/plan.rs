@@ -7,7 +7,7 @@
 //!    and cleared on revive.
 //! 2. Pending Reservations admitted against what tasks hold
 //!    ([`crate::reservations`]); reservations win over outstanding offers.
-//! 3. Outstanding offers rescinded when their agent is gone, not Ready or
+//! 3. Outstanding offers (not recently consumed ones) rescinded when their agent is gone, not Ready or
 //!    unschedulable, their framework is gone, suppressed or not connected,
 //!    they expired, or their resources are no longer free (per agent, in
 //!    creation order, the offers that no longer fit the free buckets).
@@ -40,8 +40,13 @@ pub struct Snapshot {
     pub agents: Vec<Agent>,
     /// Every task.
     pub tasks: Vec<Task>,
-    /// Every offer believed to exist.
+    /// Every offer believed to stand (charged, and rescinded when it may
+    /// no longer stand).
     pub offers: Vec<Offer>,
+    /// Offers that vanished (accepted, declined) so recently that the tasks
+    /// they launched may not be in `tasks` yet: charged to their framework,
+    /// never rescinded.
+    pub consumed: Vec<Offer>,
     /// Every framework.
     pub frameworks: Vec<Framework>,
     /// Every reservation.
@@ -183,7 +188,8 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
         }
     }
 
-    // 4. Weighted DRF over the rest.
+    // 4. Weighted DRF over the rest (and what recently consumed offers hold).
+    kept.extend(snap.consumed.iter().cloned());
     let mut input = AllocationInput::from_objects(&ClusterObjects {
         agents: &snap.agents,
         tasks: &snap.tasks,

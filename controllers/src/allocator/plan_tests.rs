@@ -97,3 +97,16 @@ fn status_is_listed_only_when_it_changes() {
     s2.frameworks = p.frameworks.clone();
     assert!(plan(&s2).frameworks.is_empty(), "an unchanged status was written again");
 }
+
+#[test]
+fn consumed_offers_are_charged_but_never_rescinded() {
+    let mut s = snapshot();
+    let mut gone = offer(4.0);
+    gone.spec.expires_at = Some(now() - chrono::Duration::seconds(1));
+    gone.spec.resources = Resources::scalars(4.0, 4096.0, 0.0, 0.0);
+    s.consumed = vec![gone];
+    let p = plan(&s);
+    assert!(p.rescind.is_empty(), "a consumed offer was rescinded: {:?}", p.rescind);
+    assert!(p.create.is_empty(), "the agent was offered twice: {:?}", p.create);
+    assert_eq!(p.frameworks[0].status.as_ref().unwrap().allocated.cpus, 4.0);
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use meseta_client::backoff::StreamBackoffExt;
 use meseta_client::reflector::{self, Store};
+use meseta_client::watcher::Event;
 use meseta_client::{watcher, Api, WatchParams};
 use meseta_schemas::Resource;
 use tokio::sync::Notify;
@@ -21,6 +22,19 @@ pub(crate) fn spawn_cache<K: Resource>(
     changed: Arc<Notify>,
     cancel: CancellationToken,
 ) -> Store<K> {
+    spawn_cache_observing(api, params, changed, cancel, |_| {})
+}
+
+/// [`spawn_cache`], also handing every event to `observe` once the store
+/// has applied it (so a caller learns of objects that came and went between
+/// two looks at the store).
+pub(crate) fn spawn_cache_observing<K: Resource>(
+    api: Api<K>,
+    params: WatchParams,
+    changed: Arc<Notify>,
+    cancel: CancellationToken,
+    mut observe: impl FnMut(&Event<K>) + Send + 'static,
+) -> Store<K> {
     let (store, writer) = reflector::store::<K>();
     let stream = reflector::reflector(writer, watcher(api, params).default_backoff());
     tokio::spawn(async move {
@@ -29,7 +43,10 @@ pub(crate) fn spawn_cache<K: Resource>(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 ev = stream.next() => match ev {
-                    Some(Ok(_)) => changed.notify_one(),
+                    Some(Ok(ev)) => {
+                        observe(&ev);
+                        changed.notify_one();
+                    }
                     Some(Err(e)) => tracing::debug!(kind = K::KIND, error = %e, "watch failed; retrying"),
                     None => return,
                 },
