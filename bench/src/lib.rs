@@ -1,3 +1,4 @@
 //! Benchmark support.
 
 pub mod apiserver;
+pub mod launch;
