@@ -6,8 +6,11 @@
 //! `metadata.resourceVersion`: it is stamped from the key's `mod_revision` on
 //! every read. It must not do I/O.
 
+mod splice;
+
 use serde_json::{Map, Value};
 
+pub use self::splice::{append_spliced, splice_point};
 use crate::error::ApiError;
 use crate::store::{KeyValue, Revision};
 
@@ -143,11 +146,15 @@ pub fn set_resource_version(obj: &mut Value, rev: Revision) {
 
 /// The bytes to store for `obj`: its JSON without `metadata.resourceVersion`.
 pub fn to_stored(obj: &Value) -> bytes::Bytes {
-    let mut v = obj.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    if meta(obj).contains_key("resourceVersion") {
+        let mut v = obj.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        return bytes::Bytes::from(serde_json::to_vec(&v).expect("a JSON value serialises"));
     }
-    bytes::Bytes::from(serde_json::to_vec(&v).expect("a JSON value serialises"))
+    // Nothing to remove: serialise without copying the tree.
+    bytes::Bytes::from(serde_json::to_vec(obj).expect("a JSON value serialises"))
 }
 
 /// Decodes stored bytes and stamps `resourceVersion = rev`.
@@ -176,6 +183,18 @@ pub fn desired_part(obj: &Value) -> Value {
     v
 }
 
+/// Whether `a` and `b` agree outside `metadata` and `status`
+/// (`desired_part(a) == desired_part(b)`, without copying either).
+pub fn same_desired_part(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let outside = |(k, _): &(&String, &Value)| k.as_str() != "metadata" && k.as_str() != "status";
+            a.iter().filter(outside).eq(b.iter().filter(outside))
+        }
+        _ => desired_part(a) == desired_part(b),
+    }
+}
+
 /// Now, as Kubernetes writes timestamps (RFC 3339, UTC, seconds).
 pub fn now_timestamp() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -194,6 +213,18 @@ mod tests {
         assert!(!String::from_utf8_lossy(&stored).contains("resourceVersion"));
         let back = from_stored(&stored, 9).unwrap();
         assert_eq!(back["metadata"]["resourceVersion"], "9");
+    }
+
+    #[test]
+    fn desired_part_comparison_ignores_metadata_and_status() {
+        let a = json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {"s": 1}});
+        let b = json!({"metadata": {"name": "b"}, "spec": {"x": 1}});
+        let c = json!({"metadata": {"name": "a"}, "spec": {"x": 2}, "status": {"s": 1}});
+        let d = json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "extra": true});
+        assert!(same_desired_part(&a, &b));
+        assert!(!same_desired_part(&a, &c));
+        assert!(!same_desired_part(&a, &d) && !same_desired_part(&d, &a));
+        assert!(same_desired_part(&json!(1), &json!(1)) && !same_desired_part(&json!(1), &json!(2)));
     }
 
     #[test]

@@ -28,15 +28,15 @@ pub async fn create(
     place_in_namespace(kind, namespace, &mut body)?;
     let generate =
         object::name(&body).is_empty() && object::meta_str(&body, "generateName").is_some_and(|g| !g.is_empty());
-    let attempts = if generate { GENERATE_ATTEMPTS } else { 1 };
-    for _ in 0..attempts {
+    if !generate {
+        return create_once(store, kind, body, opts).await;
+    }
+    for _ in 0..GENERATE_ATTEMPTS {
         let mut candidate = body.clone();
-        if generate {
-            let prefix = object::meta_str(&body, "generateName").unwrap_or_default();
-            meta_mut(&mut candidate).insert("name".into(), Value::String(format!("{prefix}{}", suffix())));
-        }
+        let prefix = object::meta_str(&body, "generateName").unwrap_or_default();
+        meta_mut(&mut candidate).insert("name".into(), Value::String(format!("{prefix}{}", suffix())));
         match create_once(store, kind, candidate, opts).await {
-            Err(ApiError::AlreadyExists { .. }) if generate => continue,
+            Err(ApiError::AlreadyExists { .. }) => continue,
             other => return other,
         }
     }

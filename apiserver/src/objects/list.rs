@@ -16,7 +16,7 @@ use super::Filter;
 use crate::error::ApiError;
 use crate::object;
 use crate::patch::ContinueToken;
-use crate::store::{Revision, Store};
+use crate::store::{KeyValue, Revision, Store};
 
 /// Smallest batch read from the store while filling a page.
 const MIN_BATCH: usize = 64;
@@ -40,6 +40,95 @@ pub async fn list(
     limit: Option<usize>,
     continue_from: Option<&str>,
 ) -> Result<ListPage, ApiError> {
+    let page = collect(store, prefix, filter, limit, continue_from).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|(kv, parsed)| match parsed {
+            Some(obj) => Ok(obj),
+            None => object::from_kv(&kv),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ListPage { items, revision: page.revision, continue_token: page.continue_token })
+}
+
+/// One item of a [`StoredPage`], ready to be written to the wire.
+#[derive(Debug, Clone)]
+pub enum StoredItem {
+    /// Stored bytes of the plain shape; `resourceVersion` goes in at `point`
+    /// (see [`object::append_spliced`]).
+    Spliced {
+        /// The store entry.
+        kv: KeyValue,
+        /// Where `resourceVersion` goes.
+        point: (usize, bool),
+    },
+    /// An object that had to be decoded (odd stored shape), with its `resourceVersion`.
+    Parsed(Value),
+}
+
+impl StoredItem {
+    /// Appends the item's wire JSON to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            StoredItem::Spliced { kv, point } => object::append_spliced(out, &kv.value, *point, kv.mod_revision),
+            StoredItem::Parsed(obj) => serde_json::to_writer(out, obj).expect("a JSON value serialises"),
+        }
+    }
+}
+
+/// A page like [`ListPage`] whose items stay in their stored bytes: for
+/// writing a list to the wire without decoding every object.
+#[derive(Debug, Clone)]
+pub struct StoredPage {
+    /// The matching objects.
+    pub items: Vec<StoredItem>,
+    /// The list's `resourceVersion`.
+    pub revision: Revision,
+    /// Token of the next page, when one may follow.
+    pub continue_token: Option<String>,
+}
+
+/// Like [`list`], but objects are decoded only when a selector needs them
+/// or their stored bytes are not of the plain shape. Same pages, same errors
+/// for bad tokens and undecodable objects.
+pub async fn list_stored(
+    store: &dyn Store,
+    prefix: &str,
+    filter: &Filter,
+    limit: Option<usize>,
+    continue_from: Option<&str>,
+) -> Result<StoredPage, ApiError> {
+    let page = collect(store, prefix, filter, limit, continue_from).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|(kv, parsed)| match object::splice_point(&kv.value) {
+            Some(point) => Ok(StoredItem::Spliced { kv, point }),
+            None => match parsed {
+                Some(obj) => Ok(StoredItem::Parsed(obj)),
+                None => object::from_kv(&kv).map(StoredItem::Parsed),
+            },
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(StoredPage { items, revision: page.revision, continue_token: page.continue_token })
+}
+
+/// A page of matching entries, each with its decoded object when matching
+/// needed one.
+struct Collected {
+    items: Vec<(KeyValue, Option<Value>)>,
+    revision: Revision,
+    continue_token: Option<String>,
+}
+
+async fn collect(
+    store: &dyn Store,
+    prefix: &str,
+    filter: &Filter,
+    limit: Option<usize>,
+    continue_from: Option<&str>,
+) -> Result<Collected, ApiError> {
     let token = continue_from
         .filter(|c| !c.is_empty())
         .map(|c| ContinueToken::decode(c).map_err(|e| ApiError::BadRequest(e.to_string())))
@@ -55,25 +144,32 @@ pub async fn list(
     let mut after = token.as_ref().map(|t| t.key.clone());
     let mut revision = token.as_ref().map(|t| t.revision);
     let mut items = Vec::new();
+    let everything = filter.is_everything();
     loop {
-        let batch = limit.map(|l| (l - items.len()).max(if filter.is_everything() { 1 } else { MIN_BATCH }));
+        let batch = limit.map(|l| (l - items.len()).max(if everything { 1 } else { MIN_BATCH }));
         let page = store.list(prefix, after.as_deref(), batch).await?;
         let rev = *revision.get_or_insert(page.revision);
         let count = page.items.len();
-        for (i, kv) in page.items.iter().enumerate() {
+        let more_in_store = page.more;
+        for (i, kv) in page.items.into_iter().enumerate() {
             after = Some(kv.key.clone());
-            let obj = object::from_kv(kv)?;
-            if filter.matches(&obj) {
-                items.push(obj);
+            if everything {
+                items.push((kv, None));
+            } else {
+                let obj = object::from_kv(&kv)?;
+                if filter.matches(&obj) {
+                    items.push((kv, Some(obj)));
+                }
             }
             if limit.is_some_and(|l| items.len() >= l) {
-                let more = i + 1 < count || page.more;
-                let continue_token = more.then(|| ContinueToken { key: kv.key.clone(), revision: rev }.encode());
-                return Ok(ListPage { items, revision: rev, continue_token });
+                let more = i + 1 < count || more_in_store;
+                let continue_token =
+                    more.then(|| ContinueToken { key: after.clone().unwrap_or_default(), revision: rev }.encode());
+                return Ok(Collected { items, revision: rev, continue_token });
             }
         }
-        if !page.more || count == 0 {
-            return Ok(ListPage { items, revision: rev, continue_token: None });
+        if !more_in_store || count == 0 {
+            return Ok(Collected { items, revision: rev, continue_token: None });
         }
     }
 }

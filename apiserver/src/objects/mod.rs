@@ -26,7 +26,7 @@ pub use create::create;
 pub(crate) use create::prepare_new;
 pub use delete::delete;
 pub use filter::Filter;
-pub use list::{list, ListPage};
+pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};
 pub use update::{update, UpdateMode};
 
 use meseta_schemas::registry::KindInfo;

@@ -113,7 +113,7 @@ fn admit(
             if kind.has_status {
                 set_status(&mut next, current.get("status").cloned());
             }
-            if object::desired_part(&next) != object::desired_part(current) {
+            if !object::same_desired_part(&next, current) {
                 let generation = meta(current).get("generation").and_then(Value::as_i64).unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), Value::from(generation + 1));
             }

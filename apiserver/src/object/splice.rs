@@ -1,0 +1,222 @@
+//! Stored bytes to wire bytes without building a `serde_json::Value`: the
+//! stored form of an object is its JSON without `metadata.resourceVersion`,
+//! so the wire form is the stored bytes with `"resourceVersion":"<rev>"`
+//! written right after the `{` of the top-level `metadata` object.
+//!
+//! Owns finding that `{` safely: a small scanner walks the top-level keys
+//! (skipping values without decoding them) and the keys of `metadata`, and
+//! gives up, so that callers parse instead, whenever the bytes are not the
+//! plain shape the store writes: no `metadata` object, a key with escapes, a
+//! `resourceVersion` already present, or anything malformed. It must not
+//! allocate or do I/O.
+
+use crate::store::Revision;
+
+/// Where the `resourceVersion` field goes in `stored`: the index right after
+/// the `{` of the top-level `metadata` object, and whether that object is
+/// empty. `None` when the bytes are not of the plain stored shape.
+pub fn splice_point(stored: &[u8]) -> Option<(usize, bool)> {
+    let mut scan = Scan { b: stored, i: 0 };
+    let mut found = None;
+    scan.object(|scan, key| {
+        if key == b"metadata" {
+            if found.is_some() {
+                return None;
+            }
+            if scan.peek()? != b'{' {
+                return None;
+            }
+            let at = scan.i + 1;
+            let mut empty = true;
+            scan.object(|scan, key| {
+                empty = false;
+                if key == b"resourceVersion" {
+                    return None;
+                }
+                scan.value()
+            })?;
+            found = Some((at, empty));
+            return Some(());
+        }
+        scan.value()
+    })?;
+    scan.ws();
+    if scan.i != stored.len() {
+        return None;
+    }
+    found
+}
+
+/// Appends `stored` with `metadata.resourceVersion = rev` spliced in at
+/// `point` (from [`splice_point`]) to `out`.
+pub fn append_spliced(out: &mut Vec<u8>, stored: &[u8], point: (usize, bool), rev: Revision) {
+    let (at, empty) = point;
+    out.extend_from_slice(&stored[..at]);
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(rev.to_string().as_bytes());
+    out.push(b'"');
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[at..]);
+}
+
+/// A forward-only JSON scanner over trusted-but-checked bytes.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// Skips a string starting at `"`; returns its raw content and whether
+    /// it held an escape.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            match *self.b.get(j)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                _ => j += 1,
+            }
+        }
+        self.i = j + 1;
+        Some((&self.b[start..j], escaped))
+    }
+
+    /// Walks an object starting at `{`, calling `each` with the scanner at
+    /// the start of each value (after `:`); `each` must consume the value.
+    /// Keys with escapes are refused.
+    fn object(&mut self, mut each: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+        self.ws();
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let (key, escaped) = self.string()?;
+            if escaped {
+                return None;
+            }
+            self.ws();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            each(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips one value of any type.
+    fn value(&mut self) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                let start = self.i;
+                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')) {
+                    self.i += 1;
+                }
+                (self.i > start).then_some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn spliced(stored: &[u8], rev: Revision) -> Option<Value> {
+        let point = splice_point(stored)?;
+        let mut out = Vec::new();
+        append_spliced(&mut out, stored, point, rev);
+        Some(serde_json::from_slice(&out).expect("spliced bytes are JSON"))
+    }
+
+    #[test]
+    fn splice_matches_parse_and_stamp() {
+        for obj in [
+            json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "a", "labels": {"x": "}{"}},
+                   "spec": {"a": [1, {"b": "\"metadata\":{"}], "c": null}}),
+            json!({"a": {"metadata": {"deep": true}}, "metadata": {}, "z": 1.5e3}),
+        ] {
+            let stored = crate::object::to_stored(&obj);
+            let want = crate::object::from_stored(&stored, 42).unwrap();
+            assert_eq!(spliced(&stored, 42), Some(want), "{obj}");
+        }
+    }
+
+    #[test]
+    fn odd_shapes_are_refused() {
+        for raw in [
+            &br#"{"metadata":{"resourceVersion":"3","name":"a"}}"#[..],
+            br#"{"metadata":{"resource\u0056ersion":"3"}}"#,
+            br#"{"metadata":"x"}"#,
+            br#"{"b\"metadata":{"x":1},"metadata":{"name":"q"}}"#,
+            br#"{"spec":{}}"#,
+            br#"[1,2]"#,
+            br#"{"metadata":{"name":"a"}"#,
+            br#"{"metadata":{"name":"a"}}trailing"#,
+            br#"{"metadata":{"name":"a"},"metadata":{}}"#,
+        ] {
+            assert_eq!(spliced(raw, 1), None, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+}
