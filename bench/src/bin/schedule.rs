@@ -1,0 +1,232 @@
+//! Scheduling throughput of the whole control plane: Jobs totalling
+//! `--instances` instances placed on `--agents` simulated agents through the
+//! real apiserver, allocator, jobs controller and agent loop.
+//!
+//! `cargo run --release -p meseta-bench --bin schedule [-- --quick] [--agents N] [--instances N] [--jobs N]`
+//!
+//! Everything runs in this one process (mimalloc, like the apiserver
+//! binary): an apiserver on a temporary sled directory on 127.0.0.1, the
+//! controllers through `meseta_controllers::manager::run_all` with their
+//! default settings and no leader election, and simulated agents, each the
+//! real `meseta_agentd::Agent` loop with its own HTTP client and its own
+//! `FakeRuntime` (containers start at once and run until killed).
+//!
+//! Once every agent is `Ready`, `--jobs` service Jobs (0.1 cpu / 32 MiB per
+//! instance) are created at once. Progress is read from the Jobs' status
+//! counts (one list of `--jobs` objects per second); when they say every
+//! instance runs, all tasks are listed once and the figures are taken from
+//! their `taskEvents`: total time from the first Job create to the last
+//! RUNNING, tasks/s, and per task PENDING → ASSIGNED (MTTA) and PENDING →
+//! RUNNING (MTTR).
+//!
+//! Prints `bench schedule.<figure> <value> <unit>` lines; progress goes to stderr.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
+use meseta_bench::schedule::stats::{quantile, Timings};
+use meseta_client::{Api, Client, ListParams};
+use meseta_schemas::{Job, JobSpec, JobType, Resources, Task, TaskSpec};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Namespace (role) of the bench's Jobs.
+const NS: &str = "bench";
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark scheduling throughput through the whole control plane")]
+struct Args {
+    /// 50 agents and 2,000 instances (CI smoke).
+    #[arg(long)]
+    quick: bool,
+    /// Simulated agents (default 1,000; 50 with --quick).
+    #[arg(long)]
+    agents: Option<usize>,
+    /// Instances over all Jobs (default 100,000; 2,000 with --quick).
+    #[arg(long)]
+    instances: Option<usize>,
+    /// Jobs the instances are split over (default one per 1,000 instances).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// CPUs per agent.
+    #[arg(long, default_value_t = 16.0)]
+    agent_cpus: f64,
+    /// Memory per agent, MiB.
+    #[arg(long, default_value_t = 65536.0)]
+    agent_mem: f64,
+    /// How often an agent's runner looks at its fake container, ms. Tasks run
+    /// until killed, so this only costs CPU; the agent's default is 100 ms.
+    #[arg(long, default_value_t = 10_000)]
+    poll_ms: u64,
+    /// Give up after this many seconds from the first Job create.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let agents = args.agents.unwrap_or(if args.quick { 50 } else { 1_000 });
+    let instances = args.instances.unwrap_or(if args.quick { 2_000 } else { 100_000 });
+    let jobs = args.jobs.unwrap_or(instances.div_ceil(1_000)).max(1);
+    if agents == 0 || instances == 0 {
+        bail!("--agents and --instances must be positive");
+    }
+    if jobs > instances {
+        bail!("--jobs ({jobs}) must not exceed --instances ({instances})");
+    }
+    let (cpu, mem) = (0.1, 32.0);
+    if instances as f64 * cpu > agents as f64 * args.agent_cpus
+        || instances as f64 * mem > agents as f64 * args.agent_mem
+    {
+        bail!("{instances} instances of {cpu} cpu / {mem} MiB do not fit on {agents} agents");
+    }
+
+    let setup = Instant::now();
+    let mut cluster = SimCluster::start().await?;
+    let shape =
+        AgentShape { cpus: args.agent_cpus, mem: args.agent_mem, poll_interval: Duration::from_millis(args.poll_ms) };
+    cluster.add_agents(agents, &shape)?;
+    cluster.wait_ready(agents, Duration::from_secs(120)).await?;
+    eprintln!(
+        "schedule: apiserver {} and {agents} agents ready in {:.1} s",
+        cluster.url,
+        setup.elapsed().as_secs_f64()
+    );
+
+    let client = Client::new(&cluster.url)?;
+    let result = measure(&client, &args, instances, jobs, (cpu, mem)).await;
+    cluster.stop().await;
+    let m = result?;
+
+    let tag = format!("{instances}x{agents}");
+    println!(
+        "schedule: {instances} instances in {jobs} jobs on {agents} agents: all RUNNING {:.2} s after the first create ({:.0} tasks/s)",
+        m.total_s,
+        instances as f64 / m.total_s
+    );
+    let t = &m.timings;
+    println!(
+        "schedule: MTTA p50 {:.3} s p99 {:.3} s max {:.3} s; MTTR p50 {:.3} s p99 {:.3} s max {:.3} s",
+        quantile(&t.assign_s, 0.5),
+        quantile(&t.assign_s, 0.99),
+        quantile(&t.assign_s, 1.0),
+        quantile(&t.run_s, 0.5),
+        quantile(&t.run_s, 0.99),
+        quantile(&t.run_s, 1.0)
+    );
+    println!("schedule: Jobs created in {:.2} s", m.create_s);
+    let figures = [
+        (format!("tasks_per_s.{tag}"), instances as f64 / m.total_s, "tasks/s"),
+        ("total_s".into(), m.total_s, "s"),
+        ("mtta.p50".into(), quantile(&t.assign_s, 0.5), "s"),
+        ("mtta.p99".into(), quantile(&t.assign_s, 0.99), "s"),
+        ("mttr.p50".into(), quantile(&t.run_s, 0.5), "s"),
+        ("mttr.p99".into(), quantile(&t.run_s, 0.99), "s"),
+    ];
+    for (name, value, unit) in figures {
+        let shown = if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") };
+        println!("bench schedule.{name} {shown} {unit}");
+    }
+    Ok(())
+}
+
+/// What one run measured.
+struct Measured {
+    /// First Job create → last task RUNNING, seconds.
+    total_s: f64,
+    /// First Job create → last Job created, seconds.
+    create_s: f64,
+    timings: Timings,
+}
+
+/// Creates the Jobs, follows their status until every instance runs (or the
+/// timeout), then reads the tasks' history.
+async fn measure(
+    client: &Client,
+    args: &Args,
+    instances: usize,
+    jobs: usize,
+    (cpu, mem): (f64, f64),
+) -> anyhow::Result<Measured> {
+    let api: Api<Job> = Api::namespaced(client.clone(), NS);
+    let per_job = |i: usize| instances / jobs + usize::from(i < instances % jobs);
+    let started_wall = chrono::Utc::now();
+    let started = Instant::now();
+    futures::stream::iter(0..jobs)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let spec = JobSpec {
+                    type_: JobType::Service,
+                    instances: u32::try_from(per_job(i)).context("instances per job")?,
+                    template: TaskSpec {
+                        command: Some("sleep infinity".into()),
+                        resources: Resources::scalars(cpu, mem, 0.0, 0.0),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                api.create(&Job::new(format!("job-{i}"), spec)).await.with_context(|| format!("creating job-{i}"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let create_s = started.elapsed().as_secs_f64();
+
+    let deadline = started + Duration::from_secs(args.timeout_s);
+    let mut last_print = (Instant::now(), 0usize);
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let timings = read_tasks(client).await?;
+        let now = Instant::now();
+        let rate = (timings.running - last_print.1.min(timings.running)) as f64
+            / now.duration_since(last_print.0).as_secs_f64();
+        eprintln!(
+            "schedule: {:>6.1} s  tasks {:>7}  running {:>7}/{instances}  assigned {:>7}  {:>7.0} tasks/s now, {:>7.0} overall",
+            started.elapsed().as_secs_f64(),
+            timings.tasks,
+            timings.running,
+            timings.assign_s.len(),
+            rate,
+            timings.running as f64 / started.elapsed().as_secs_f64()
+        );
+        last_print = (now, timings.running);
+        if timings.running >= instances {
+            let last = timings.last_running.context("no task has a RUNNING event")?;
+            let total_s = (last - started_wall).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            return Ok(Measured { total_s, create_s, timings });
+        }
+        if now >= deadline {
+            bail!(
+                "timed out after {} s: {} of {instances} instances RUNNING, {} tasks created, {} ever assigned",
+                args.timeout_s,
+                timings.running,
+                timings.tasks,
+                timings.assign_s.len()
+            );
+        }
+    }
+}
+
+/// Every task of the bench, read in pages, folded into [`Timings`].
+async fn read_tasks(client: &Client) -> anyhow::Result<Timings> {
+    let api: Api<Task> = Api::namespaced(client.clone(), NS);
+    let mut timings = Timings::default();
+    let mut params = ListParams::default().limit(5_000);
+    loop {
+        let page = api.list(&params).await.context("listing tasks")?;
+        page.items.iter().for_each(|t| timings.add(t));
+        match page.metadata.r#continue {
+            Some(token) if !token.is_empty() => params = ListParams::default().limit(5_000).continue_from(token),
+            _ => break,
+        }
+    }
+    timings.finish();
+    Ok(timings)
+}

@@ -1,0 +1,119 @@
+//! The simulated cluster of the schedule bench: an apiserver served from this
+//! process on a temporary data directory, every controller through
+//! `run_all`, and simulated agents (the real agent loop on its own fake
+//! runtime each).
+//!
+//! Owns start-up and the wait for agents to be `Ready`. It must not measure
+//! anything: the bench binary does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meseta_agentd::runtime::fake::{FakeBehavior, FakeRuntime};
+use meseta_agentd::runtime::ContainerRuntime;
+use meseta_agentd::{Agent as AgentLoop, AgentConfig};
+use meseta_client::{Api, Client, ListParams};
+use meseta_controllers::manager::{run_all, ManagerConfig};
+use meseta_schemas::{Agent, Resources};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How the simulated agents are built.
+#[derive(Debug, Clone)]
+pub struct AgentShape {
+    /// CPUs each agent advertises.
+    pub cpus: f64,
+    /// Memory each agent advertises, MiB.
+    pub mem: f64,
+    /// How often a runner looks at its (fake) container.
+    pub poll_interval: Duration,
+}
+
+/// The running cluster; cancelling [`SimCluster::cancel`] stops it all.
+pub struct SimCluster {
+    /// `http://127.0.0.1:PORT` of the apiserver.
+    pub url: String,
+    /// Cancels the apiserver, the controllers and the agents.
+    pub cancel: CancellationToken,
+    _dir: TempDir,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl SimCluster {
+    /// Serves an apiserver on `127.0.0.1:0` from a fresh temporary data
+    /// directory (production settings: the sled store, default bookmark
+    /// interval) and starts the controllers with their default settings.
+    pub async fn start() -> anyhow::Result<SimCluster> {
+        let dir = tempfile::Builder::new().prefix("meseta-bench-schedule-").tempdir().context("creating a temp dir")?;
+        let store = meseta_apiserver::open_sled(dir.path()).context("opening the store")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let server = tokio::spawn(async move {
+            let state = meseta_apiserver::AppState::new(store);
+            if let Err(e) = meseta_apiserver::serve(listener, state, async move { stop.cancelled().await }).await {
+                eprintln!("schedule: the apiserver failed: {e}");
+            }
+        });
+        let client = Client::new(&url)?;
+        let c = cancel.clone();
+        let controllers = tokio::spawn(async move {
+            if let Err(e) = run_all(client, ManagerConfig::default(), c.clone()).await {
+                if !c.is_cancelled() {
+                    eprintln!("schedule: the controllers failed: {e:#}");
+                }
+            }
+        });
+        Ok(SimCluster { url, cancel, _dir: dir, handles: vec![server, controllers] })
+    }
+
+    /// Starts `n` agents `sim-0..` shaped as `shape`, each with its own
+    /// client and its own fake runtime whose containers start at once and
+    /// run until killed.
+    pub fn add_agents(&mut self, n: usize, shape: &AgentShape) -> anyhow::Result<()> {
+        for i in 0..n {
+            let mut config = AgentConfig::new(format!("sim-{i}"), Resources::scalars(shape.cpus, shape.mem, 0.0, 0.0));
+            config.poll_interval = shape.poll_interval;
+            let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new(FakeBehavior::default()));
+            let agent = AgentLoop::new(Client::new(&self.url)?, config, runtime)?;
+            let cancel = self.cancel.clone();
+            self.handles.push(tokio::spawn(async move {
+                if let Err(e) = agent.run(cancel).await {
+                    eprintln!("schedule: agent sim-{i} failed: {e:#}");
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    /// Waits until `n` agents are `Ready=True`, for at most `limit`.
+    pub async fn wait_ready(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let agents: Api<Agent> = Api::all(Client::new(&self.url)?);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let list = agents.list(&ListParams::default()).await?;
+            let ready = list.items.iter().filter(|a| is_ready(a)).count();
+            if ready >= n {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("only {ready} of {n} agents became Ready within {:.0} s", limit.as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Stops everything and waits (briefly) for the loops to end.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let all = futures::future::join_all(self.handles);
+        let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+    }
+}
+
+fn is_ready(agent: &Agent) -> bool {
+    agent.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

@@ -1,0 +1,107 @@
+//! Figures of the schedule bench read from the tasks' own history
+//! (`status.taskEvents`): time to assign and to run per task, and when the
+//! last task reached RUNNING.
+//!
+//! Pure: it reads tasks handed to it and must not talk to the apiserver.
+
+use meseta_schemas::{Task, TaskState, Time};
+
+/// Per-task latencies and the moment the last task ran.
+#[derive(Debug, Default)]
+pub struct Timings {
+    /// PENDING (creation) → ASSIGNED, seconds, sorted.
+    pub assign_s: Vec<f64>,
+    /// PENDING (creation) → RUNNING, seconds, sorted.
+    pub run_s: Vec<f64>,
+    /// Tasks whose current state is RUNNING.
+    pub running: usize,
+    /// Tasks seen.
+    pub tasks: usize,
+    /// The latest RUNNING timestamp over all tasks.
+    pub last_running: Option<Time>,
+    /// The earliest PENDING timestamp over all tasks.
+    pub first_pending: Option<Time>,
+}
+
+impl Timings {
+    /// Adds one task's history.
+    pub fn add(&mut self, task: &Task) {
+        self.tasks += 1;
+        if task.state() == TaskState::Running {
+            self.running += 1;
+        }
+        let Some(status) = &task.status else { return };
+        let first = |s: TaskState| status.task_events.iter().find(|e| e.state == s).map(|e| e.timestamp);
+        let created = first(TaskState::Pending).or(task.metadata.creation_timestamp);
+        let Some(created) = created else { return };
+        self.first_pending = Some(self.first_pending.map_or(created, |f| f.min(created)));
+        if let Some(assigned) = first(TaskState::Assigned) {
+            self.assign_s.push(seconds(created, assigned));
+        }
+        if let Some(running) = first(TaskState::Running) {
+            self.run_s.push(seconds(created, running));
+            self.last_running = Some(self.last_running.map_or(running, |l| l.max(running)));
+        }
+    }
+
+    /// Sorts the latencies; call once after the last [`Timings::add`].
+    pub fn finish(&mut self) {
+        self.assign_s.sort_by(f64::total_cmp);
+        self.run_s.sort_by(f64::total_cmp);
+    }
+}
+
+/// `b - a` in seconds.
+fn seconds(a: Time, b: Time) -> f64 {
+    (b - a).num_microseconds().map_or(f64::NAN, |us| us as f64 / 1e6)
+}
+
+/// The `q` quantile (0..=1, nearest rank) of sorted `values`; NaN when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meseta_schemas::{TaskEvent, TaskSpec, TaskStatus};
+
+    fn at(ms: i64) -> Time {
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("a valid time")
+    }
+
+    fn task(events: &[(TaskState, i64)]) -> Task {
+        let mut t = Task::new("t", TaskSpec::default());
+        let task_events =
+            events.iter().map(|&(state, ms)| TaskEvent { timestamp: at(ms), state, message: String::new() }).collect();
+        let state = events.last().map_or(TaskState::Pending, |e| e.0);
+        t.status = Some(TaskStatus { state, task_events, ..Default::default() });
+        t
+    }
+
+    #[test]
+    fn latencies_run_from_pending_to_the_first_assigned_and_running() {
+        let mut t = Timings::default();
+        t.add(&task(&[(TaskState::Pending, 0), (TaskState::Assigned, 250), (TaskState::Running, 900)]));
+        t.add(&task(&[(TaskState::Pending, 100), (TaskState::Assigned, 200)]));
+        t.finish();
+        assert_eq!(t.assign_s, vec![0.1, 0.25]);
+        assert_eq!(t.run_s, vec![0.9]);
+        assert_eq!((t.tasks, t.running), (2, 1));
+        assert_eq!(t.first_pending, Some(at(0)));
+        assert_eq!(t.last_running, Some(at(900)));
+    }
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}
