@@ -199,6 +199,17 @@ async fn launch(ctx: &Ctx<'_>) -> Result<ContainerState, String> {
     rt.state(ctx.id).await.map_err(|e| e.to_string())
 }
 
+/// The first wait before looking at a just-started container: 1/32 of the
+/// poll interval, at least 2 ms, at most the interval.
+fn first_poll(poll: Duration) -> Duration {
+    (poll / 32).max(Duration::from_millis(2)).min(poll)
+}
+
+/// The wait after `current`: doubled, capped at the poll interval.
+fn next_poll(current: Duration, poll: Duration) -> Duration {
+    (current * 2).min(poll)
+}
+
 async fn supervise(ctx: &Ctx<'_>, kill: &mut watch::Receiver<Option<KillReason>>, started_at: Instant) {
     let rt = ctx.shared.runtime.as_ref();
     let poll = ctx.shared.config.poll_interval;
@@ -216,6 +227,8 @@ async fn supervise(ctx: &Ctx<'_>, kill: &mut watch::Receiver<Option<KillReason>>
         .and_then(|k| k.grace_period_seconds)
         .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.into()));
     let mut pending_kill = kill.borrow().clone();
+    // Short tasks exit within milliseconds of starting: look soon, then back off to `poll`.
+    let mut wait = first_poll(poll);
     loop {
         if let Some(reason) = pending_kill.take() {
             let end = kill_with_grace(rt, ctx.id, grace).await;
@@ -237,7 +250,7 @@ async fn supervise(ctx: &Ctx<'_>, kill: &mut watch::Receiver<Option<KillReason>>
                 pending_kill = kill.borrow().clone();
                 continue;
             }
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => wait = next_poll(wait, poll),
         }
         match rt.state(ctx.id).await {
             Ok(s) if s.is_finished() => return report_exit(ctx, s),
@@ -307,5 +320,26 @@ fn report_exit(ctx: &Ctx<'_>, state: ContainerState) {
             None,
         ),
         ContainerState::Created | ContainerState::Running { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    #[test]
+    fn exit_polling_starts_soon_and_backs_off_to_the_interval() {
+        let poll = Duration::from_millis(100);
+        let mut w = first_poll(poll);
+        assert_eq!(w, Duration::from_millis(3) + Duration::from_micros(125));
+        let mut waits = vec![w];
+        for _ in 0..8 {
+            w = next_poll(w, poll);
+            waits.push(w);
+        }
+        assert!(waits.windows(2).all(|p| p[1] >= p[0]), "{waits:?}");
+        assert_eq!(*waits.last().unwrap(), poll);
+        assert_eq!(first_poll(Duration::from_millis(1)), Duration::from_millis(1), "never longer than the interval");
+        assert_eq!(first_poll(Duration::from_millis(10)), Duration::from_millis(2), "at least 2 ms");
     }
 }
