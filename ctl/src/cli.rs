@@ -6,7 +6,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
-use crate::{actions, apply, delete, describe, diff, get, info, logs, top, up};
+use crate::{actions, apply, delete, describe, diff, get, info, logs, top, up, wait};
 
 /// Operate a Meseta cluster.
 #[derive(Debug, Parser)]
@@ -55,6 +55,8 @@ pub(crate) enum Command {
     Uncordon(actions::UncordonArgs),
     /// Print a task's output.
     Logs(logs::LogsArgs),
+    /// Wait until objects meet a condition (a field value, a status condition, or deletion).
+    Wait(wait::WaitArgs),
     /// Show resource use of agents, roles or frameworks.
     Top(top::TopArgs),
     /// List outstanding offers.
@@ -98,6 +100,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Drain(args) => actions::drain(&conn, &args).await.map(|()| 0),
         Command::Uncordon(args) => actions::uncordon(&conn, &args).await.map(|()| 0),
         Command::Logs(args) => logs::run(&conn, &args).await.map(|()| 0),
+        Command::Wait(args) => wait::run(&conn, &args).await,
         Command::Top(args) => top::run(&conn, &args).await.map(|()| 0),
         Command::Offers(args) => get::offers(&conn, &args).await.map(|()| 0),
         Command::Version => info::version(&conn).await.map(|()| 0),

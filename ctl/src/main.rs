@@ -9,7 +9,7 @@
 //! - [`manifest`]: reading YAML manifests from files, directories and stdin.
 //! - [`merge`]: the three-way merge patch of client-side apply (pure).
 //! - [`apply`], [`diff`], [`get`], [`describe`], [`delete`], [`actions`], [`logs`], [`top`],
-//!   [`info`], [`up`]: the commands.
+//!   [`info`], [`up`], [`wait`]: the commands.
 //! - [`output`]: tables, colours, YAML/JSON/name printing.
 //! - [`failure`]: turning errors into `error: ...` lines, hints and exit codes.
 
@@ -31,6 +31,7 @@ mod merge;
 mod output;
 mod top;
 mod up;
+mod wait;
 
 use std::process::ExitCode;
 
