@@ -51,14 +51,22 @@ async fn patches_and_status_writes() {
     assert_eq!(patched.metadata.labels["zone"], "z1");
     assert_eq!(patched.metadata.labels["app"], "api");
 
-    let with_status = tasks.patch_status_merge("t1", &json!({"status": {"state": "RUNNING"}})).await.unwrap();
-    assert_eq!(with_status.status.as_ref().unwrap().state, TaskState::Running);
+    // Status writes follow the task state machine: PENDING → ASSIGNED → RUNNING.
+    let with_status = tasks.patch_status_merge("t1", &json!({"status": {"state": "ASSIGNED"}})).await.unwrap();
+    assert_eq!(with_status.status.as_ref().unwrap().state, TaskState::Assigned);
 
     let mut next = with_status.clone();
-    next.status.as_mut().unwrap().state = TaskState::Finished;
+    next.status.as_mut().unwrap().state = TaskState::Running;
     let replaced = tasks.replace_status(&next).await.unwrap();
-    assert_eq!(replaced.status.unwrap().state, TaskState::Finished);
-    assert_eq!(tasks.get("t1").await.unwrap().status.unwrap().state, TaskState::Finished);
+    assert_eq!(replaced.status.unwrap().state, TaskState::Running);
+    assert_eq!(tasks.get("t1").await.unwrap().status.unwrap().state, TaskState::Running);
+
+    // An illegal transition comes back as the server's 422 naming the field.
+    let mut illegal = tasks.get("t1").await.unwrap();
+    illegal.status.as_mut().unwrap().state = TaskState::Pending;
+    let err = tasks.replace_status(&illegal).await.unwrap_err();
+    assert_eq!(err.code(), Some(422), "{err}");
+    assert!(err.to_string().contains("status.state"), "{err}");
 }
 
 #[tokio::test]
