@@ -52,7 +52,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::ApiError;
-pub use server::{router, serve};
+pub use server::{router, serve, shutdown_signal};
 pub use state::AppState;
 
 use store::sled::{SledOptions, SledStore};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use meseta_apiserver::{open_sled, serve, AppState};
+use meseta_apiserver::{open_sled, serve, shutdown_signal, AppState};
 
 /// mimalloc instead of the system allocator: request handling allocates many
 /// small JSON values, and glibc's malloc both spends more time on them and
@@ -61,30 +61,4 @@ async fn main() -> anyhow::Result<()> {
     println!("meseta-apiserver listening on http://{addr}");
     serve(listener, AppState::new(store), shutdown_signal()).await.context("serving")?;
     Ok(())
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

@@ -69,7 +69,7 @@ pub(crate) async fn run(args: &UpArgs, token: Option<&str>) -> anyhow::Result<()
     let _ = std::io::stdout().flush();
 
     tokio::spawn(async move {
-        shutdown_signal().await;
+        meseta_apiserver::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     // Components stop first (the agent reports itself not Ready on the way
@@ -204,28 +204,6 @@ fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> anyhow::Resu
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 #[cfg(test)]
