@@ -13,7 +13,6 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -30,15 +29,9 @@ const PROGRESS_ABOVE: usize = 20;
 /// Arguments of `meseta apply`.
 #[derive(Debug, Args)]
 pub(crate) struct ApplyArgs {
-    /// Manifest file, directory, or `-` for stdin (repeatable).
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub(crate) files: Vec<PathBuf>,
-    /// Also read sub-directories of directories given with -f.
-    #[arg(short = 'R', long)]
-    pub(crate) recursive: bool,
-    /// Namespace for objects that name none (must match those that do).
-    #[arg(short = 'n', long)]
-    pub(crate) namespace: Option<String>,
+    /// The manifests.
+    #[command(flatten)]
+    pub(crate) sources: manifest::Sources,
     /// `server`: let the server validate and compute, store nothing; `client`: only compute.
     #[arg(long, value_enum, default_value = "none", require_equals = true)]
     pub(crate) dry_run: DryRun,
@@ -121,7 +114,7 @@ pub(crate) fn plan(doc: &Doc, live: Option<&Value>) -> Plan {
 
 /// Runs `meseta apply`; returns the exit code.
 pub(crate) async fn run(conn: &Conn, args: &ApplyArgs) -> anyhow::Result<u8> {
-    let docs = manifest::read_all(&args.files, args.recursive, args.namespace.as_deref())?;
+    let docs = args.sources.read()?;
     let progress = docs.len() > PROGRESS_ABOVE && std::io::stderr().is_terminal();
     let mut failed = 0usize;
     for (i, doc) in docs.iter().enumerate() {

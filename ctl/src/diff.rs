@@ -3,8 +3,6 @@
 //! that result are printed as YAML in a unified diff. Exit code 0 when
 //! nothing would change, 1 when something would.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use serde_json::Value;
 use similar::TextDiff;
@@ -19,20 +17,14 @@ use crate::output::yaml;
 /// Arguments of `meseta diff`.
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
-    /// Manifest file, directory, or `-` for stdin (repeatable).
-    #[arg(short = 'f', long = "filename", required = true)]
-    pub(crate) files: Vec<PathBuf>,
-    /// Also read sub-directories of directories given with -f.
-    #[arg(short = 'R', long)]
-    pub(crate) recursive: bool,
-    /// Namespace for objects that name none.
-    #[arg(short = 'n', long)]
-    pub(crate) namespace: Option<String>,
+    /// The manifests.
+    #[command(flatten)]
+    pub(crate) sources: manifest::Sources,
 }
 
 /// Runs `meseta diff`; returns the exit code.
 pub(crate) async fn run(conn: &Conn, args: &DiffArgs) -> anyhow::Result<u8> {
-    let docs = manifest::read_all(&args.files, args.recursive, args.namespace.as_deref())?;
+    let docs = args.sources.read()?;
     let mut changed = false;
     for doc in &docs {
         let scope = Scope::new(doc.kind, doc.namespace.as_deref());

@@ -50,6 +50,27 @@ impl Doc {
     }
 }
 
+/// Where manifests come from: `-f FILE|DIR|-` (repeatable), `-R`, `-n`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Sources {
+    /// Manifest file, directory, or `-` for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Also read sub-directories of directories given with -f.
+    #[arg(short = 'R', long)]
+    pub(crate) recursive: bool,
+    /// Namespace for objects that name none (must match those that do).
+    #[arg(short = 'n', long)]
+    pub(crate) namespace: Option<String>,
+}
+
+impl Sources {
+    /// Every document of every manifest named, in order.
+    pub(crate) fn read(&self) -> anyhow::Result<Vec<Doc>> {
+        read_all(&self.files, self.recursive, self.namespace.as_deref())
+    }
+}
+
 /// Reads every document of `paths`. `namespace` is the `-n` flag, if given.
 pub(crate) fn read_all(paths: &[PathBuf], recursive: bool, namespace: Option<&str>) -> anyhow::Result<Vec<Doc>> {
     let mut docs = Vec::new();
