@@ -22,6 +22,7 @@
 //! slow client only ever delays itself, never a writer.
 
 use std::convert::Infallible;
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -119,8 +120,8 @@ impl Watch {
                     Some(Ok(ev)) => {
                         self.last = self.last.max(ev.revision);
                         match convert(&ev, &self.filter) {
-                            Ok(Some((kind, obj))) => {
-                                if !self.send(kind, &obj).await {
+                            Ok(Some(kind)) => {
+                                if !self.send_event(kind, &ev).await {
                                     return;
                                 }
                             }
@@ -165,6 +166,29 @@ impl Watch {
         self.tx.send(Bytes::from(line)).await.is_ok()
     }
 
+    /// Sends the event line of a store event; false when the client is gone.
+    /// Without a table, the line is made once per event and shared by every
+    /// watcher that sends it.
+    async fn send_event(&self, kind: Kind, ev: &WatchEvent) -> bool {
+        let line = match self.table {
+            Some(info) => derived(ev).object(ev, kind.side()).map(|obj| {
+                let mut line =
+                    serde_json::to_vec(&json!({"type": kind.name(), "object": crate::table::single(info, obj)}))
+                        .expect("JSON serialises");
+                line.push(b'\n');
+                Bytes::from(line)
+            }),
+            None => derived(ev).line(ev, kind),
+        };
+        match line {
+            Ok(line) => self.tx.send(line).await.is_ok(),
+            Err(e) => {
+                self.send_error(e).await;
+                false
+            }
+        }
+    }
+
     async fn send_error(&self, e: ApiError) {
         if let ApiError::Internal(detail) = &e {
             tracing::error!(error = %detail, "watch failed");
@@ -180,24 +204,124 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The type of an event line, which also says which side of the store event
+/// it carries: `ADDED` and `MODIFIED` the new value, `DELETED` the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// The value after a change, or the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    New,
+    Old,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Added => "ADDED",
+            Kind::Modified => "MODIFIED",
+            Kind::Deleted => "DELETED",
+        }
+    }
+
+    fn side(self) -> Side {
+        match self {
+            Kind::Added | Kind::Modified => Side::New,
+            Kind::Deleted => Side::Old,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What watchers derive from one store event, each made at most once however
+/// many watchers need it (it lives in the event's shared memo).
+#[derive(Default)]
+struct Derived {
+    /// The decoded values, with the event's revision as `resourceVersion`.
+    new: OnceLock<Result<Value, String>>,
+    old: OnceLock<Result<Value, String>>,
+    /// The wire line per [`Kind`].
+    lines: [OnceLock<Result<Bytes, String>>; 3],
+}
+
+fn derived(ev: &WatchEvent) -> &Derived {
+    ev.memo.get_or_init(Derived::default)
+}
+
+impl Derived {
+    fn bytes(ev: &WatchEvent, side: Side) -> &[u8] {
+        match side {
+            Side::New => &ev.value,
+            Side::Old => &ev.prev_value,
+        }
+    }
+
+    /// The decoded value of one side.
+    fn object(&self, ev: &WatchEvent, side: Side) -> Result<&Value, ApiError> {
+        let cell = match side {
+            Side::New => &self.new,
+            Side::Old => &self.old,
+        };
+        cell.get_or_init(|| object::from_stored(Self::bytes(ev, side), ev.revision).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ApiError::Internal(e.clone()))
+    }
+
+    /// `{"type":KIND,"object":OBJECT}` and a newline. The object is the
+    /// stored bytes with the revision spliced in; only bytes not of the
+    /// plain stored shape are decoded and re-encoded.
+    fn line(&self, ev: &WatchEvent, kind: Kind) -> Result<Bytes, ApiError> {
+        self.lines[kind.index()]
+            .get_or_init(|| {
+                let stored = Self::bytes(ev, kind.side());
+                let mut line = Vec::with_capacity(stored.len() + 48);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.name().as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                match object::splice_point(stored) {
+                    Some(point) => object::append_spliced(&mut line, stored, point, ev.revision),
+                    None => {
+                        let obj = self.object(ev, kind.side()).map_err(|e| e.to_string())?;
+                        serde_json::to_writer(&mut line, obj).expect("JSON serialises");
+                    }
+                }
+                line.extend_from_slice(b"}\n");
+                Ok(Bytes::from(line))
+            })
+            .clone()
+            .map_err(ApiError::Internal)
+    }
+
+    /// Whether the side passes `filter` (decoding it only when the filter
+    /// looks at anything).
+    fn matches(&self, ev: &WatchEvent, side: Side, filter: &Filter) -> Result<bool, ApiError> {
+        Ok(filter.is_everything() || filter.matches(self.object(ev, side)?))
+    }
+}
+
 /// The event a watcher with `filter` sees for a store event, if any.
-fn convert(ev: &WatchEvent, filter: &Filter) -> Result<Option<(&'static str, Value)>, ApiError> {
-    let rev = ev.revision;
-    let decode = |bytes: &[u8]| object::from_stored(bytes, rev);
+fn convert(ev: &WatchEvent, filter: &Filter) -> Result<Option<Kind>, ApiError> {
+    let d = derived(ev);
     Ok(match ev.kind {
-        EventKind::Created => Some(decode(&ev.value)?).filter(|o| filter.matches(o)).map(|o| ("ADDED", o)),
-        EventKind::Deleted => Some(decode(&ev.prev_value)?).filter(|o| filter.matches(o)).map(|o| ("DELETED", o)),
+        EventKind::Created => d.matches(ev, Side::New, filter)?.then_some(Kind::Added),
+        EventKind::Deleted => d.matches(ev, Side::Old, filter)?.then_some(Kind::Deleted),
         EventKind::Updated => {
-            let new = decode(&ev.value)?;
-            let now = filter.matches(&new);
+            let now = d.matches(ev, Side::New, filter)?;
             if filter.is_everything() || ev.prev_value.is_empty() {
-                return Ok(now.then_some(("MODIFIED", new)));
+                return Ok(now.then_some(Kind::Modified));
             }
-            let old = decode(&ev.prev_value)?;
-            match (filter.matches(&old), now) {
-                (true, true) => Some(("MODIFIED", new)),
-                (false, true) => Some(("ADDED", new)),
-                (true, false) => Some(("DELETED", old)),
+            match (d.matches(ev, Side::Old, filter)?, now) {
+                (true, true) => Some(Kind::Modified),
+                (false, true) => Some(Kind::Added),
+                (true, false) => Some(Kind::Deleted),
                 (false, false) => None,
             }
         }
@@ -211,23 +335,94 @@ mod tests {
 
     fn ev(kind: EventKind, value: Value, prev: Value) -> WatchEvent {
         let enc = |v: &Value| if v.is_null() { Bytes::new() } else { Bytes::from(serde_json::to_vec(v).unwrap()) };
-        WatchEvent { revision: 7, kind, key: "/registry/tasks/a/t".into(), value: enc(&value), prev_value: enc(&prev) }
+        WatchEvent {
+            revision: 7,
+            kind,
+            key: "/registry/tasks/a/t".into(),
+            value: enc(&value),
+            prev_value: enc(&prev),
+            memo: Default::default(),
+        }
+    }
+
+    /// The event line a watcher with `filter` gets, parsed back.
+    fn seen(e: &WatchEvent, filter: &Filter) -> Option<(String, Value)> {
+        let kind = convert(e, filter).unwrap()?;
+        let line = derived(e).line(e, kind).unwrap();
+        assert_eq!(line.last(), Some(&b'\n'), "one event per line");
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        Some((v["type"].as_str().unwrap().to_string(), v["object"].clone()))
+    }
+
+    fn label_filter(selector: &str) -> Filter {
+        Filter::from_params(&Params { label_selector: Some(selector.into()), ..Default::default() })
+            .expect("valid selector")
     }
 
     #[test]
     fn selector_transitions_become_added_and_deleted() {
-        let filter = Filter::from_params(&Params { label_selector: Some("app=web".into()), ..Default::default() })
-            .expect("valid selector");
+        let filter = label_filter("app=web");
         let web = json!({"metadata": {"name": "t", "labels": {"app": "web"}}});
         let db = json!({"metadata": {"name": "t", "labels": {"app": "db"}}});
-        let (t, o) = convert(&ev(EventKind::Updated, db.clone(), web.clone()), &filter).unwrap().unwrap();
+        let (t, o) = seen(&ev(EventKind::Updated, db.clone(), web.clone()), &filter).unwrap();
         assert_eq!(t, "DELETED");
         assert_eq!(o["metadata"]["resourceVersion"], "7");
         assert_eq!(o["metadata"]["labels"]["app"], "web");
-        let (t, _) = convert(&ev(EventKind::Updated, web.clone(), db.clone()), &filter).unwrap().unwrap();
+        let (t, o) = seen(&ev(EventKind::Updated, web.clone(), db.clone()), &filter).unwrap();
+        assert_eq!((t.as_str(), o["metadata"]["labels"]["app"].as_str()), ("ADDED", Some("web")));
+        assert!(seen(&ev(EventKind::Updated, db.clone(), db), &filter).is_none());
+        let (t, o) = seen(&ev(EventKind::Deleted, Value::Null, web), &filter).unwrap();
+        assert_eq!((t.as_str(), o["metadata"]["resourceVersion"].as_str()), ("DELETED", Some("7")));
+    }
+
+    #[test]
+    fn the_line_is_the_stored_object_with_its_revision() {
+        let obj = json!({"kind": "Task", "metadata": {"name": "t", "uid": "u"}, "spec": {"agent": "a1"}});
+        let (t, o) = seen(&ev(EventKind::Created, obj.clone(), Value::Null), &Filter::default()).unwrap();
         assert_eq!(t, "ADDED");
-        assert!(convert(&ev(EventKind::Updated, db.clone(), db), &filter).unwrap().is_none());
-        let (t, o) = convert(&ev(EventKind::Deleted, Value::Null, web), &filter).unwrap().unwrap();
-        assert_eq!((t, o["metadata"]["resourceVersion"].as_str()), ("DELETED", Some("7")));
+        let mut want = obj;
+        want["metadata"]["resourceVersion"] = json!("7");
+        assert_eq!(o, want);
+    }
+
+    #[test]
+    fn bytes_not_of_the_stored_shape_are_reencoded() {
+        // A resourceVersion already present defeats the splice; the line
+        // still carries the event's revision.
+        let odd = json!({"metadata": {"name": "t", "resourceVersion": "3"}});
+        let (_, o) = seen(&ev(EventKind::Updated, odd, Value::Null), &Filter::default()).unwrap();
+        assert_eq!(o["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn clones_of_an_event_share_one_decode_and_one_line() {
+        let filter = label_filter("app=web");
+        let web = json!({"metadata": {"name": "t", "labels": {"app": "web"}}});
+        let first = ev(EventKind::Created, web, Value::Null);
+        let second = first.clone();
+        assert_eq!(convert(&first, &filter).unwrap(), Some(Kind::Added));
+        assert_eq!(convert(&second, &filter).unwrap(), Some(Kind::Added));
+        let decoded = |e: &WatchEvent| derived(e).new.get().map(|v| v.as_ref().unwrap() as *const Value);
+        assert!(decoded(&first).is_some(), "the filter decoded the object");
+        assert_eq!(decoded(&first), decoded(&second), "one decode for both clones");
+        let a = derived(&first).line(&first, Kind::Added).unwrap();
+        let b = derived(&second).line(&second, Kind::Added).unwrap();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one line for both clones");
+    }
+
+    #[test]
+    fn a_watcher_of_everything_never_decodes() {
+        let e = ev(EventKind::Updated, json!({"metadata": {"name": "t"}}), json!({"metadata": {"name": "t"}}));
+        let (t, _) = seen(&e, &Filter::default()).unwrap();
+        assert_eq!(t, "MODIFIED");
+        assert!(derived(&e).new.get().is_none() && derived(&e).old.get().is_none());
+    }
+
+    #[test]
+    fn undecodable_stored_bytes_are_an_error_not_a_panic() {
+        let mut e = ev(EventKind::Created, Value::Null, Value::Null);
+        e.value = Bytes::from_static(b"{not json");
+        assert!(convert(&e, &label_filter("app=web")).is_err());
+        assert!(derived(&e).line(&e, Kind::Added).is_err());
     }
 }

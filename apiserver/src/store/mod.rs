@@ -139,6 +139,45 @@ pub struct WatchEvent {
     pub value: Bytes,
     /// The value before the change (empty for `Created`).
     pub prev_value: Bytes,
+    /// Shared by every clone of this event: where the first watcher to
+    /// derive something from it (a decoded object, wire bytes) leaves it for
+    /// the others. Stores only create it empty.
+    pub memo: EventMemo,
+}
+
+/// A write-once slot shared by the clones of one [`WatchEvent`].
+///
+/// A live event reaches every watcher of its prefix as a clone; without the
+/// memo each of them would decode the same bytes again. The store never reads
+/// it, so it holds whatever one type its consumer puts in, and it takes no
+/// part in equality.
+#[derive(Clone, Default)]
+pub struct EventMemo(std::sync::Arc<std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>>);
+
+impl EventMemo {
+    /// The memo's value, made by `init` if this is the first call on any clone.
+    ///
+    /// # Panics
+    ///
+    /// If an earlier call stored a value of another type: one event has one
+    /// consumer type.
+    pub fn get_or_init<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref().expect("an event memo holds one type")
+    }
+}
+
+impl PartialEq for EventMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EventMemo {}
+
+impl std::fmt::Debug for EventMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "EventMemo(set)" } else { "EventMemo(empty)" })
+    }
 }
 
 /// A stream of watch events; ends with an error when the watcher fell behind

@@ -123,7 +123,14 @@ pub(super) fn decode_event(revision: Revision, raw: IVec) -> Result<WatchEvent, 
         return Err(bad());
     }
     let all = Bytes::from_owner(raw);
-    Ok(WatchEvent { revision, kind, key, value: all.slice(value_start..value_end), prev_value: all.slice(value_end..) })
+    Ok(WatchEvent {
+        revision,
+        kind,
+        key,
+        value: all.slice(value_start..value_end),
+        prev_value: all.slice(value_end..),
+        memo: Default::default(),
+    })
 }
 
 /// Decodes a meta counter; absent means 0.

@@ -89,12 +89,19 @@ pub(super) fn apply(trees: &Handles, txn: Txn, revision: Revision) -> Result<App
                 object_writes
                     .push((IVec::from(key.as_bytes()), Some(codec::encode_object(create_revision, revision, &value))));
                 staged[slot].current = Some((create_revision, value.clone()));
-                WatchEvent { revision, kind, key, value, prev_value }
+                WatchEvent { revision, kind, key, value, prev_value, memo: Default::default() }
             }
             Op::Delete { key } => {
                 let Some((_, prev_value)) = before else { continue };
                 object_writes.push((IVec::from(key.as_bytes()), None));
-                WatchEvent { revision, kind: EventKind::Deleted, key, value: Bytes::new(), prev_value }
+                WatchEvent {
+                    revision,
+                    kind: EventKind::Deleted,
+                    key,
+                    value: Bytes::new(),
+                    prev_value,
+                    memo: Default::default(),
+                }
             }
         };
         let index = u32::try_from(events.len())
