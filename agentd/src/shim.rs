@@ -11,8 +11,10 @@
 //!    to the agent: `started <pid>`, or `exited` when the process could not
 //!    be started (the reason is in `exit.json`).
 //! 4. Waits for the process, reads the OOM counter of its cgroup, deletes
-//!    the container (killing leftovers, removing the cgroup) and writes
-//!    `exit.json`.
+//!    the container (killing leftovers, removing the cgroup, and the
+//!    agent's scope cgroup if no other container is left in it) and writes
+//!    `exit.json`. The container's cgroup is the one its checkpoint names
+//!    (`/meseta/<scope>/<id>`, see [`crate::runtime::cgroups`]).
 //!
 //! # Guarantees
 //! `exit.json` is written exactly once and only after the container's
@@ -32,7 +34,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::runtime::cgroups::TaskCgroup;
+use crate::runtime::cgroups::{ScopeCgroups, TaskCgroup};
 use crate::runtime::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
 use crate::runtime::{ContainerId, RuntimeError};
 
@@ -93,7 +95,7 @@ impl Shim {
         detach_stdout();
 
         let (code, signal) = wait_for(init_pid);
-        let oom = TaskCgroup::of(&self.id).is_some_and(|cg| cg.oom_killed());
+        let oom = TaskCgroup::of(&self.cp.cgroups_path).is_some_and(|cg| cg.oom_killed());
         let mut message = match (signal, code, oom) {
             (_, _, true) => "memory limit exceeded: killed by the OOM killer".to_string(),
             (Some(sig), _, _) => format!("killed by signal {}", sig.as_str().trim_start_matches("SIG")),
@@ -119,6 +121,8 @@ impl Shim {
         let stdout = open("stdout")?;
         let stderr = open("stderr")?;
         let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+        // The scope's cgroup dirs must not be removed while the container's is created in them.
+        let scope_lock = layout::lock_cgroups(&self.layout, false).map_err(|e| e.to_string())?;
         let mut container = ContainerBuilder::new(self.id.to_string(), SyscallType::Linux)
             .with_root_path(self.layout.libcontainer_root())
             .map_err(|e| e.to_string())?
@@ -132,6 +136,7 @@ impl Shim {
             .with_detach(true)
             .build()
             .map_err(|e| e.to_string())?;
+        drop(scope_lock);
         let pid = container.pid().ok_or("container has no pid after create")?.as_raw() as u32;
         if self.cp.config.network == NetworkMode::None {
             loopback_up(pid).map_err(|e| format!("bringing up lo: {e}"))?;
@@ -153,7 +158,14 @@ impl Shim {
                 Err(e) => tracing::warn!(id = %self.id, error = %e, "cannot load container state"),
             }
         }
-        TaskCgroup::of(&self.id).is_none_or(|cg| cg.kill_all_and_remove())
+        let Some(cg) = TaskCgroup::of(&self.cp.cgroups_path) else { return true };
+        let gone = cg.kill_all_and_remove();
+        if let Some(scope) = ScopeCgroups::containing(cg.version(), &self.cp.cgroups_path) {
+            if let Ok(_lock) = layout::lock_cgroups(&self.layout, true) {
+                scope.remove_if_empty();
+            }
+        }
+        gone
     }
 }
 

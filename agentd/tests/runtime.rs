@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use meseta_agentd::runtime::cgroups::{CgroupVersion, TaskCgroup};
+use meseta_agentd::runtime::cgroups::{self, CgroupVersion};
 use meseta_agentd::runtime::linux::LinuxRuntime;
 use meseta_agentd::runtime::{kill_with_grace, ContainerConfig, ContainerId, ContainerRuntime, ContainerState};
 use meseta_schemas::kinds::task::{ContainerSpec, NetworkMode, TaskSpec};
@@ -116,7 +116,7 @@ async fn the_cgroup_holds_the_cpu_quota_and_memory_limit_of_the_resources() {
     let c = config("limits", spec);
     rt.create(&c).await.unwrap();
     rt.start(&c.id).await.unwrap();
-    let cg = TaskCgroup::of(&c.id).unwrap();
+    let cg = rt.cgroup(&c.id);
     let (quota, mem) = match cg.version() {
         CgroupVersion::V1 => (
             format!("{} {}", cg.read("cpu", "cpu.cfs_quota_us").unwrap(), cg.read("cpu", "cpu.cfs_period_us").unwrap()),
@@ -138,7 +138,7 @@ async fn a_sigterm_ignoring_task_is_killed_after_the_grace_period_leaving_no_pro
     let c = config("grace", shell("trap '' TERM; sleep 600"));
     rt.create(&c).await.unwrap();
     rt.start(&c.id).await.unwrap();
-    let cg = TaskCgroup::of(&c.id).unwrap();
+    let cg = rt.cgroup(&c.id);
     assert!(!cg.procs().is_empty(), "the task runs in its cgroup");
     let grace = Duration::from_secs(1);
     let before = Instant::now();
@@ -251,6 +251,77 @@ async fn a_task_with_an_image_is_refused_until_images_are_supported() {
     spec.container = Some(ContainerSpec { image: Some("alpine:3".into()), network: NetworkMode::Host });
     let err = rt.create(&config("image", spec)).await.unwrap_err();
     assert!(err.to_string().contains("images are not supported yet"), "{err}");
+}
+
+async fn running_pid(rt: &LinuxRuntime, id: &ContainerId) -> u32 {
+    match rt.state(id).await.unwrap() {
+        ContainerState::Running { pid } => pid,
+        other => panic!("{id} is not running: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_runtimes_on_two_work_dirs_never_see_nor_touch_each_others_containers() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (runtime(dir_a.path()), runtime(dir_b.path()));
+    assert_ne!(a.scope(), b.scope(), "each work dir has its own cgroup scope");
+    assert_eq!(a.scope(), cgroups::scope_of(dir_a.path()).unwrap());
+
+    // The same task id on both agents, plus one only B runs.
+    let shared = config("scoped", shell("sleep 600"));
+    let only_b = config("only-b", shell("sleep 600"));
+    for (rt, c) in [(&a, &shared), (&b, &shared), (&b, &only_b)] {
+        rt.create(c).await.unwrap();
+        rt.start(&c.id).await.unwrap();
+    }
+    let (cg_a, cg_b) = (a.cgroup(&shared.id), b.cgroup(&shared.id));
+    assert_ne!(cg_a.dir("pids"), cg_b.dir("pids"));
+    assert!(cg_a.dir("pids").starts_with(a.scope_cgroups().dir("pids")), "{:?}", cg_a.dir("pids"));
+    assert!(cg_b.dir("pids").starts_with(b.scope_cgroups().dir("pids")), "{:?}", cg_b.dir("pids"));
+    let pid_b = running_pid(&b, &shared.id).await;
+    assert!(cg_b.procs().contains(&pid_b), "B's process is in B's cgroup");
+    assert!(!cg_a.procs().contains(&pid_b), "and not in A's");
+
+    assert_eq!(a.list().await.unwrap(), vec![shared.id.clone()]);
+    assert_eq!(a.scope_cgroups().containers(), vec![shared.id.clone()], "A's scope holds only A's cgroups");
+    let mut b_ids = vec![shared.id.clone(), only_b.id.clone()];
+    b_ids.sort();
+    assert_eq!(b.list().await.unwrap(), b_ids);
+
+    // A kills and deletes its container; a restarted A sweeps its scope for leftovers.
+    kill_with_grace(&a, &shared.id, Duration::from_secs(1)).await.unwrap();
+    a.delete(&shared.id).await.unwrap();
+    let a_again = runtime(dir_a.path());
+    assert!(a_again.list().await.unwrap().is_empty());
+    assert!(!a.scope_cgroups().dir("pids").exists(), "A's empty scope is removed");
+
+    // B's containers and cgroups are untouched.
+    assert_eq!(running_pid(&b, &shared.id).await, pid_b);
+    assert!(cg_b.procs().contains(&pid_b), "B's container still runs in its cgroup");
+    assert_eq!(b.scope_cgroups().containers(), b_ids);
+    assert!(b.scope_cgroups().dir("pids").parent().unwrap().is_dir(), "the shared /meseta parent stays");
+
+    for c in [&shared, &only_b] {
+        kill_with_grace(&b, &c.id, Duration::from_secs(1)).await.unwrap();
+        b.delete(&c.id).await.unwrap();
+    }
+    assert!(!b.scope_cgroups().dir("pids").exists(), "B's scope is removed with its last container");
+}
+
+#[tokio::test]
+async fn a_restarted_runtime_removes_leftover_cgroups_of_its_scope_only() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (runtime(dir_a.path()), runtime(dir_b.path()));
+    // A cgroup with no container on disk in each scope, as a shim killed mid-cleanup leaves.
+    let id = ContainerId::new("test", &format!("leftover-{}", std::process::id())).unwrap();
+    let (left_a, left_b) = (a.scope_cgroups().task(&id).dir("pids"), b.scope_cgroups().task(&id).dir("pids"));
+    std::fs::create_dir_all(&left_a).unwrap();
+    std::fs::create_dir_all(&left_b).unwrap();
+    let _a_again = runtime(dir_a.path());
+    assert!(!left_a.exists(), "A's leftover is removed");
+    assert!(left_b.exists(), "B's is not A's to remove");
+    let _b_again = runtime(dir_b.path());
+    assert!(!left_b.exists());
 }
 
 /// Prints the figure; asserts only that every run succeeds.

@@ -35,7 +35,7 @@ pub(crate) async fn run(shared: Arc<Shared>, interval: Duration) {
         let mut seen = HashMap::new();
         for (id, task) in &runners {
             allocated = allocated.add(&task.spec.resources);
-            let Some(u) = crate::runtime::usage(id) else { continue };
+            let Some(u) = shared.runtime.usage(id).await else { continue };
             let prev = last_cpu.get(id).copied().unwrap_or(u.cpu_seconds);
             used.cpus += ((u.cpu_seconds - prev) / interval.as_secs_f64()).max(0.0);
             used.mem += u.mem_mib;

@@ -8,7 +8,10 @@
 //! <work>/containers/<id>/shim.json   written by the shim once the process runs
 //! <work>/containers/<id>/exit.json   written by the shim once the process exited
 //! <work>/containers/<id>/shim.log    the shim's own log
-//! <work>/run/                        libcontainer's state root
+//! <work>/run/                        libcontainer's state root (per work dir)
+//! <work>/cgroups.lock                held shared while a shim places a container in
+//!                                    the agent's cgroup scope, exclusively while the
+//!                                    empty scope is removed
 //! ```
 //!
 //! Records are written atomically (temporary file, then rename), so a
@@ -58,6 +61,24 @@ impl Layout {
     pub(crate) fn libcontainer_root(&self) -> PathBuf {
         self.root.join("run")
     }
+    pub(crate) fn cgroup_lock(&self) -> PathBuf {
+        self.root.join("cgroups.lock")
+    }
+}
+
+/// Takes the work dir's cgroup lock (see the module docs): shared while a
+/// container is placed in the scope, exclusive while the scope is removed.
+/// Released when dropped.
+pub(crate) fn lock_cgroups(layout: &Layout, exclusive: bool) -> Result<nix::fcntl::Flock<std::fs::File>, RuntimeError> {
+    let path = layout.cgroup_lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RuntimeError::io(&path, e))?;
+    let arg = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+    nix::fcntl::Flock::lock(file, arg).map_err(|(_, errno)| RuntimeError::io(&path, errno.into()))
 }
 
 /// What `create` decided, everything the shim and a restarted agent need.

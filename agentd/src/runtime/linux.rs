@@ -9,6 +9,12 @@
 //!
 //! Everything is kept on disk (see `layout`), so a new `LinuxRuntime` on the
 //! same work dir lists and follows the containers of an earlier one.
+//!
+//! Container cgroups live in the runtime's own scope, `/meseta/<scope>/<id>`
+//! with the scope derived from the work dir ([`cgroups::scope_of`]), and
+//! libcontainer's state root is `<work>/run`: a runtime on another work dir
+//! (another agent on the host, another test run) never lists, kills nor
+//! removes this one's containers or cgroups.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -19,7 +25,7 @@ use async_trait::async_trait;
 use libcontainer::container::Container;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::cgroups::{self, CgroupVersion, TaskCgroup};
+use super::cgroups::{self, CgroupVersion, ScopeCgroups, TaskCgroup};
 use super::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
 use super::spec::{self, HostFeatures, NOT_BOUND};
 use super::{
@@ -36,11 +42,13 @@ pub fn seccomp_available() -> bool {
 }
 
 /// Real containers under one work dir.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LinuxRuntime {
     layout: Layout,
     shim: PathBuf,
     cgroup_version: CgroupVersion,
+    /// This runtime's cgroup scope (see [`cgroups::scope_of`]).
+    scope: String,
     seccomp: bool,
 }
 
@@ -49,6 +57,11 @@ impl LinuxRuntime {
     /// shim ...` per container (normally `/proc/self/exe`, the agent itself).
     /// Fails with [`RuntimeError::Unavailable`] unless run as root on a host
     /// with a cgroup filesystem.
+    ///
+    /// Container cgroups go under `/meseta/<scope>/`, the scope being
+    /// [`cgroups::scope_of`] the work dir. Cgroups left in that scope without
+    /// a container on disk (e.g. by a shim killed mid-cleanup) are killed
+    /// and removed here; other scopes are never looked at.
     pub fn new(work_dir: impl Into<PathBuf>, shim_binary: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         if !nix::unistd::geteuid().is_root() {
             return Err(RuntimeError::Unavailable("the agent must run as root to create containers".into()));
@@ -60,16 +73,53 @@ impl LinuxRuntime {
             return Err(RuntimeError::Unavailable(format!("shim binary {} does not exist", shim.display())));
         }
         let work_dir = std::path::absolute(work_dir.into()).map_err(|e| RuntimeError::io("work dir", e))?;
-        let layout = Layout::new(work_dir);
+        let layout = Layout::new(&work_dir);
         for dir in [layout.containers(), layout.libcontainer_root()] {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
         }
-        Ok(LinuxRuntime { layout, shim, cgroup_version, seccomp: seccomp_available() })
+        let scope = cgroups::scope_of(&work_dir).map_err(|e| RuntimeError::io(&work_dir, e))?;
+        let runtime = LinuxRuntime { layout, shim, cgroup_version, scope, seccomp: seccomp_available() };
+        runtime.remove_leftover_cgroups()?;
+        Ok(runtime)
     }
 
     /// The cgroup version containers are placed in.
     pub fn cgroup_version(&self) -> CgroupVersion {
         self.cgroup_version
+    }
+
+    /// This runtime's cgroup scope: `/meseta/<scope>/` holds its containers' cgroups.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The cgroups of this runtime's scope.
+    pub fn scope_cgroups(&self) -> ScopeCgroups {
+        ScopeCgroups::new(self.cgroup_version, &self.scope)
+    }
+
+    /// The cgroup of container `id`: the one its checkpoint recorded, or
+    /// where this runtime would place it.
+    pub fn cgroup(&self, id: &ContainerId) -> TaskCgroup {
+        match self.checkpoint(id) {
+            Ok(cp) => TaskCgroup::at(self.cgroup_version, &cp.cgroups_path),
+            Err(_) => self.scope_cgroups().task(id),
+        }
+    }
+
+    /// Kills and removes the cgroups of this scope that belong to no
+    /// container on disk, then the scope itself if it is left empty.
+    fn remove_leftover_cgroups(&self) -> Result<(), RuntimeError> {
+        let scope = self.scope_cgroups();
+        for id in scope.containers() {
+            if !self.layout.checkpoint(&id).exists() {
+                tracing::info!(%id, scope = %self.scope, "removing a leftover container cgroup");
+                scope.task(&id).kill_all_and_remove();
+            }
+        }
+        let _lock = layout::lock_cgroups(&self.layout, true)?;
+        scope.remove_if_empty();
+        Ok(())
     }
 
     /// Host path of a container's sandbox (its stdout, stderr and files).
@@ -79,7 +129,8 @@ impl LinuxRuntime {
 
     /// Resource usage of a running container.
     pub fn usage(&self, id: &ContainerId) -> Option<Usage> {
-        cgroups::usage(id)
+        let cg = self.cgroup(id);
+        cg.exists().then(|| cg.usage()).flatten()
     }
 
     fn checkpoint(&self, id: &ContainerId) -> Result<Checkpoint, RuntimeError> {
@@ -129,7 +180,8 @@ impl LinuxRuntime {
 
         let rootfs = self.layout.bundle(id).join("rootfs");
         let host_dirs = prepare_rootfs(&rootfs)?;
-        let checkpoint = Checkpoint { config: config.clone(), uid, gid, cgroups_path: cgroups::cgroups_path(id) };
+        let checkpoint =
+            Checkpoint { config: config.clone(), uid, gid, cgroups_path: cgroups::cgroups_path(&self.scope, id) };
         let host = HostFeatures {
             host_dirs,
             seccomp: self.seccomp,
@@ -171,28 +223,22 @@ impl LinuxRuntime {
             }
             let _ = std::fs::remove_dir_all(&root);
         }
-        if let Some(cg) = TaskCgroup::of(id) {
-            if !cg.kill_all_and_remove() {
-                return Err(RuntimeError::Container {
-                    id: id.clone(),
-                    message: "its cgroup could not be removed".into(),
-                });
-            }
+        let cg = self.cgroup(id);
+        if !cg.kill_all_and_remove() {
+            return Err(RuntimeError::Container { id: id.clone(), message: "its cgroup could not be removed".into() });
         }
         let dir = self.layout.container(id);
-        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))
+        std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
+        let _lock = layout::lock_cgroups(&self.layout, true)?;
+        self.scope_cgroups().remove_if_empty();
+        Ok(())
     }
 
     fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&LinuxRuntime) -> Result<T, RuntimeError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<T, RuntimeError>> {
-        let me = LinuxRuntime {
-            layout: self.layout.clone(),
-            shim: self.shim.clone(),
-            cgroup_version: self.cgroup_version,
-            seccomp: self.seccomp,
-        };
+        let me = self.clone();
         async move {
             tokio::task::spawn_blocking(move || f(&me))
                 .await
@@ -272,6 +318,11 @@ impl ContainerRuntime for LinuxRuntime {
     async fn state(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError> {
         let id = id.clone();
         self.blocking(move |rt| rt.state_blocking(&id)).await
+    }
+
+    async fn usage(&self, id: &ContainerId) -> Option<Usage> {
+        let id = id.clone();
+        self.blocking(move |rt| Ok(LinuxRuntime::usage(rt, &id))).await.ok().flatten()
     }
 
     async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError> {

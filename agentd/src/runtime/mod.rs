@@ -33,7 +33,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use cgroups::usage;
 pub use config::{ContainerConfig, DEFAULT_PIDS_LIMIT, SANDBOX_MOUNT};
 pub use nix::sys::signal::Signal;
 
@@ -211,6 +210,11 @@ pub trait ContainerRuntime: Send + Sync {
     async fn state(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError>;
     /// Every container this runtime knows, for recovery after a restart.
     async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError>;
+    /// Resource usage of a running container; `None` when unknown (the
+    /// default: runtimes without cgroups).
+    async fn usage(&self, _id: &ContainerId) -> Option<Usage> {
+        None
+    }
 }
 
 /// How often [`kill_with_grace`] looks at the state while waiting.

@@ -210,7 +210,7 @@ mod tests {
         spec.resources.mem = mem;
         let mut config = ContainerConfig::from_task("ns", "t", &spec, &[]).unwrap();
         config.network = network;
-        Checkpoint { config, uid: 65534, gid: 65534, cgroups_path: "/meseta/ns_t".into() }
+        Checkpoint { config, uid: 65534, gid: 65534, cgroups_path: "/meseta/agent-0123456789abcdef/ns_t".into() }
     }
 
     fn host() -> HostFeatures {
@@ -222,7 +222,7 @@ mod tests {
         let v = build(&checkpoint(1.5, 64.0, NetworkMode::None), &host());
         let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
         let linux = spec.linux().as_ref().unwrap();
-        assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/meseta/ns_t")));
+        assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/meseta/agent-0123456789abcdef/ns_t")));
         assert!(linux.seccomp().is_some());
     }
 
