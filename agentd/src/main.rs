@@ -44,6 +44,11 @@ struct RunArgs {
     /// Agent name (default: the hostname, lower-cased).
     #[arg(long)]
     name: Option<String>,
+    /// Hostname presented on the Agent object, used by `hostname`
+    /// constraints (default: this machine's hostname); lets several agents on
+    /// one machine present distinct hostnames.
+    #[arg(long, value_parser = parse_hostname)]
+    hostname: Option<String>,
     /// Resources to advertise instead of detected ones, e.g. 'cpus:4;mem:8192;ports:[31000-32000]'.
     #[arg(long)]
     resources: Option<String>,
@@ -78,6 +83,11 @@ enum Command {
     },
 }
 
+/// `--hostname`: a DNS-1123 hostname.
+fn parse_hostname(s: &str) -> Result<String, String> {
+    join::validate_hostname(s).map(|()| s.to_string())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Shim { work_dir, id }) = cli.command {
@@ -110,6 +120,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client = client.with_token(t);
     }
     let mut config = AgentConfig::new(name, resources);
+    config.hostname = args.hostname;
     config.address = args.advertise.unwrap_or_else(|| format!("http://{}", args.listen));
     config.listen = Some(args.listen);
     config.work_dir = Some(work_dir);

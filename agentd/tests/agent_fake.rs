@@ -134,3 +134,45 @@ async fn status_updates_wait_in_the_queue_while_the_apiserver_is_down() {
     cancel.cancel();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_on_one_machine_present_the_hostnames_they_are_given() {
+    let server = TestServer::start().await;
+    let client = Client::new(server.url()).unwrap();
+    let mut agents = Vec::new();
+    for (name, hostname) in [("sim-h1", Some("host-1")), ("sim-h2", Some("host-2.rack-a")), ("sim-h3", None)] {
+        let mut config = AgentConfig::new(name, Resources::scalars(1.0, 512.0, 0.0, 0.0));
+        config.hostname = hostname.map(str::to_string);
+        let agent = Agent::new(client.clone(), config, Arc::new(FakeRuntime::new(FakeBehavior::default()))).unwrap();
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        agents.push((cancel, tokio::spawn(async move { agent.run(c).await.unwrap() })));
+    }
+    let api: Api<AgentObj> = Api::all(client.clone());
+    let machine = meseta_agentd::agent::join::machine_hostname();
+    for (name, want) in [("sim-h1", "host-1"), ("sim-h2", "host-2.rack-a"), ("sim-h3", machine.as_str())] {
+        let mut got = None;
+        for _ in 0..100 {
+            got = api.get_opt(name).await.unwrap().map(|a| a.spec.hostname);
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(got.as_deref(), Some(want), "{name}");
+    }
+    for (cancel, handle) in agents {
+        cancel.cancel();
+        handle.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_hostname_is_refused_naming_it() {
+    let client = Client::new("http://127.0.0.1:1").unwrap();
+    let mut config = AgentConfig::new("sim-bad", Resources::default());
+    config.hostname = Some("Not_A_Host".into());
+    let err = Agent::new(client, config, Arc::new(FakeRuntime::new(FakeBehavior::default()))).err().unwrap();
+    let err = err.to_string();
+    assert!(err.contains("hostname \"Not_A_Host\"") && err.contains("lower-case"), "{err}");
+}

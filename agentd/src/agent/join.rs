@@ -83,8 +83,38 @@ pub fn default_name() -> String {
     }
 }
 
-fn hostname() -> String {
+/// This machine's hostname (empty if it cannot be read).
+pub fn machine_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Checks a hostname given in place of the machine's (DNS-1123): at most
+/// 253 characters of dot-separated labels, each 1 to 63 lower-case letters,
+/// digits or `-`, neither starting nor ending with `-`. Returns why not.
+pub fn validate_hostname(hostname: &str) -> Result<(), String> {
+    if hostname.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if hostname.len() > 253 {
+        return Err(format!("is {} characters long; at most 253 are allowed", hostname.len()));
+    }
+    for label in hostname.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!("label {label:?} must be 1 to 63 characters long"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(format!("label {label:?} may hold only lower-case letters, digits and '-'"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} must not start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// The hostname an agent with `config` presents: its own, or the machine's.
+pub fn hostname_of(config: &AgentConfig) -> String {
+    config.hostname.clone().unwrap_or_else(machine_hostname)
 }
 
 /// Sets condition `type_` in `conds`, keeping its transition time when the status is unchanged.
@@ -118,7 +148,7 @@ pub(crate) async fn upsert_agent(client: &Client, config: &AgentConfig, seccomp:
         let existing = api.get_opt(&config.name).await?;
         let mut agent = existing.clone().unwrap_or_else(|| Agent::new(&config.name, Default::default()));
         agent.spec.address = config.address.clone();
-        agent.spec.hostname = hostname();
+        agent.spec.hostname = hostname_of(config);
         agent.spec.attributes = config.attributes.clone();
         agent.spec.resources = config.resources.clone();
         agent.spec.reservations = config.reservations.clone();
@@ -228,5 +258,34 @@ mod tests {
         let a = advertised(&detected, &keep, Some(&over));
         assert_eq!((a.cpus, a.mem), (2.0, 15000.0));
         assert_eq!(a.ports, over.ports);
+    }
+
+    #[test]
+    fn hostnames_must_be_dns_1123() {
+        for ok in ["node-1", "a", "node-1.rack-a.example", &"a".repeat(63)] {
+            assert_eq!(validate_hostname(ok), Ok(()), "{ok}");
+        }
+        let bad = [
+            ("", "empty"),
+            ("Node1", "lower-case"),
+            ("node_1", "lower-case"),
+            ("-node", "start or end"),
+            ("node-", "start or end"),
+            ("a..b", "1 to 63"),
+            (&"a".repeat(64), "1 to 63"),
+        ];
+        for (hostname, why) in bad {
+            let err = validate_hostname(hostname).unwrap_err();
+            assert!(err.contains(why), "{hostname:?}: {err}");
+        }
+        assert!(validate_hostname(&["a"; 130].join(".")).unwrap_err().contains("253"));
+    }
+
+    #[test]
+    fn the_configured_hostname_wins_over_the_machines() {
+        let mut config = AgentConfig::new("a1", Resources::default());
+        assert_eq!(hostname_of(&config), machine_hostname());
+        config.hostname = Some("host-a1".into());
+        assert_eq!(hostname_of(&config), "host-a1");
     }
 }

@@ -59,6 +59,11 @@ use status_queue::StatusQueue;
 pub struct AgentConfig {
     /// The `Agent` object's name (DNS subdomain).
     pub name: String,
+    /// The hostname written to `Agent.spec.hostname` (what `hostname`
+    /// constraints such as `UNIQUE` compare); `None` (the default): this
+    /// machine's hostname. Set it to give several agents on one machine
+    /// distinct hostnames. Checked by [`join::validate_hostname`].
+    pub hostname: Option<String>,
     /// Where the agent's HTTP server (logs, metrics) is reached, written to
     /// `Agent.spec.address`, e.g. `http://127.0.0.1:5051`; may be empty.
     pub address: String,
@@ -91,6 +96,7 @@ impl AgentConfig {
     pub fn new(name: impl Into<String>, resources: Resources) -> Self {
         AgentConfig {
             name: name.into(),
+            hostname: None,
             address: String::new(),
             listen: None,
             work_dir: None,
@@ -149,6 +155,14 @@ pub enum AgentError {
     /// The agent's name is not a DNS subdomain.
     #[error("agent name {0:?} is not a DNS subdomain (lower-case letters, digits, '-', '.')")]
     InvalidName(String),
+    /// [`AgentConfig::hostname`] is not a usable hostname.
+    #[error("hostname {hostname:?}: {reason}")]
+    InvalidHostname {
+        /// The hostname given.
+        hostname: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 impl Agent {
@@ -160,6 +174,11 @@ impl Agent {
     pub fn new(client: Client, config: AgentConfig, runtime: Arc<dyn ContainerRuntime>) -> Result<Self, AgentError> {
         if ContainerId::new(&config.name, "x").is_err() {
             return Err(AgentError::InvalidName(config.name));
+        }
+        if let Some(hostname) = &config.hostname {
+            if let Err(reason) = join::validate_hostname(hostname) {
+                return Err(AgentError::InvalidHostname { hostname: hostname.clone(), reason });
+            }
         }
         let queue = match &config.work_dir {
             Some(w) => StatusQueue::open(w.join("status"))?,
