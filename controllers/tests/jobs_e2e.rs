@@ -175,3 +175,33 @@ async fn lost_agent_tasks_are_replaced_elsewhere_and_the_duplicate_dies_on_retur
     .await;
     assert_eq!(c.in_state("r", TaskState::Running).await.len(), 1);
 }
+
+/// Declines leave filters; a job that arrives while they stand revives the
+/// offers instead of waiting them out (here they would stand for an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_work_revives_offers_the_framework_declined() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 4.0, 4096.0, &["a"], Default::default()).await;
+    let mut stack = Stack::default();
+    stack.jobs.decline_refuse_seconds = 3600.0;
+    c.start_control_plane(stack);
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    jobs.create(&job("first", JobType::Service, 1)).await.unwrap();
+    running(&c, 1).await;
+    let fws = Api::<meseta_schemas::kinds::Framework>::namespaced(c.client.clone(), "r");
+    // The accept left a short filter; wait for both agents to carry the
+    // hour-long filters of declines.
+    let generation = eventually("both agents filtered by declines", 30, || async {
+        let fw = fws.get("meseta").await.map_err(|e| e.to_string())?;
+        let s = fw.status.clone().unwrap_or_default();
+        let long = chrono::Utc::now() + chrono::Duration::minutes(30);
+        let declined = s.filters.iter().filter(|f| f.until > long).count();
+        (declined == 2).then_some(fw.spec.revive_generation).ok_or(format!("{s:?}"))
+    })
+    .await;
+    jobs.create(&job("second", JobType::Service, 2)).await.unwrap();
+    let run = running(&c, 3).await;
+    assert_eq!(run.iter().filter(|t| t.metadata.name.starts_with("second-")).count(), 2);
+    let fw = fws.get("meseta").await.unwrap();
+    assert!(fw.spec.revive_generation > generation, "placed through a revive, not by the filters lapsing");
+}

@@ -21,6 +21,7 @@ use super::instances::{
 };
 use super::plan::{plan_launches, OfferView, PendingTask};
 use super::preempt::{choose_victims, AgentRoom, Candidate};
+use super::revive::Revival;
 use super::{waits_for_offer, Caches, InFlight, JobsConfig, FRAMEWORK};
 use crate::tasks::plan::entered_state_at;
 use crate::tasks::transition_task;
@@ -239,6 +240,7 @@ pub(crate) async fn place(
     tasks: &[Arc<Task>],
     cfg: &JobsConfig,
     in_flight: &mut InFlight,
+    revival: &mut Revival,
 ) {
     let attrs = attributes_of(caches);
     let jobs: HashMap<(String, String), Arc<Job>> = caches
@@ -290,6 +292,11 @@ pub(crate) async fn place(
         });
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    for (role, list) in &pending {
+        if revival.take_due(role, list.iter().map(|(_, p)| p.name.as_str())) {
+            work.push(Box::pin(revive(client.clone(), role.clone())));
+        }
+    }
     let now = Instant::now();
     for (role, offers) in offers_by_role {
         let mut list = pending.remove(&role).unwrap_or_default();
@@ -303,6 +310,9 @@ pub(crate) async fn place(
         });
         let tasks: Vec<PendingTask> = list.into_iter().map(|(_, p)| p).collect();
         let plan = plan_launches(&offers, &tasks, &mut ctx);
+        if !plan.declines.is_empty() {
+            revival.declined(&role, tasks.iter().map(|p| p.name.as_str()));
+        }
         let api = Api::<Task>::namespaced(client.clone(), &role);
         for accept in plan.accepts {
             in_flight.offers.insert((role.clone(), accept.offer.clone()), now);
@@ -337,6 +347,27 @@ pub(crate) async fn place(
         }
     }
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
+}
+
+/// Clears the decline filters of the role's built-in framework (Mesos
+/// REVIVE), when it has any.
+async fn revive(client: Client, role: String) {
+    let api = Api::<Framework>::namespaced(client, &role);
+    let fw = match api.get(FRAMEWORK).await {
+        Ok(fw) => fw,
+        Err(e) => {
+            tracing::debug!(%role, error = %e, "cannot read the framework to revive it");
+            return;
+        }
+    };
+    if fw.status.as_ref().is_none_or(|s| s.filters.is_empty()) {
+        return;
+    }
+    let next = fw.spec.revive_generation.wrapping_add(1);
+    match api.patch_merge(FRAMEWORK, &json!({"spec": {"reviveGeneration": next}})).await {
+        Ok(_) => tracing::debug!(%role, generation = next, "revived offers for new work"),
+        Err(e) => tracing::debug!(%role, error = %e, "revive refused"),
+    }
 }
 
 fn api_offers(tasks: &Api<Task>) -> Api<meseta_schemas::kinds::Offer> {

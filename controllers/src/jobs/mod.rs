@@ -11,7 +11,7 @@
 //! # Layout
 //! - `instances`: the pure job planner ([`instances::plan_job`]).
 //! - `plan`: the pure launch planner ([`plan::plan_launches`]).
-//! - `constraints`, `cron`, `update`, `preempt`: pure rules.
+//! - `constraints`, `cron`, `update`, `preempt`, `revive`: pure rules.
 //! - `apply`: the writes.
 //!
 //! A Task created without `spec.framework` (and without a Job) belongs to
@@ -24,6 +24,7 @@ pub mod cron;
 pub mod instances;
 pub mod plan;
 pub mod preempt;
+pub mod revive;
 pub mod update;
 
 use std::collections::{HashMap, HashSet};
@@ -116,6 +117,7 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
         agents: cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
     };
     let mut in_flight = InFlight::default();
+    let mut revival = revive::Revival::default();
     let mut registered: HashMap<String, Instant> = HashMap::new();
     while cache::wait_tick(&changed, config.resync, config.settle, &cancel).await {
         if !(caches.jobs.is_ready() && caches.tasks.is_ready() && caches.offers.is_ready() && caches.agents.is_ready())
@@ -133,7 +135,7 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
             .collect();
         apply::register(&client, &roles, &mut registered).await;
         apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
-        apply::place(&client, &caches, &tasks, &config, &mut in_flight).await;
+        apply::place(&client, &caches, &tasks, &config, &mut in_flight, &mut revival).await;
         apply::preempt(&client, &caches, &tasks, &config).await;
     }
     Ok(())
