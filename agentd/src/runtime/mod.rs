@@ -24,6 +24,7 @@ pub mod config;
 pub mod fake;
 pub(crate) mod layout;
 pub mod linux;
+mod seccomp;
 mod spec;
 
 use std::fmt;

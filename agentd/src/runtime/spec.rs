@@ -1,13 +1,14 @@
 //! The OCI runtime spec (`config.json`) of a task on the host filesystem,
 //! with the hardening every task gets: its own pid, mount, ipc and uts
-//! namespaces, no new privileges, a reduced capability set, a seccomp
-//! deny-list, Docker's masked and read-only paths, and cgroup limits from
+//! namespaces, no new privileges, a reduced capability set, the seccomp
+//! allow-list of [`super::seccomp`], Docker's masked and read-only paths, and cgroup limits from
 //! its resources. Pure: it builds JSON and must not touch the disk.
 
 use serde_json::{json, Value};
 
 use super::config::SANDBOX_MOUNT;
 use super::layout::Checkpoint;
+use super::seccomp;
 use meseta_schemas::kinds::task::NetworkMode;
 
 /// Host top-level directories that are not bound into a container: the
@@ -28,45 +29,6 @@ const CAPABILITIES: [&str; 9] = [
     "CAP_SETUID",
     "CAP_SETPCAP",
     "CAP_NET_BIND_SERVICE",
-];
-
-/// System calls refused with EPERM: those Docker's default profile blocks
-/// that are of no use to a task and a danger to the host.
-const DENIED_SYSCALLS: [&str; 34] = [
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "delete_module",
-    "finit_module",
-    "fanotify_init",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mount",
-    "move_mount",
-    "name_to_handle_at",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "umount2",
-    "unshare",
 ];
 
 /// Docker's masked paths: hidden from the task.
@@ -172,11 +134,7 @@ pub(crate) fn build(cp: &Checkpoint, host: &HostFeatures) -> Value {
         "rootfsPropagation": "private",
     });
     if host.seccomp {
-        linux["seccomp"] = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-            "syscalls": [{"names": DENIED_SYSCALLS.to_vec(), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}],
-        });
+        linux["seccomp"] = seccomp::profile();
     }
 
     json!({
@@ -223,7 +181,8 @@ mod tests {
         let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/meseta/agent-0123456789abcdef/ns_t")));
-        assert!(linux.seccomp().is_some());
+        let seccomp = linux.seccomp().as_ref().unwrap();
+        assert_eq!(seccomp.default_action(), oci_spec::runtime::LinuxSeccompAction::ScmpActErrno);
     }
 
     #[test]
