@@ -1,71 +1,85 @@
-//! Group commit: one flusher makes applied writes durable in batches and then
-//! publishes them.
+//! Group commit: one committer thread applies queued transactions in
+//! batches, makes them durable with one flush per batch and then publishes
+//! them.
 //!
 //! Owns the revision bookkeeping shared by writers, readers, watchers and the
-//! background task (`applied`, `durable`, `compacted`), the queue of events
-//! waiting for their flush, and the live broadcast. It must not evaluate
-//! transactions or read trees.
+//! committer (`applied`, `durable`, `compacted`), the queue of submitted
+//! transactions, and the live broadcast. It must not evaluate transactions
+//! itself (that is `commit`) or read trees.
 //!
 //! # Expected flow
 //!
-//! 1. A writer, holding the store's write lock, applies its sled transaction and
-//!    calls [`Shared::record_applied`]: its events and a one-shot waiter join
-//!    `pending` and `applied` advances. It then awaits its waiter.
-//! 2. The flusher wakes, reads `applied` as its target `T`, runs one
-//!    `Db::flush` (fsync) on the blocking pool, then, under the publish lock,
-//!    sets `durable = T` and broadcasts every pending event with revision `<= T`
-//!    as one batch, then wakes exactly the writers at or below `T` (no herd).
-//!    Writes applied while a flush runs ride on the next one, so concurrent
-//!    writers share fsyncs.
+//! 1. A writer submits its transaction ([`Shared::submit`]): it joins the
+//!    queue with a one-shot for its answer, and the writer awaits that.
+//! 2. The committer wakes, takes everything queued and applies it as one
+//!    batch (`commit::apply_batch`, one sled transaction). Transactions whose
+//!    compare failed are answered at once: they wrote nothing.
+//! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
+//!    lock, sets `durable` and broadcasts the batch's events, then answers
+//!    the batch's committed writers. Transactions submitted meanwhile form
+//!    the next batch, so concurrent writers share both the sled transaction
+//!    and the fsync.
+//!
+//! A dedicated thread rather than a task: the apply and the flush block, and
+//! a thread that sleeps on the queue's condition variable costs one wake-up
+//! per batch instead of a hop to the blocking pool per flush.
 //!
 //! # Guarantees
 //!
+//! - A writer learns that its transaction committed only once it is durable.
 //! - `durable` only grows and never passes `applied`.
 //! - Events reach the broadcast once durable, in revision order, each once.
 //! - [`Shared::subscribe_live`] subscribes and reads `durable` under the same
-//!   lock the flusher publishes under: every event above the returned revision
-//!   arrives on the returned receiver, every event at or below it is in the
-//!   change log. That is what lets a watch switch from replay to live with no
-//!   gap and no duplicate.
+//!   lock the committer publishes under: every event above the returned
+//!   revision arrives on the returned receiver, every event at or below it is
+//!   in the change log. That is what lets a watch switch from replay to live
+//!   with no gap and no duplicate.
 //!
 //! # Errors
 //!
-//! A failed flush poisons the store: waiting and later writers get
+//! A failed flush poisons the store: waiting, queued and later writers get
 //! `StoreError::Backend` with the sled error text, since nothing can be
-//! promised durable any more.
+//! promised durable any more. A batch whose sled transaction fails wrote
+//! nothing: its writers get the error, the store carries on.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot};
 
+use super::commit::{self, Applied};
 use super::{compact, Handles};
-use crate::store::{Revision, StoreError, WatchEvent};
+use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent};
 
 /// A batch of durable events, in revision order, as sent to live watchers.
 pub(super) type EventBatch = Arc<Vec<WatchEvent>>;
 
-/// Resolves when a writer's revision is durable (or the store failed).
-pub(super) type DurableWaiter = oneshot::Receiver<Result<(), StoreError>>;
+/// Where a submitted transaction's answer goes.
+type Reply = oneshot::Sender<Result<TxnOutcome, StoreError>>;
 
-/// Applied work waiting for its flush, in revision order.
+/// Resolves with a submitted transaction's outcome: at once when a compare
+/// failed, once durable when it committed.
+pub(super) type Answer = oneshot::Receiver<Result<TxnOutcome, StoreError>>;
+
+/// Transactions waiting for the committer, in submission order.
 #[derive(Default)]
-struct Pending {
-    events: Vec<WatchEvent>,
-    waiters: VecDeque<(Revision, oneshot::Sender<Result<(), StoreError>>)>,
+struct Queue {
+    txns: Vec<Txn>,
+    replies: Vec<Reply>,
+    closed: bool,
 }
 
-/// State shared between the store, its watchers and the flusher task.
+/// State shared between the store, its watchers and the committer.
 pub(super) struct Shared {
     applied: AtomicU64,
     durable: AtomicU64,
     pub(super) compacted: AtomicU64,
-    pending: Mutex<Pending>,
+    queue: Mutex<Queue>,
+    /// Signalled when the queue stops being empty, or on close.
+    wake: Condvar,
     live: broadcast::Sender<EventBatch>,
     publish: Mutex<()>,
-    wake: Notify,
-    /// Guards the flusher's access to the trees against the store's drop.
+    /// Guards the background jobs' access to the trees against the store's drop.
     pub(super) gate: Mutex<bool>,
     failure: OnceLock<String>,
     flushes: AtomicU64,
@@ -81,10 +95,10 @@ impl Shared {
             applied: AtomicU64::new(revision),
             durable: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
-            pending: Mutex::new(Pending::default()),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
             live: broadcast::channel(live_buffer.max(1)).0,
             publish: Mutex::new(()),
-            wake: Notify::new(),
             gate: Mutex::new(false),
             failure: OnceLock::new(),
             flushes: AtomicU64::new(0),
@@ -93,8 +107,7 @@ impl Shared {
         }
     }
 
-    /// The last applied (maybe not yet durable) revision. Only meaningful to
-    /// the holder of the write lock.
+    /// The last applied (maybe not yet durable) revision.
     pub(super) fn applied(&self) -> Revision {
         self.applied.load(Ordering::Acquire)
     }
@@ -104,37 +117,46 @@ impl Shared {
         self.durable.load(Ordering::Acquire)
     }
 
-    /// How many flushes the flusher has run.
+    /// How many flushes the committer has run.
     pub(super) fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
 
-    /// The reason writes are refused, once a flush has failed.
-    pub(super) fn failure(&self) -> Option<StoreError> {
-        self.failure.get().map(|e| StoreError::Backend(e.clone()))
+    /// Queues `txn` for the committer. Refused once a flush has failed.
+    pub(super) fn submit(&self, txn: Txn) -> Result<Answer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let mut queue = lock(&self.queue);
+        // Checked under the queue lock: `poison` drains the queue under it,
+        // so nothing can be queued after the drain.
+        if let Some(reason) = self.failure.get() {
+            return Err(StoreError::Backend(reason.clone()));
+        }
+        if queue.closed {
+            return Err(StoreError::Closed);
+        }
+        queue.txns.push(txn);
+        queue.replies.push(reply);
+        // The committer only sleeps on an empty queue.
+        let was_empty = queue.txns.len() == 1;
+        drop(queue);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(answer)
     }
 
-    /// Records that the transaction at `revision` was applied with `events`;
-    /// the returned waiter resolves once it is durable. Called with the
-    /// store's write lock held, so revisions arrive in order.
-    pub(super) fn record_applied(&self, revision: Revision, events: Vec<WatchEvent>) -> DurableWaiter {
-        let (done, waiter) = oneshot::channel();
-        {
-            let mut pending = lock(&self.pending);
-            if pending.events.is_empty() {
-                pending.events = events;
-            } else {
-                pending.events.extend(events);
+    /// Waits for queued transactions and takes them all; `None` once closed.
+    fn next_batch(&self) -> Option<(Vec<Txn>, Vec<Reply>)> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if queue.closed {
+                return None;
             }
-            match self.failure.get() {
-                // The flusher is gone; it cannot wake this writer any more.
-                Some(reason) => drop(done.send(Err(StoreError::Backend(reason.clone())))),
-                None => pending.waiters.push_back((revision, done)),
+            if !queue.txns.is_empty() {
+                return Some((std::mem::take(&mut queue.txns), std::mem::take(&mut queue.replies)));
             }
+            queue = self.wake.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        self.applied.store(revision, Ordering::Release);
-        self.wake.notify_one();
-        waiter
     }
 
     /// Subscribes to live batches and returns the durable revision at that
@@ -151,46 +173,28 @@ impl Shared {
         self.durable()
     }
 
-    /// Marks `target` durable, broadcasts the events up to it and wakes the
-    /// writers it covers.
-    fn publish(&self, target: Revision) {
-        let (batch, mut woken) = {
-            let mut pending = lock(&self.pending);
-            let events = match pending.events.last() {
-                Some(last) if last.revision <= target => std::mem::take(&mut pending.events),
-                Some(_) => {
-                    let split = pending.events.partition_point(|e| e.revision <= target);
-                    let rest = pending.events.split_off(split);
-                    std::mem::replace(&mut pending.events, rest)
-                }
-                None => Vec::new(),
-            };
-            let covered = pending.waiters.partition_point(|(rev, _)| *rev <= target);
-            (events, pending.waiters.drain(..covered).collect::<Vec<_>>())
-        };
-        {
-            let _publish = lock(&self.publish);
-            self.durable.store(target, Ordering::Release);
-            if !batch.is_empty() {
-                // No receivers is fine: nobody is watching.
-                let _ = self.live.send(Arc::new(batch));
-            }
-        }
-        for (_, done) in woken.drain(..) {
-            // The writer may have given up waiting (its future was dropped).
-            let _ = done.send(Ok(()));
+    /// Marks `target` durable and broadcasts `events` (everything applied up
+    /// to it).
+    fn publish(&self, target: Revision, events: Vec<WatchEvent>) {
+        let _publish = lock(&self.publish);
+        self.durable.store(target, Ordering::Release);
+        if !events.is_empty() {
+            // No receivers is fine: nobody is watching.
+            let _ = self.live.send(Arc::new(events));
         }
     }
 
-    fn poison(&self, reason: String) {
+    /// Refuses every write from now on; answers `waiting` and the queued
+    /// transactions with the reason.
+    fn poison(&self, reason: String, waiting: Vec<(Revision, Reply)>) {
         tracing::error!(error = %reason, "store flush failed; refusing further writes");
-        let waiters = {
-            // Set under the pending lock so no writer can queue after the drain.
-            let mut pending = lock(&self.pending);
+        let queued = {
+            let mut queue = lock(&self.queue);
             let _ = self.failure.set(reason.clone());
-            std::mem::take(&mut pending.waiters)
+            queue.txns.clear();
+            std::mem::take(&mut queue.replies)
         };
-        for (_, done) in waiters {
+        for done in waiting.into_iter().map(|(_, r)| r).chain(queued) {
             let _ = done.send(Err(StoreError::Backend(reason.clone())));
         }
     }
@@ -202,38 +206,67 @@ impl Shared {
         held > watch_window.saturating_add(slack)
     }
 
-    /// Asks the flusher to stop (the store is being dropped).
+    /// Asks the committer to stop (the store is being dropped).
     pub(super) fn close(&self) {
         *lock(&self.gate) = true;
+        lock(&self.queue).closed = true;
         self.wake.notify_one();
     }
 }
 
-/// The flusher task: runs until the store is dropped or a flush fails.
-pub(super) async fn run_flusher(shared: Arc<Shared>, handles: Weak<Handles>, watch_window: u64) {
-    loop {
-        let target = shared.applied();
-        if target <= shared.durable() {
-            shared.wake.notified().await;
-            if *lock(&shared.gate) {
-                return;
-            }
-            continue;
-        }
+/// The committer thread's loop: runs until the store is dropped or a flush
+/// fails.
+pub(super) fn run_committer(
+    shared: Arc<Shared>,
+    handles: Weak<Handles>,
+    watch_window: u64,
+    runtime: tokio::runtime::Handle,
+) {
+    // Background compactions go to the runtime's blocking pool.
+    let _runtime = runtime.enter();
+    while let Some((txns, replies)) = shared.next_batch() {
         let Some(trees) = upgrade(&shared, &handles) else { return };
-        let flushed = tokio::task::spawn_blocking(move || {
-            let result = trees.db.flush();
-            drop(trees);
-            result
-        })
-        .await;
-        match flushed {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => return shared.poison(err.to_string()),
-            Err(join) => return shared.poison(format!("flush task failed: {join}")),
+        let first = shared.applied() + 1;
+        let outcomes = match commit::apply_batch(&trees, txns, first) {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                tracing::warn!(error = %err, "applying a batch of transactions failed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+                }
+                continue;
+            }
+        };
+        let mut events = Vec::new();
+        let mut waiting = Vec::new();
+        for (outcome, reply) in outcomes.into_iter().zip(replies) {
+            match outcome {
+                Applied::Committed { revision, events: mut produced } => {
+                    if events.is_empty() {
+                        events = produced;
+                    } else {
+                        events.append(&mut produced);
+                    }
+                    waiting.push((revision, reply));
+                }
+                // Wrote nothing: nothing to wait for.
+                Applied::Failed { compare, current } => {
+                    let _ = reply.send(Ok(TxnOutcome::Failed { compare, current }));
+                }
+            }
         }
+        let Some(&(target, _)) = waiting.last() else { continue };
+        shared.applied.store(target, Ordering::Release);
+        if let Err(err) = trees.db.flush() {
+            return shared.poison(err.to_string(), waiting);
+        }
+        drop(trees);
         shared.flushes.fetch_add(1, Ordering::Relaxed);
-        shared.publish(target);
+        shared.publish(target, events);
+        for (revision, done) in waiting {
+            // The writer may have given up waiting (its future was dropped).
+            let _ = done.send(Ok(TxnOutcome::Committed { revision }));
+        }
         maybe_compact(&shared, &handles, watch_window);
     }
 }

@@ -7,9 +7,11 @@
 //! # Layout
 //!
 //! - `codec`: byte layouts of the three trees.
-//! - `commit`: compares and the atomic multi-tree write of one transaction.
-//! - `group_commit`: revision bookkeeping, the flusher that shares fsyncs
-//!   between concurrent writers, and the live event broadcast.
+//! - `commit`: compares and the atomic multi-tree write of a batch of
+//!   transactions.
+//! - `group_commit`: revision bookkeeping, the committer thread that applies
+//!   concurrent writers' transactions in batches sharing one sled transaction
+//!   and one fsync, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `compact`: change-log compaction.
 //!
@@ -24,7 +26,8 @@
 //!
 //! # Caveats
 //!
-//! - `SledStore::open` must run inside a tokio runtime: it spawns the flusher.
+//! - `SledStore::open` must run inside a tokio runtime: the committer thread
+//!   hands compactions to its blocking pool.
 //! - One process may open a directory once at a time (sled locks it). Dropping
 //!   the last `Arc<SledStore>` closes it synchronously, so the directory can be
 //!   opened again right after; live watch streams then end with `Closed`.
@@ -38,13 +41,12 @@ mod watch;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use self::commit::Applied;
-use self::group_commit::{lock, DurableWaiter, Shared};
+use self::group_commit::Shared;
 use super::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
 /// Tuning of a [`SledStore`].
@@ -79,14 +81,11 @@ struct Handles {
 pub struct SledStore {
     trees: Arc<Handles>,
     shared: Arc<Shared>,
-    /// Serializes compare-and-apply; held only in synchronous code.
-    write_lock: Mutex<()>,
     me: Weak<SledStore>,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir` and starts its flusher task on
-    /// the current tokio runtime.
+    /// Opens (or creates) the store in `dir` and starts its committer thread.
     ///
     /// Errors: `StoreError::Backend` when called outside a tokio runtime, when
     /// sled cannot open the directory (including when it is already open), or
@@ -115,8 +114,12 @@ impl SledStore {
 
         let trees = Arc::new(trees);
         let shared = Arc::new(Shared::new(revision, compacted, opts.live_buffer));
-        runtime.spawn(group_commit::run_flusher(Arc::clone(&shared), Arc::downgrade(&trees), opts.watch_window));
-        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, write_lock: Mutex::new(()), me: me.clone() }))
+        let (committer_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
+        std::thread::Builder::new()
+            .name("meseta-store-commit".into())
+            .spawn(move || group_commit::run_committer(committer_shared, handles, opts.watch_window, runtime))
+            .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
+        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone() }))
     }
 
     /// How many fsyncs the store has run for writes (group commit shares one
@@ -128,22 +131,6 @@ impl SledStore {
     /// The revision of the last applied write, durable or not.
     pub fn applied_revision(&self) -> Revision {
         self.shared.applied()
-    }
-
-    /// Applies `txn` under the write lock; `Committed` here means applied,
-    /// not yet durable.
-    fn apply(&self, txn: Txn) -> Result<(TxnOutcome, Option<DurableWaiter>), StoreError> {
-        let _writer = lock(&self.write_lock);
-        if let Some(err) = self.shared.failure() {
-            return Err(err);
-        }
-        match commit::apply(&self.trees, txn, self.shared.applied() + 1)? {
-            Applied::Committed { revision, events } => {
-                let waiter = self.shared.record_applied(revision, events);
-                Ok((TxnOutcome::Committed { revision }, Some(waiter)))
-            }
-            Applied::Failed { compare, current } => Ok((TxnOutcome::Failed { compare, current }, None)),
-        }
     }
 }
 
@@ -174,12 +161,8 @@ impl Store for SledStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        let (outcome, waiter) = self.apply(txn)?;
-        if let Some(waiter) = waiter {
-            // A dropped sender means the flusher is gone: the store is closing.
-            waiter.await.map_err(|_| StoreError::Closed)??;
-        }
-        Ok(outcome)
+        // A dropped answer means the committer is gone: the store is closing.
+        self.shared.submit(txn)?.await.map_err(|_| StoreError::Closed)?
     }
 
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError> {
