@@ -32,6 +32,9 @@ async fn namespaced_crud_round_trip() {
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
     assert!(rv(&updated.body) > rv1);
     assert_eq!(updated.body["spec"]["command"], "sleep 2");
+    let reread = api.get(&task_path("web", "t1")).await;
+    assert_eq!(reread.body, updated.body, "a read returns what the update returned");
+    assert_eq!(updated.headers["content-type"], "application/json");
 
     assert_eq!(api.names(&tasks("web")).await, vec!["t1"]);
     assert_eq!(api.names(&format!("{API}/tasks")).await, vec!["t1"], "all-namespace list");

@@ -16,7 +16,7 @@ mod write;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -95,14 +95,36 @@ fn not_allowed(method: &Method, rest: &str) -> ApiError {
     ApiError::MethodNotAllowed(format!("the server does not allow {method} on /apis/meseta.io/v1/{rest}"))
 }
 
+/// The response to a write: the object as written, with `Warning` headers.
+/// When the write stored bytes, the body is those bytes with the revision
+/// spliced in (the same JSON object as serialising `written.object`, without
+/// serialising it again).
+pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Written) -> Response {
+    let revision = crate::object::meta_str(&written.object, "resourceVersion").and_then(|rv| rv.parse().ok());
+    let spliced = written.stored.as_deref().zip(revision).and_then(|(stored, rev)| {
+        let point = crate::object::splice_point(stored)?;
+        let mut body = Vec::with_capacity(stored.len() + 40);
+        crate::object::append_spliced(&mut body, stored, point, rev);
+        Some(body)
+    });
+    let Some(body) = spliced else { return respond(code, &written.object, &written.warnings) };
+    let mut resp = (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    add_warnings(&mut resp, &written.warnings);
+    resp
+}
+
 /// A JSON response with `Warning` headers.
 pub(crate) fn respond(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
     let mut resp = (code, axum::Json(body)).into_response();
+    add_warnings(&mut resp, warnings);
+    resp
+}
+
+fn add_warnings(resp: &mut Response, warnings: &[String]) {
     for w in warnings {
         let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
         if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
             resp.headers_mut().append("warning", v);
         }
     }
-    resp
 }

@@ -6,7 +6,7 @@ use meseta_schemas::FieldError;
 use serde_json::Value;
 
 use super::read::list_body;
-use super::{respond, Call};
+use super::{respond, respond_written, Call};
 use crate::error::ApiError;
 use crate::object;
 use crate::objects::{self, Filter, ListPage, UpdateMode, WriteOptions};
@@ -35,7 +35,7 @@ pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
     let store = call.state.store().clone();
     let written =
         objects::create(store.as_ref(), call.target.kind, call.target.namespace.as_deref(), body, opts).await?;
-    Ok(respond(StatusCode::CREATED, &written.object, &written.warnings))
+    Ok(respond_written(StatusCode::CREATED, &written))
 }
 
 /// `PUT .../{name}` and `.../{name}/status`.
@@ -59,7 +59,7 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
         },
     )
     .await?;
-    Ok(respond(StatusCode::OK, &written.object, &written.warnings))
+    Ok(respond_written(StatusCode::OK, &written))
 }
 
 /// `PATCH .../{name}` and `.../{name}/status`: merge, JSON or apply patches.
@@ -84,7 +84,7 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
         let req =
             crate::apply::ApplyRequest { store: store.as_ref(), target, config: patch, manager, force, mode, opts };
         return Ok(match crate::apply::serve(req).await {
-            Ok((code, written)) => respond(code, &written.object, &written.warnings),
+            Ok((code, written)) => respond_written(code, &written),
             Err(resp) => resp,
         });
     }
@@ -104,7 +104,7 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
     })
     .await;
     let written = result?;
-    Ok(respond(StatusCode::OK, &written.object, &written.warnings))
+    Ok(respond_written(StatusCode::OK, &written))
 }
 
 fn patch_error(target: &crate::path::Target, e: PatchError) -> ApiError {

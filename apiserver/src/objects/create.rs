@@ -113,16 +113,17 @@ async fn create_once(
         if store.get(&key).await?.is_some() {
             return Err(ApiError::AlreadyExists { resource: resource_name(kind), name });
         }
-        return Ok(Written { object: obj, warnings });
+        return Ok(Written { object: obj, warnings, stored: None });
     }
+    let stored = object::to_stored(&obj);
     let txn = Txn {
         compares: vec![Compare::ModRevision { key: key.clone(), revision: 0 }],
-        ops: vec![Op::Put { key, value: object::to_stored(&obj) }],
+        ops: vec![Op::Put { key, value: stored.clone() }],
     };
     match store.txn(txn).await? {
         TxnOutcome::Committed { revision } => {
             object::set_resource_version(&mut obj, revision);
-            Ok(Written { object: obj, warnings })
+            Ok(Written { object: obj, warnings, stored: Some(stored) })
         }
         TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
     }

@@ -59,6 +59,11 @@ pub struct Written {
     pub object: Value,
     /// `Warning` header texts (unknown fields under `fieldValidation=Warn`).
     pub warnings: Vec<String>,
+    /// The bytes the write stored for `object` (its JSON without
+    /// `resourceVersion`, see [`object::to_stored`]); `None` when nothing was
+    /// stored (dry run, no change, deletion). Lets the response be made by
+    /// splicing the revision in instead of serialising `object` again.
+    pub stored: Option<bytes::Bytes>,
 }
 
 /// Decodes, defaults and validates a submitted object against its kind.

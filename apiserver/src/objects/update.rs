@@ -63,13 +63,15 @@ where
         let (mut next, warnings) = admit(kind, &current, wanted, mode, opts)?;
         object::set_resource_version(&mut next, kv.mod_revision);
         if next == current || opts.dry_run {
-            return Ok(Written { object: next, warnings });
+            return Ok(Written { object: next, warnings, stored: None });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
-        let op = if finished {
-            Op::Delete { key: key.to_string() }
-        } else {
-            Op::Put { key: key.to_string(), value: object::to_stored(&next) }
+        // Serialised without the revision, so without copying the object.
+        object::meta_mut(&mut next).remove("resourceVersion");
+        let stored = (!finished).then(|| object::to_stored(&next));
+        let op = match &stored {
+            None => Op::Delete { key: key.to_string() },
+            Some(value) => Op::Put { key: key.to_string(), value: value.clone() },
         };
         let txn = Txn {
             compares: vec![Compare::ModRevision { key: key.to_string(), revision: kv.mod_revision }],
@@ -78,7 +80,7 @@ where
         match store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 object::set_resource_version(&mut next, revision);
-                return Ok(Written { object: next, warnings });
+                return Ok(Written { object: next, warnings, stored });
             }
             TxnOutcome::Failed { .. } if precondition.is_some() => return Err(stale(kind, name)),
             TxnOutcome::Failed { current: None, .. } => return Err(not_found(kind, name)),
