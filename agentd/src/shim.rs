@@ -12,8 +12,9 @@
 //!    be started (the reason is in `exit.json`).
 //! 4. Waits for the process, reads the OOM counter of its cgroup, deletes
 //!    the container (killing leftovers, removing the cgroup, and the
-//!    agent's scope cgroup if no other container is left in it) and writes
-//!    `exit.json`. The container's cgroup is the one its checkpoint names
+//!    agent's scope cgroup if no other container is left in it), writes
+//!    `exit.json` and prints `exited`, so the agent need not poll for it (an
+//!    agent restarted since has no pipe and polls `exit.json`). The container's cgroup is the one its checkpoint names
 //!    (`/meseta/<scope>/<id>`, see [`crate::runtime::cgroups`]).
 //!
 //! # Guarantees
@@ -23,7 +24,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -92,7 +92,6 @@ impl Shim {
         };
         layout::write_json(&self.layout.shim_record(&self.id), &record)?;
         report(&format!("started {init_pid}"));
-        detach_stdout();
 
         let (code, signal) = wait_for(init_pid);
         let oom = TaskCgroup::of(&self.cp.cgroups_path).is_some_and(|cg| cg.oom_killed());
@@ -109,7 +108,10 @@ impl Shim {
                 if message.is_empty() { "" } else { "; " }
             );
         }
-        layout::write_json(&self.layout.exit_record(&self.id), &ExitRecord { code, oom, message })
+        layout::write_json(&self.layout.exit_record(&self.id), &ExitRecord { code, oom, message })?;
+        // The agent that started us may be gone (its pipe with it): the write then fails, harmlessly.
+        report("exited");
+        Ok(())
     }
 
     /// Builds and starts the container; returns its pid or why not.
@@ -201,13 +203,6 @@ fn report(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-/// Points stdout at /dev/null: the agent may be gone and its pipe with it.
-fn detach_stdout() {
-    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), std::io::stdout().as_raw_fd());
-    }
 }
 
 /// Reaps children until `pid` exits; returns its exit code (`128 + n` for

@@ -324,6 +324,25 @@ async fn a_restarted_runtime_removes_leftover_cgroups_of_its_scope_only() {
     assert!(!left_b.exists());
 }
 
+#[tokio::test]
+async fn the_shim_tells_the_runtime_that_the_process_exited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = config("exited", shell("sleep 1; exit 3"));
+    rt.create(&c).await.unwrap();
+    rt.start(&c.id).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), rt.exited(&c.id)).await.expect("the exit is reported");
+    // exit.json is written before the shim says so.
+    assert_eq!(code_of(&rt.state(&c.id).await.unwrap()), 3);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), rt.exited(&c.id)).await.is_err(),
+        "the hint is given once"
+    );
+    let other = ContainerId::new("test", "never-started").unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(10), rt.exited(&other)).await.is_err());
+    rt.delete(&c.id).await.unwrap();
+}
+
 /// Prints the figure; asserts only that every run succeeds.
 #[tokio::test]
 async fn create_to_exit_latency_of_bin_true() {

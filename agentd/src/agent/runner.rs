@@ -251,6 +251,8 @@ async fn supervise(ctx: &Ctx<'_>, kill: &mut watch::Receiver<Option<KillReason>>
                 continue;
             }
             _ = tokio::time::sleep(wait) => wait = next_poll(wait, poll),
+            // The runtime may learn of the exit before the next poll.
+            _ = rt.exited(ctx.id) => {}
         }
         match rt.state(ctx.id).await {
             Ok(s) if s.is_finished() => return report_exit(ctx, s),

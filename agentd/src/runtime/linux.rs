@@ -16,14 +16,17 @@
 //! (another agent on the host, another test run) never lists, kills nor
 //! removes this one's containers or cgroups.
 
+use std::collections::HashMap;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use libcontainer::container::Container;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::watch;
 
 use super::cgroups::{self, CgroupVersion, ScopeCgroups, TaskCgroup};
 use super::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
@@ -50,6 +53,9 @@ pub struct LinuxRuntime {
     /// This runtime's cgroup scope (see [`cgroups::scope_of`]).
     scope: String,
     seccomp: bool,
+    /// Containers this runtime started, each with a flag its shim's pipe sets
+    /// once the shim says the process exited (or the pipe closes).
+    exits: Arc<Mutex<HashMap<ContainerId, watch::Receiver<bool>>>>,
 }
 
 impl LinuxRuntime {
@@ -78,7 +84,8 @@ impl LinuxRuntime {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
         }
         let scope = cgroups::scope_of(&work_dir).map_err(|e| RuntimeError::io(&work_dir, e))?;
-        let runtime = LinuxRuntime { layout, shim, cgroup_version, scope, seccomp: seccomp_available() };
+        let runtime =
+            LinuxRuntime { layout, shim, cgroup_version, scope, seccomp: seccomp_available(), exits: Arc::default() };
         runtime.remove_leftover_cgroups()?;
         Ok(runtime)
     }
@@ -131,6 +138,26 @@ impl LinuxRuntime {
     pub fn usage(&self, id: &ContainerId) -> Option<Usage> {
         let cg = self.cgroup(id);
         cg.exists().then(|| cg.usage()).flatten()
+    }
+
+    /// Reads the rest of a started shim's stdout: its `exited` line (written
+    /// after `exit.json`) or the end of the pipe sets the container's exit
+    /// flag, which [`ContainerRuntime::exited`] waits for.
+    fn follow_exit(&self, id: &ContainerId, mut reader: BufReader<tokio::process::ChildStdout>) {
+        let (tx, rx) = watch::channel(false);
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), rx);
+        tokio::spawn(async move {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.trim() == "exited" => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = tx.send(true);
+        });
     }
 
     fn checkpoint(&self, id: &ContainerId) -> Result<Checkpoint, RuntimeError> {
@@ -284,10 +311,16 @@ impl ContainerRuntime for LinuxRuntime {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let read = tokio::time::timeout(SHIM_REPORT_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        let read = tokio::time::timeout(SHIM_REPORT_TIMEOUT, reader.read_line(&mut line)).await;
         match read {
-            Ok(Ok(_)) if line.starts_with("started ") || line.trim() == "exited" => {
+            Ok(Ok(_)) if line.starts_with("started ") => {
+                tracing::debug!(report = line.trim(), "shim reported");
+                self.follow_exit(id, reader);
+                Ok(())
+            }
+            Ok(Ok(_)) if line.trim() == "exited" => {
                 tracing::debug!(report = line.trim(), "shim reported");
                 Ok(())
             }
@@ -303,6 +336,15 @@ impl ContainerRuntime for LinuxRuntime {
         }
     }
 
+    /// Resolves once the shim of a container this runtime started says its
+    /// process exited (its `exited` line, or its pipe closing), then no more.
+    async fn exited(&self, id: &ContainerId) {
+        let rx = self.exits.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        let Some(mut rx) = rx else { return std::future::pending().await };
+        let _ = rx.wait_for(|exited| *exited).await;
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
     #[tracing::instrument(skip(self))]
     async fn kill(&self, id: &ContainerId, signal: Signal) -> Result<(), RuntimeError> {
         let id = id.clone();
@@ -311,6 +353,7 @@ impl ContainerRuntime for LinuxRuntime {
 
     #[tracing::instrument(skip(self))]
     async fn delete(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.exits.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         let id = id.clone();
         self.blocking(move |rt| rt.delete_blocking(&id)).await
     }

@@ -211,6 +211,13 @@ pub trait ContainerRuntime: Send + Sync {
     async fn state(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError>;
     /// Every container this runtime knows, for recovery after a restart.
     async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError>;
+    /// Resolves once the container's process has probably ended, when the
+    /// runtime learns it without polling (a hint: callers then read
+    /// [`state`](ContainerRuntime::state)). Resolves at most once per
+    /// container; the default never resolves, leaving callers to poll.
+    async fn exited(&self, _id: &ContainerId) {
+        std::future::pending::<()>().await
+    }
     /// Resource usage of a running container; `None` when unknown (the
     /// default: runtimes without cgroups).
     async fn usage(&self, _id: &ContainerId) -> Option<Usage> {
