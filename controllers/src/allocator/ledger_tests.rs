@@ -18,10 +18,23 @@ fn names(offers: &[Offer]) -> Vec<&str> {
     v
 }
 
-/// `(standing, consumed)` names after a call.
+/// `(standing, consumed)` names after a call (deletion revisions unknown).
 fn look(l: &mut Ledger, cached: &[&str], gone: &[&str], now: Instant) -> (Vec<String>, Vec<String>) {
-    let gone: Vec<ObjectRef> = gone.iter().map(|n| key(&offer(n))).collect();
-    let b = l.believe(cached.iter().map(|n| offer(n)).collect(), &gone, now, TIMEOUT, GRACE);
+    let gone: Vec<(&str, u64)> = gone.iter().map(|n| (*n, 0)).collect();
+    look_at(l, cached, &gone, 0, now)
+}
+
+/// [`look`] with the revisions that deleted the gone offers and the newest
+/// revision of the tasks cache.
+fn look_at(
+    l: &mut Ledger,
+    cached: &[&str],
+    gone: &[(&str, u64)],
+    tasks_seen: u64,
+    now: Instant,
+) -> (Vec<String>, Vec<String>) {
+    let gone: Vec<Gone> = gone.iter().map(|(n, rev)| (key(&offer(n)), *rev)).collect();
+    let b = l.believe(cached.iter().map(|n| offer(n)).collect(), &gone, tasks_seen, now, TIMEOUT, GRACE);
     let own = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
     (own(names(&b.standing)), own(names(&b.consumed)))
 }
@@ -89,4 +102,37 @@ fn a_cached_offer_that_vanishes_is_consumed_for_the_grace() {
     assert_eq!(look(&mut l, &["o"], &[], t0), (s(&["o"]), s(&[])));
     assert_eq!(look(&mut l, &[], &["o"], t0 + Duration::from_millis(10)), (s(&[]), s(&["o"])));
     assert_eq!(look(&mut l, &[], &[], t0 + Duration::from_secs(3)), (s(&[]), s(&[])));
+}
+
+#[test]
+fn a_consumed_offer_is_released_once_the_tasks_cache_reaches_its_deletion() {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut l = Ledger::default();
+    assert_eq!(look_at(&mut l, &["o", "p"], &[], 10, ms(0)), (s(&["o", "p"]), s(&[])));
+    // Both answered: o at revision 20, p at revision 25.
+    assert_eq!(look_at(&mut l, &[], &[("o", 20), ("p", 25)], 19, ms(10)), (s(&[]), s(&["o", "p"])));
+    // The tasks cache reached 20: whatever o's accept bound is cached now.
+    assert_eq!(look_at(&mut l, &[], &[], 20, ms(20)), (s(&[]), s(&["p"])));
+    assert_eq!(look_at(&mut l, &[], &[], 30, ms(30)), (s(&[]), s(&[])));
+}
+
+#[test]
+fn a_created_offer_answered_unseen_is_released_by_revision_too() {
+    let t0 = Instant::now();
+    let mut l = Ledger::default();
+    l.created(&offer("o"), t0);
+    let later = t0 + Duration::from_millis(50);
+    assert_eq!(look_at(&mut l, &[], &[("o", 40)], 39, later), (s(&[]), s(&["o"])));
+    assert_eq!(look_at(&mut l, &[], &[], 41, later), (s(&[]), s(&[])));
+}
+
+#[test]
+fn an_unknown_deletion_revision_waits_for_the_grace() {
+    let t0 = Instant::now();
+    let mut l = Ledger::default();
+    assert_eq!(look_at(&mut l, &["o"], &[], 10, t0), (s(&["o"]), s(&[])));
+    assert_eq!(look_at(&mut l, &[], &[("o", 0)], 1_000, t0), (s(&[]), s(&["o"])));
+    assert_eq!(look_at(&mut l, &[], &[], 1_000, t0 + Duration::from_secs(1)), (s(&[]), s(&["o"])));
+    assert_eq!(look_at(&mut l, &[], &[], 1_000, t0 + Duration::from_secs(3)), (s(&[]), s(&[])));
 }

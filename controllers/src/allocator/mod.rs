@@ -16,7 +16,8 @@
 //!   may be gone from the cache before the bound tasks arrive. An offer that
 //!   disappears without this controller deleting it (including one accepted
 //!   or declined before any cycle saw it, which the offers watch reports)
-//!   stays charged, never rescinded, for [`AllocatorConfig::consumed_grace`],
+//!   stays charged, never rescinded, until the tasks cache has applied the
+//!   revision that deleted it (at most [`AllocatorConfig::consumed_grace`]),
 //!   so its resources are not offered twice meanwhile (see `ledger`).
 //! - Writes that lose a race (409) are dropped: the next cycle plans again
 //!   from fresher caches.
@@ -25,6 +26,7 @@ mod ledger;
 pub mod plan;
 mod write;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,8 +54,8 @@ pub struct AllocatorConfig {
     pub min_interval: Duration,
     /// How long an offer stands before it expires. Default 30 s.
     pub offer_timeout: Duration,
-    /// How long an offer that vanished (accepted, declined) stays charged
-    /// while the caches catch up. Default 2 s.
+    /// The longest an offer that vanished (accepted, declined) stays charged
+    /// while the tasks cache catches up with its deletion. Default 2 s.
     pub consumed_grace: Duration,
     /// Concurrent writes per cycle. Default 16.
     pub write_concurrency: usize,
@@ -105,21 +107,40 @@ fn owned<K: Resource + Clone>(store: &Store<K>) -> Vec<K> {
     store.list().iter().map(|k| (**k).clone()).collect()
 }
 
+/// An object's `resourceVersion` as a store revision (0 when absent or odd).
+fn revision_of<K: Resource>(obj: &K) -> u64 {
+    obj.meta().resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 /// Runs the allocator until `cancel`.
 pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let w = WatchParams::default();
-    // Offers the watch reported deleted since the last cycle.
-    let gone: Arc<Mutex<Vec<ObjectRef>>> = Arc::default();
+    // Offers the watch reported deleted since the last cycle, with the
+    // revision that deleted them.
+    let gone: Arc<Mutex<Vec<ledger::Gone>>> = Arc::default();
     let gone_w = gone.clone();
     let record_gone = move |ev: &Event<Offer>| {
         if let Event::Deleted(o) = ev {
-            gone_w.lock().expect("gone offers lock").push(ledger::key(o));
+            gone_w.lock().expect("gone offers lock").push((ledger::key(o), revision_of(o)));
         }
+    };
+    // The newest revision the tasks cache has applied.
+    let tasks_seen = Arc::new(AtomicU64::new(0));
+    let tasks_seen_w = tasks_seen.clone();
+    let record_tasks = move |ev: &Event<Task>| {
+        let newest = ev.objects().map(revision_of).max().unwrap_or(0);
+        tasks_seen_w.fetch_max(newest, Ordering::AcqRel);
     };
     let caches = Caches {
         agents: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
-        tasks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        tasks: spawn_cache_observing(
+            Api::all(client.clone()),
+            w.clone(),
+            changed.clone(),
+            cancel.clone(),
+            record_tasks,
+        ),
         offers: spawn_cache_observing(
             Api::all(client.clone()),
             w.clone(),
@@ -144,8 +165,16 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         // Drain before reading the cache: a deletion applied after this
         // drain is reported next cycle, never lost.
         let gone_now = std::mem::take(&mut *gone.lock().expect("gone offers lock"));
-        let believed =
-            ledger.believe(owned(&caches.offers), &gone_now, started, config.offer_timeout, config.consumed_grace);
+        // Read before the tasks below: every task at or below it is in them.
+        let tasks_seen = tasks_seen.load(Ordering::Acquire);
+        let believed = ledger.believe(
+            owned(&caches.offers),
+            &gone_now,
+            tasks_seen,
+            started,
+            config.offer_timeout,
+            config.consumed_grace,
+        );
         let snap = Snapshot {
             agents: owned(&caches.agents),
             tasks: owned(&caches.tasks),
