@@ -19,7 +19,9 @@
 //! RUNNING, tasks/s, and per task PENDING → ASSIGNED (MTTA) and PENDING →
 //! RUNNING (MTTR).
 //!
-//! Prints `bench schedule.<figure> <value> <unit>` lines; progress goes to stderr.
+//! Prints `bench schedule.<figure> <value> <unit>` lines; progress goes to
+//! stderr, and so do the control plane's logs at the level
+//! `MESETA_BENCH_LOG` asks for (an `EnvFilter`; default `warn`).
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
-use meseta_bench::schedule::stats::{quantile, Timings};
+use meseta_bench::schedule::stats::{quantile, Timings, PHASES};
 use meseta_client::{Api, Client, ListParams};
 use meseta_schemas::{Job, JobSpec, JobType, Resources, Task, TaskSpec};
 
@@ -70,6 +72,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Logs of the in-process control plane, off unless asked for.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MESETA_BENCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let agents = args.agents.unwrap_or(if args.quick { 50 } else { 1_000 });
     let instances = args.instances.unwrap_or(if args.quick { 2_000 } else { 100_000 });
     let jobs = args.jobs.unwrap_or(instances.div_ceil(1_000)).max(1);
@@ -120,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
         quantile(&t.run_s, 1.0)
     );
     println!("schedule: Jobs created in {:.2} s", m.create_s);
+    for (phase, [first, median, last]) in PHASES.iter().zip(t.timeline(m.started)) {
+        println!("schedule: {phase:>8} from {first:>7.3} s, half by {median:>7.3} s, all by {last:>7.3} s");
+    }
     let figures = [
         (format!("tasks_per_s.{tag}"), instances as f64 / m.total_s, "tasks/s"),
         ("total_s".into(), m.total_s, "s"),
@@ -141,6 +154,8 @@ struct Measured {
     total_s: f64,
     /// First Job create → last Job created, seconds.
     create_s: f64,
+    /// When the first Job create was sent.
+    started: meseta_schemas::Time,
     timings: Timings,
 }
 
@@ -156,6 +171,7 @@ async fn measure(
     let api: Api<Job> = Api::namespaced(client.clone(), NS);
     let per_job = |i: usize| instances / jobs + usize::from(i < instances % jobs);
     let started_wall = chrono::Utc::now();
+    tracing::info!(at = %started_wall, "first Job create");
     let started = Instant::now();
     futures::stream::iter(0..jobs)
         .map(|i| {
@@ -200,7 +216,7 @@ async fn measure(
         if timings.running >= instances {
             let last = timings.last_running.context("no task has a RUNNING event")?;
             let total_s = (last - started_wall).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            return Ok(Measured { total_s, create_s, timings });
+            return Ok(Measured { total_s, create_s, started: started_wall, timings });
         }
         if now >= deadline {
             bail!(

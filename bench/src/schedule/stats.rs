@@ -21,7 +21,12 @@ pub struct Timings {
     pub last_running: Option<Time>,
     /// The earliest PENDING timestamp over all tasks.
     pub first_pending: Option<Time>,
+    /// When each task was created, was first ASSIGNED, first RUNNING.
+    pub moments: [Vec<Time>; 3],
 }
+
+/// The phases of [`Timings::moments`], in order.
+pub const PHASES: [&str; 3] = ["created", "assigned", "running"];
 
 impl Timings {
     /// Adds one task's history.
@@ -35,11 +40,14 @@ impl Timings {
         let created = first(TaskState::Pending).or(task.metadata.creation_timestamp);
         let Some(created) = created else { return };
         self.first_pending = Some(self.first_pending.map_or(created, |f| f.min(created)));
+        self.moments[0].push(created);
         if let Some(assigned) = first(TaskState::Assigned) {
             self.assign_s.push(seconds(created, assigned));
+            self.moments[1].push(assigned);
         }
         if let Some(running) = first(TaskState::Running) {
             self.run_s.push(seconds(created, running));
+            self.moments[2].push(running);
             self.last_running = Some(self.last_running.map_or(running, |l| l.max(running)));
         }
     }
@@ -48,6 +56,16 @@ impl Timings {
     pub fn finish(&mut self) {
         self.assign_s.sort_by(f64::total_cmp);
         self.run_s.sort_by(f64::total_cmp);
+        self.moments.iter_mut().for_each(|m| m.sort());
+    }
+
+    /// Per phase: seconds after `start` at which the first task, the median
+    /// task and the last task got there (the run's timeline).
+    pub fn timeline(&self, start: Time) -> [[f64; 3]; 3] {
+        self.moments.each_ref().map(|m| {
+            let at: Vec<f64> = m.iter().map(|t| seconds(start, *t)).collect();
+            [quantile(&at, 0.0), quantile(&at, 0.5), quantile(&at, 1.0)]
+        })
     }
 }
 
@@ -72,6 +90,19 @@ mod tests {
 
     fn at(ms: i64) -> Time {
         chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("a valid time")
+    }
+
+    #[test]
+    fn the_timeline_gives_first_median_and_last_of_each_phase() {
+        let mut t = Timings::default();
+        t.add(&task(&[(TaskState::Pending, 0), (TaskState::Assigned, 400), (TaskState::Running, 900)]));
+        t.add(&task(&[(TaskState::Pending, 100), (TaskState::Assigned, 200)]));
+        t.add(&task(&[(TaskState::Pending, 300)]));
+        t.finish();
+        let [created, assigned, running] = t.timeline(at(0));
+        assert_eq!(created, [0.0, 0.1, 0.3]);
+        assert_eq!(assigned, [0.2, 0.2, 0.4]);
+        assert_eq!(running, [0.9, 0.9, 0.9]);
     }
 
     fn task(events: &[(TaskState, i64)]) -> Task {

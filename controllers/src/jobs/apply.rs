@@ -292,9 +292,11 @@ pub(crate) async fn place(
         });
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let (mut accepts, mut declines, mut revives) = (0, 0, 0);
     for (role, list) in &pending {
         if revival.take_due(role, list.iter().map(|(_, p)| p.name.as_str())) {
             work.push(Box::pin(revive(client.clone(), role.clone())));
+            revives += 1;
         }
     }
     let now = Instant::now();
@@ -314,6 +316,8 @@ pub(crate) async fn place(
             revival.declined(&role, tasks.iter().map(|p| p.name.as_str()));
         }
         let api = Api::<Task>::namespaced(client.clone(), &role);
+        accepts += plan.accepts.len();
+        declines += plan.declines.len();
         for accept in plan.accepts {
             in_flight.offers.insert((role.clone(), accept.offer.clone()), now);
             for t in &accept.tasks {
@@ -346,6 +350,7 @@ pub(crate) async fn place(
             }));
         }
     }
+    tracing::debug!(accepts, declines, revives, "placing");
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
 }
 

@@ -133,10 +133,23 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
             .filter_map(|j| j.metadata.namespace.clone())
             .chain(tasks.iter().filter(|t| is_ours(t)).filter_map(|t| t.metadata.namespace.clone()))
             .collect();
+        let started = Instant::now();
         apply::register(&client, &roles, &mut registered).await;
+        let registered_at = Instant::now();
         apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
+        let planned_at = Instant::now();
         apply::place(&client, &caches, &tasks, &config, &mut in_flight, &mut revival).await;
+        let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;
+        let ms = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64() * 1e3;
+        tracing::debug!(
+            tasks = tasks.len(),
+            register_ms = ms(started, registered_at),
+            jobs_ms = ms(registered_at, planned_at),
+            place_ms = ms(planned_at, placed_at),
+            preempt_ms = ms(placed_at, Instant::now()),
+            "jobs pass"
+        );
     }
     Ok(())
 }
