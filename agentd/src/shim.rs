@@ -78,7 +78,7 @@ impl Shim {
             Err(message) => {
                 tracing::error!(id = %self.id, %message, "container did not start");
                 let (code, message) = classify_start_error(&self.cp.config.argv[0], &message);
-                self.cleanup();
+                self.cleanup(false);
                 layout::write_json(&self.layout.exit_record(&self.id), &ExitRecord { code, oom: false, message })?;
                 report("exited");
                 return Ok(());
@@ -102,7 +102,7 @@ impl Shim {
             (None, 126, _) => "command not executable (exit 126); see the task's stderr".to_string(),
             _ => String::new(),
         };
-        if !self.cleanup() {
+        if !self.cleanup(true) {
             message = format!(
                 "{message}{}processes of the container were left behind",
                 if message.is_empty() { "" } else { "; " }
@@ -148,9 +148,22 @@ impl Shim {
     }
 
     /// Deletes the container and its cgroup; returns whether nothing is left.
-    fn cleanup(&self) -> bool {
+    ///
+    /// Once the container's first process has exited (`exited`), the kernel
+    /// has killed the rest of its pid namespace: removing the cgroup (killing
+    /// any straggler) and libcontainer's state dir is all there is to do, and
+    /// costs far less than libcontainer's `delete` (which finds every
+    /// controller's mount again; the spec has no hooks to run). Otherwise
+    /// libcontainer deletes it, killing a created but not started process.
+    fn cleanup(&self, exited: bool) -> bool {
         let root = self.layout.libcontainer_root().join(self.id.as_str());
-        if root.exists() {
+        if exited {
+            if let Err(e) = std::fs::remove_dir_all(&root) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(id = %self.id, error = %e, "cannot remove the container's state");
+                }
+            }
+        } else if root.exists() {
             match Container::load(root) {
                 Ok(mut c) => {
                     if let Err(e) = c.delete(true) {
