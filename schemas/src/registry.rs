@@ -56,8 +56,18 @@ impl std::fmt::Debug for KindInfo {
 pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
     let mut unknown = Vec::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(crate::validation::ignored_field_path(&path));
-    let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
-    let typed: Result<K, _> = serde_path_to_error::deserialize(de);
+    // Most objects decode: tracking the path of an error costs on every
+    // field, so it is only paid again when the plain decode failed.
+    let fast: Result<K, _> = K::deserialize(serde_ignored::Deserializer::new(value, &mut on_unknown));
+    let typed = match fast {
+        Ok(obj) => Ok(obj),
+        Err(_) => {
+            unknown.clear();
+            let mut on_unknown =
+                |path: serde_ignored::Path<'_>| unknown.push(crate::validation::ignored_field_path(&path));
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut on_unknown))
+        }
+    };
     match typed {
         Err(e) => {
             let field = e.path().to_string();

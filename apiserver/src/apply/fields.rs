@@ -107,31 +107,29 @@ pub(super) fn display(path: &[String]) -> String {
 
 /// `FieldsV1` of a set: nested `f:<key>` maps; `"."` marks a field that also has children.
 pub(super) fn encode(set: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for path in set {
-        let mut cur = &mut root;
-        for k in path {
-            let entry = cur.entry(format!("f:{k}")).or_insert_with(|| json!({}));
-            cur = entry.as_object_mut().expect("field nodes are objects");
-        }
-    }
-    // A field that also has children is marked with ".".
-    mark_parents(&mut root, set, &mut Vec::new());
-    Value::Object(root)
+    let paths: Vec<&FieldPath> = set.iter().collect();
+    Value::Object(encode_level(&paths, 0))
 }
 
-fn mark_parents(node: &mut Map<String, Value>, set: &FieldSet, path: &mut FieldPath) {
-    for (k, child) in node.iter_mut() {
-        let Some(key) = k.strip_prefix("f:") else { continue };
-        path.push(key.to_string());
-        if let Some(c) = child.as_object_mut() {
-            if !c.is_empty() && set.contains(path) {
-                c.insert(".".into(), json!({}));
-            }
-            mark_parents(c, set, path);
+/// The `FieldsV1` node at `depth` of `paths`, which all agree on their first
+/// `depth` keys, are longer than `depth` and are sorted (so a field comes
+/// right before the fields under it).
+fn encode_level(paths: &[&FieldPath], depth: usize) -> Map<String, Value> {
+    let mut node = Map::new();
+    let mut start = 0;
+    while start < paths.len() {
+        let key = &paths[start][depth];
+        let end = start + paths[start..].iter().take_while(|p| &p[depth] == key).count();
+        let is_field = paths[start].len() == depth + 1;
+        let under = if is_field { &paths[start + 1..end] } else { &paths[start..end] };
+        let mut child = encode_level(under, depth + 1);
+        if is_field && !child.is_empty() {
+            child.insert(".".into(), Value::Object(Map::new()));
         }
-        path.pop();
+        node.insert(format!("f:{key}"), Value::Object(child));
+        start = end;
     }
+    node
 }
 
 /// The set a `FieldsV1` value describes. Keys other than `f:` (list items,
@@ -249,6 +247,17 @@ mod tests {
                 .map(|s| p(s))
                 .collect();
         assert_eq!(set, want);
+    }
+
+    #[test]
+    fn fields_v1_marks_fields_that_have_children() {
+        let set: FieldSet =
+            ["spec.a", "spec.a.b", "spec.a.c.d", "spec.ab", "metadata.labels.x"].iter().map(|s| p(s)).collect();
+        let want = json!({"f:metadata": {"f:labels": {"f:x": {}}},
+            "f:spec": {"f:a": {".": {}, "f:b": {}, "f:c": {"f:d": {}}}, "f:ab": {}}});
+        assert_eq!(encode(&set), want);
+        assert_eq!(decode(&want), set);
+        assert_eq!(encode(&FieldSet::new()), json!({}));
     }
 
     #[test]
