@@ -184,6 +184,7 @@ async fn new_work_revives_offers_the_framework_declined() {
     c.add_agents(2, 4.0, 4096.0, &["a"], Default::default()).await;
     let mut stack = Stack::default();
     stack.jobs.decline_refuse_seconds = 3600.0;
+    stack.jobs.idle_suppress_after = Duration::from_secs(3600);
     c.start_control_plane(stack);
     let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
     jobs.create(&job("first", JobType::Service, 1)).await.unwrap();
@@ -204,4 +205,29 @@ async fn new_work_revives_offers_the_framework_declined() {
     assert_eq!(run.iter().filter(|t| t.metadata.name.starts_with("second-")).count(), 2);
     let fw = fws.get("meseta").await.unwrap();
     assert!(fw.spec.revive_generation > generation, "placed through a revive, not by the filters lapsing");
+}
+
+/// A role with nothing to place suppresses its offers instead of declining
+/// every agent every few seconds, and new work lifts the suppression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_role_suppresses_offers_until_work_arrives() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 4.0, 4096.0, &["a"], Default::default()).await;
+    let mut stack = Stack::default();
+    stack.jobs.idle_suppress_after = Duration::from_millis(500);
+    c.start_control_plane(stack);
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "r");
+    jobs.create(&job("first", JobType::Service, 1)).await.unwrap();
+    running(&c, 1).await;
+    let fws = Api::<meseta_schemas::kinds::Framework>::namespaced(c.client.clone(), "r");
+    let offers = Api::<meseta_schemas::kinds::Offer>::namespaced(c.client.clone(), "r");
+    eventually("suppressed, with no offer outstanding", 30, || async {
+        let fw = fws.get("meseta").await.map_err(|e| e.to_string())?;
+        let outstanding = offers.list(&Default::default()).await.map_err(|e| e.to_string())?.items.len();
+        (fw.spec.suppressed && outstanding == 0).then_some(()).ok_or(format!("{:?}; {outstanding} offers", fw.spec))
+    })
+    .await;
+    jobs.create(&job("second", JobType::Service, 2)).await.unwrap();
+    running(&c, 3).await;
+    assert!(!fws.get("meseta").await.unwrap().spec.suppressed, "work lifted the suppression");
 }

@@ -16,13 +16,13 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::constraints::{AgentAttributes, ConstraintContext};
+use super::demand::Change;
 use super::instances::{
     plan_job, NewTask, HASH_ANNOTATION, INSTANCE_LABEL, JOB_LABEL, RAPID_ANNOTATION, THROTTLE_ANNOTATION,
 };
 use super::plan::{plan_launches, OfferView, PendingTask};
 use super::preempt::{choose_victims, AgentRoom, Candidate};
-use super::revive::Revival;
-use super::{waits_for_offer, Caches, InFlight, JobsConfig, FRAMEWORK};
+use super::{waits_for_offer, Caches, JobsConfig, Memory, FRAMEWORK};
 use crate::tasks::plan::entered_state_at;
 use crate::tasks::transition_task;
 
@@ -145,8 +145,8 @@ async fn kill(api: &Api<Task>, name: String) {
     }
 }
 
-/// Plans every Job and applies the plans.
-pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Arc<Task>], cfg: &JobsConfig) {
+/// Plans every Job and applies the plans; returns how many tasks it created.
+pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Arc<Task>], cfg: &JobsConfig) -> usize {
     let now = cfg.clock.now();
     let mut by_job: HashMap<(String, String), Vec<Arc<Task>>> = HashMap::new();
     for t in tasks {
@@ -155,6 +155,7 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
         }
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut created = 0;
     for job in caches.jobs.list() {
         if job.metadata.deletion_timestamp.is_some() {
             continue;
@@ -176,6 +177,7 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
                 continue;
             }
         }
+        created += plan.create.len();
         for nt in plan.create {
             let t = new_task(&job, &hash, &nt);
             let api = api.clone();
@@ -203,6 +205,7 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
         }
     }
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
+    created
 }
 
 fn attributes_of(caches: &Caches) -> HashMap<String, AgentAttributes> {
@@ -239,9 +242,11 @@ pub(crate) async fn place(
     caches: &Caches,
     tasks: &[Arc<Task>],
     cfg: &JobsConfig,
-    in_flight: &mut InFlight,
-    revival: &mut Revival,
+    memory: &mut Memory,
+    roles: &HashSet<String>,
+    decline: bool,
 ) {
+    let Memory { in_flight, demand } = memory;
     let attrs = attributes_of(caches);
     let jobs: HashMap<(String, String), Arc<Job>> = caches
         .jobs
@@ -293,10 +298,17 @@ pub(crate) async fn place(
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     let (mut accepts, mut declines, mut revives) = (0, 0, 0);
-    for (role, list) in &pending {
-        if revival.take_due(role, list.iter().map(|(_, p)| p.name.as_str())) {
-            work.push(Box::pin(revive(client.clone(), role.clone())));
-            revives += 1;
+    let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    for role in roles {
+        let waiting = pending.get(role).into_iter().flatten().map(|(_, p)| p.name.as_str());
+        if let Some(change) = demand.step(role, waiting, Instant::now(), cfg.idle_suppress_after) {
+            revives += usize::from(change == Change::Revive);
+            let (client, role, unwritten) = (client.clone(), role.clone(), unwritten.clone());
+            work.push(Box::pin(async move {
+                if !set_demand(&client, &role, change).await {
+                    unwritten.lock().expect("unwritten demand lock").push(role);
+                }
+            }));
         }
     }
     let now = Instant::now();
@@ -311,9 +323,14 @@ pub(crate) async fn place(
             )
         });
         let tasks: Vec<PendingTask> = list.into_iter().map(|(_, p)| p).collect();
-        let plan = plan_launches(&offers, &tasks, &mut ctx);
+        let mut plan = plan_launches(&offers, &tasks, &mut ctx);
+        if !decline {
+            // Tasks were just created that this pass does not see: the
+            // offers may fit them next pass.
+            plan.declines.clear();
+        }
         if !plan.declines.is_empty() {
-            revival.declined(&role, tasks.iter().map(|p| p.name.as_str()));
+            demand.declined(&role, tasks.iter().map(|p| p.name.as_str()));
         }
         let api = Api::<Task>::namespaced(client.clone(), &role);
         accepts += plan.accepts.len();
@@ -352,26 +369,43 @@ pub(crate) async fn place(
     }
     tracing::debug!(accepts, declines, revives, "placing");
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
+    // Decided again next pass, as after a restart.
+    for role in unwritten.lock().expect("unwritten demand lock").drain(..) {
+        demand.unknown(&role);
+    }
 }
 
-/// Clears the decline filters of the role's built-in framework (Mesos
-/// REVIVE), when it has any.
-async fn revive(client: Client, role: String) {
-    let api = Api::<Framework>::namespaced(client, &role);
+/// Writes a demand change on the role's built-in framework: a suppression,
+/// or a revive (filters cleared, suppression lifted). Writes nothing when
+/// the framework already is that way. False when it could not be written.
+async fn set_demand(client: &Client, role: &str, change: Change) -> bool {
+    let api = Api::<Framework>::namespaced(client.clone(), role);
     let fw = match api.get(FRAMEWORK).await {
         Ok(fw) => fw,
         Err(e) => {
-            tracing::debug!(%role, error = %e, "cannot read the framework to revive it");
-            return;
+            tracing::debug!(%role, error = %e, "cannot read the framework");
+            return false;
         }
     };
-    if fw.status.as_ref().is_none_or(|s| s.filters.is_empty()) {
-        return;
-    }
-    let next = fw.spec.revive_generation.wrapping_add(1);
-    match api.patch_merge(FRAMEWORK, &json!({"spec": {"reviveGeneration": next}})).await {
-        Ok(_) => tracing::debug!(%role, generation = next, "revived offers for new work"),
-        Err(e) => tracing::debug!(%role, error = %e, "revive refused"),
+    let patch = match change {
+        Change::Suppress if fw.spec.suppressed => return true,
+        Change::Suppress => json!({"spec": {"suppressed": true}}),
+        Change::Revive if !fw.spec.suppressed && fw.status.as_ref().is_none_or(|s| s.filters.is_empty()) => {
+            return true
+        }
+        Change::Revive => {
+            json!({"spec": {"suppressed": false, "reviveGeneration": fw.spec.revive_generation.wrapping_add(1)}})
+        }
+    };
+    match api.patch_merge(FRAMEWORK, &patch).await {
+        Ok(_) => {
+            tracing::debug!(%role, ?change, "offer demand changed");
+            true
+        }
+        Err(e) => {
+            tracing::debug!(%role, error = %e, "cannot change the offer demand");
+            false
+        }
     }
 }
 

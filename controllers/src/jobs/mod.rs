@@ -11,7 +11,7 @@
 //! # Layout
 //! - `instances`: the pure job planner ([`instances::plan_job`]).
 //! - `plan`: the pure launch planner ([`plan::plan_launches`]).
-//! - `constraints`, `cron`, `update`, `preempt`, `revive`: pure rules.
+//! - `constraints`, `cron`, `update`, `preempt`, `demand`: pure rules.
 //! - `apply`: the writes.
 //!
 //! A Task created without `spec.framework` (and without a Job) belongs to
@@ -21,10 +21,10 @@
 mod apply;
 pub mod constraints;
 pub mod cron;
+pub mod demand;
 pub mod instances;
 pub mod plan;
 pub mod preempt;
-pub mod revive;
 pub mod update;
 
 use std::collections::{HashMap, HashSet};
@@ -54,6 +54,9 @@ pub struct JobsConfig {
     pub preemption_delay: Duration,
     /// `refuseSeconds` of declines of offers nothing fits. Default 5 s.
     pub decline_refuse_seconds: f64,
+    /// How long a role has no task waiting for an offer before its
+    /// framework suppresses offers. Default 5 s.
+    pub idle_suppress_after: Duration,
     /// How often everything is looked at even without a change. Default 1 s.
     pub resync: Duration,
     /// How long a burst of changes is coalesced. Default 20 ms.
@@ -70,6 +73,7 @@ impl Default for JobsConfig {
             plan: PlanConfig::default(),
             preemption_delay: Duration::from_secs(180),
             decline_refuse_seconds: 5.0,
+            idle_suppress_after: Duration::from_secs(5),
             resync: Duration::from_secs(1),
             settle: Duration::from_millis(20),
             concurrency: 64,
@@ -85,6 +89,13 @@ pub(crate) struct Caches {
     pub(crate) tasks: Store<Task>,
     pub(crate) offers: Store<Offer>,
     pub(crate) agents: Store<Agent>,
+}
+
+/// What the loop remembers from one pass to the next.
+#[derive(Default)]
+pub(crate) struct Memory {
+    pub(crate) in_flight: InFlight,
+    pub(crate) demand: demand::Demand,
 }
 
 /// Objects acted on whose change the caches have not shown yet.
@@ -116,15 +127,14 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
         ),
         agents: cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
     };
-    let mut in_flight = InFlight::default();
-    let mut revival = revive::Revival::default();
+    let mut memory = Memory::default();
     let mut registered: HashMap<String, Instant> = HashMap::new();
     while cache::wait_tick(&changed, config.resync, config.settle, &cancel).await {
         if !(caches.jobs.is_ready() && caches.tasks.is_ready() && caches.offers.is_ready() && caches.agents.is_ready())
         {
             continue;
         }
-        in_flight.prune(Instant::now());
+        memory.in_flight.prune(Instant::now());
         let tasks = caches.tasks.list();
         let roles: HashSet<String> = caches
             .jobs
@@ -136,9 +146,12 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
         let started = Instant::now();
         apply::register(&client, &roles, &mut registered).await;
         let registered_at = Instant::now();
-        apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
+        let created = apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
         let planned_at = Instant::now();
-        apply::place(&client, &caches, &tasks, &config, &mut in_flight, &mut revival).await;
+        // Tasks just created are not in `tasks`: offers are not declined
+        // for want of them.
+        let decline = created == 0;
+        apply::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline).await;
         let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;
         let ms = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64() * 1e3;
