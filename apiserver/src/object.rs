@@ -197,7 +197,19 @@ pub fn same_desired_part(a: &Value, b: &Value) -> bool {
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, UTC, seconds).
 pub fn now_timestamp() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Every write stamps one or two of these, and they change once a second:
+    // each thread formats a second once.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    LAST.with_borrow_mut(|(second, text)| {
+        if *second != now.timestamp() {
+            *second = now.timestamp();
+            *text = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        text.clone()
+    })
 }
 
 #[cfg(test)]
@@ -205,6 +217,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_seconds_in_utc() {
+        let before = chrono::Utc::now().timestamp();
+        let stamp = now_timestamp();
+        let parsed = chrono::DateTime::parse_from_rfc3339(&stamp).expect("RFC 3339");
+        assert!(stamp.ends_with('Z') && stamp.len() == 20, "{stamp}");
+        assert!(parsed.timestamp() >= before && parsed.timestamp() <= chrono::Utc::now().timestamp());
+    }
 
     #[test]
     fn stored_form_has_no_resource_version() {
