@@ -81,8 +81,8 @@ fn in_scope(path: &FieldPath, mode: UpdateMode, has_status: bool) -> bool {
 /// Records a non-apply write by `manager`: `next` is the object about to be
 /// written, `current` the stored one (`None` on create).
 pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mode: UpdateMode, has_status: bool) {
-    let given = next.pointer("/metadata/managedFields").filter(|v| !v.is_null()).cloned();
-    let stored = current.and_then(|c| c.pointer("/metadata/managedFields")).cloned();
+    let stored = current.and_then(|c| c.pointer("/metadata/managedFields"));
+    let given = next.pointer("/metadata/managedFields").filter(|v| !v.is_null());
     if given.is_some() && given != stored {
         return;
     }
@@ -97,7 +97,7 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
         .collect();
     if changed.is_empty() {
         if let Some(s) = stored {
-            object::meta_mut(next).insert("managedFields".into(), s);
+            object::meta_mut(next).insert("managedFields".into(), s.clone());
         }
         return;
     }
