@@ -30,7 +30,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use meseta_schemas::kinds::task::NetworkMode;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
@@ -125,7 +125,9 @@ impl Shim {
         let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
         // The scope's cgroup dirs must not be removed while the container's is created in them.
         let scope_lock = layout::lock_cgroups(&self.layout, false).map_err(|e| e.to_string())?;
-        let mut container = ContainerBuilder::new(self.id.to_string(), SyscallType::Linux)
+        // The container's processes are forked in `build`: they get the default SIGPIPE action.
+        sigpipe(SigHandler::SigDfl);
+        let built = ContainerBuilder::new(self.id.to_string(), SyscallType::Linux)
             .with_root_path(self.layout.libcontainer_root())
             .map_err(|e| e.to_string())?
             .with_stdin(stdin)
@@ -137,7 +139,9 @@ impl Shim {
             .with_systemd(false)
             .with_detach(true)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string());
+        sigpipe(SigHandler::SigIgn);
+        let mut container = built?;
         drop(scope_lock);
         let pid = container.pid().ok_or("container has no pid after create")?.as_raw() as u32;
         if self.cp.config.network == NetworkMode::None {
@@ -209,6 +213,21 @@ fn classify_start_error(argv0: &str, error: &str) -> (i32, String) {
     } else {
         (128, format!("container failed to start: {error}"))
     }
+}
+
+/// Sets the shim's SIGPIPE action. Rust programs start with SIGPIPE
+/// ignored, and an ignored signal stays ignored across `execve`: a task
+/// forked meanwhile would run with it ignored (`yes | head -1` would report
+/// "Broken pipe" instead of ending quietly). So the action is the default
+/// while the container's processes are forked, and ignored otherwise, so
+/// that the shim survives writing to the pipe of an agent that is gone.
+#[allow(unsafe_code)]
+fn sigpipe(handler: SigHandler) {
+    debug_assert!(matches!(handler, SigHandler::SigDfl | SigHandler::SigIgn));
+    // SAFETY: only SIG_DFL or SIG_IGN is installed, no handler function, so no
+    // async-signal-safety requirement arises; the shim's only other thread
+    // (the loopback helper) does not exist yet or any more.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, handler) };
 }
 
 /// One line to the agent on stdout.

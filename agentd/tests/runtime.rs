@@ -325,6 +325,20 @@ async fn a_restarted_runtime_removes_leftover_cgroups_of_its_scope_only() {
 }
 
 #[tokio::test]
+async fn a_task_gets_the_default_sigpipe_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = config("sigpipe", shell("yes | head -1; grep '^SigIgn:' /proc/self/status"));
+    assert_eq!(code_of(&run_to_exit(&rt, &c).await), 0);
+    assert_eq!(read(&rt, &c.id, "stderr"), "", "yes ends by SIGPIPE, quietly");
+    let out = read(&rt, &c.id, "stdout");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("y"));
+    let ignored = u64::from_str_radix(lines.next().unwrap().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(ignored & (1 << (13 - 1)), 0, "SIGPIPE is not ignored: {out}");
+}
+
+#[tokio::test]
 async fn the_shim_tells_the_runtime_that_the_process_exited_once() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
