@@ -236,6 +236,9 @@ fn group_of<'a>(
     }
 }
 
+/// A role and names of its tasks.
+type RoleTasks = (String, Vec<String>);
+
 /// Places PENDING tasks on the built-in framework's offers, per role.
 pub(crate) async fn place(
     client: &Client,
@@ -256,6 +259,8 @@ pub(crate) async fn place(
         .collect();
     let mut ctx = ConstraintContext::new();
     let mut pending: BTreeMap<String, Vec<(Arc<Task>, PendingTask)>> = BTreeMap::new();
+    // Every task waiting for an offer, its accept in flight or not.
+    let mut waiting_by_role: HashMap<String, Vec<String>> = HashMap::new();
     for t in tasks {
         let ns = t.metadata.namespace.clone().unwrap_or_default();
         let (group, constraints) = group_of(t, &jobs);
@@ -265,7 +270,11 @@ pub(crate) async fn place(
             }
             continue;
         }
-        if !waits_for_offer(t) || in_flight.tasks.contains_key(&(ns.clone(), t.metadata.name.clone())) {
+        if !waits_for_offer(t) {
+            continue;
+        }
+        waiting_by_role.entry(ns.clone()).or_default().push(t.metadata.name.clone());
+        if in_flight.tasks.contains_key(&(ns.clone(), t.metadata.name.clone())) {
             continue;
         }
         let p = PendingTask {
@@ -299,8 +308,10 @@ pub(crate) async fn place(
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
     let (mut accepts, mut declines, mut revives) = (0, 0, 0);
     let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    // The tasks of accepts the apiserver refused, with their role.
+    let refused: Arc<std::sync::Mutex<Vec<RoleTasks>>> = Arc::default();
     for role in roles {
-        let waiting = pending.get(role).into_iter().flatten().map(|(_, p)| p.name.as_str());
+        let waiting = waiting_by_role.get(role).into_iter().flatten().map(String::as_str);
         if let Some(change) = demand.step(role, waiting, Instant::now(), cfg.idle_suppress_after) {
             revives += usize::from(change == Change::Revive);
             let (client, role, unwritten) = (client.clone(), role.clone(), unwritten.clone());
@@ -330,7 +341,7 @@ pub(crate) async fn place(
             plan.declines.clear();
         }
         if !plan.declines.is_empty() {
-            demand.declined(&role, tasks.iter().map(|p| p.name.as_str()));
+            demand.declined(&role, waiting_by_role.get(&role).into_iter().flatten().map(String::as_str));
         }
         let api = Api::<Task>::namespaced(client.clone(), &role);
         accepts += plan.accepts.len();
@@ -340,7 +351,7 @@ pub(crate) async fn place(
             for t in &accept.tasks {
                 in_flight.tasks.insert((role.clone(), t.clone()), now);
             }
-            let api = api.clone();
+            let (api, refused, role) = (api.clone(), refused.clone(), role.clone());
             work.push(Box::pin(async move {
                 let body = json!({
                     "framework": FRAMEWORK,
@@ -351,6 +362,7 @@ pub(crate) async fn place(
                     api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
                 if let Err(e) = r {
                     tracing::debug!(offer = %accept.offer, error = %e, "accept refused; the tasks stay PENDING");
+                    refused.lock().expect("refused accepts lock").push((role, accept.tasks));
                 }
             }));
         }
@@ -372,6 +384,12 @@ pub(crate) async fn place(
     // Decided again next pass, as after a restart.
     for role in unwritten.lock().expect("unwritten demand lock").drain(..) {
         demand.unknown(&role);
+    }
+    // Not bound: placed again next pass, not after the in-flight timeout.
+    for (role, names) in refused.lock().expect("refused accepts lock").drain(..) {
+        for name in names {
+            in_flight.tasks.remove(&(role.clone(), name));
+        }
     }
 }
 
