@@ -21,16 +21,15 @@ fn summary(tasks: &[Task]) -> String {
         .join(" ")
 }
 
-/// Simulated agents share this machine's hostname; give each its own, as
-/// separate hosts would have, once they have joined.
+/// Waits until every agent has joined, presenting its own hostname.
 async fn distinct_hostnames(c: &SimCluster) {
     let api: Api<Agent> = Api::all(c.client.clone());
     for name in c.agents.keys() {
-        eventually(&format!("agent {name} joined"), 20, || async {
-            api.get(name).await.map(|_| ()).map_err(|e| e.to_string())
+        eventually(&format!("agent {name} joined as host-{name}"), 20, || async {
+            let a = api.get(name).await.map_err(|e| e.to_string())?;
+            (a.spec.hostname == format!("host-{name}")).then_some(()).ok_or(a.spec.hostname)
         })
         .await;
-        api.patch_merge(name, &json!({"spec": {"hostname": format!("host-{name}")}})).await.expect("hostname");
     }
 }
 

@@ -65,6 +65,8 @@ impl SimCluster {
         behavior: FakeBehavior,
     ) {
         let mut config = AgentConfig::new(name, resources);
+        // Each simulated agent stands for its own host.
+        config.hostname = Some(format!("host-{name}"));
         config.attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
         config.lease_duration = Duration::from_secs(2);
         config.poll_interval = Duration::from_millis(20);
