@@ -13,9 +13,9 @@
 //!    queue with a one-shot for its answer, and the writer awaits that.
 //! 2. The committer wakes, takes everything queued (after the last batch had
 //!    several writers, waiting up to half a millisecond for as many again)
-//!    and applies it as one
-//!    batch (`commit::apply_batch`, one sled transaction). Transactions whose
-//!    compare failed are answered at once: they wrote nothing.
+//!    and applies it as one batch (`commit::apply_batch`, one sled
+//!    transaction). Transactions whose compare failed are answered at once:
+//!    they wrote nothing.
 //! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
 //!    lock, sets `durable` and broadcasts the batch's events, then answers
 //!    the batch's committed writers. Transactions submitted meanwhile form
