@@ -8,7 +8,7 @@
 //! binary): an apiserver on a temporary sled directory on 127.0.0.1, the
 //! controllers through `meseta_controllers::manager::run_all` with their
 //! default settings and no leader election, and simulated agents, each the
-//! real `meseta_agentd::Agent` loop with its own HTTP client and its own
+//! real `meseta_agentd::Agent` loop with its own task watch (one shared HTTP connection pool) and its own
 //! `FakeRuntime` (containers start at once and run until killed).
 //!
 //! Once every agent is `Ready`, `--jobs` service Jobs (0.1 cpu / 32 MiB per

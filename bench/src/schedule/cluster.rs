@@ -74,11 +74,16 @@ impl SimCluster {
     /// client and its own fake runtime whose containers start at once and
     /// run until killed.
     pub fn add_agents(&mut self, n: usize, shape: &AgentShape) -> anyhow::Result<()> {
+        // One connection pool for all: each agent still holds its own task
+        // watch, but idle request connections are shared, so a thousand
+        // agents in one process stay far from the open-files limit.
+        let client = Client::new(&self.url)?;
         for i in 0..n {
             let mut config = AgentConfig::new(format!("sim-{i}"), Resources::scalars(shape.cpus, shape.mem, 0.0, 0.0));
             config.poll_interval = shape.poll_interval;
+            config.hostname = Some(format!("sim-{i}"));
             let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new(FakeBehavior::default()));
-            let agent = AgentLoop::new(Client::new(&self.url)?, config, runtime)?;
+            let agent = AgentLoop::new(client.clone(), config, runtime)?;
             let cancel = self.cancel.clone();
             self.handles.push(tokio::spawn(async move {
                 if let Err(e) = agent.run(cancel).await {
