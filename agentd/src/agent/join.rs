@@ -207,6 +207,14 @@ pub(crate) async fn renew_lease(client: &Client, name: &str, duration_s: u32) ->
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let lease_name = format!("agent-{name}");
     let now = chrono::Utc::now();
+    // The usual case in one request: the lease exists, renew it in place.
+    let renew = serde_json::json!({
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": duration_s, "renewTime": now}
+    });
+    match api.patch_merge(&lease_name, &renew).await {
+        Err(e) if e.is_not_found() => {}
+        other => return other.map(|_| ()),
+    }
     for _ in 0..3 {
         match api.get_opt(&lease_name).await? {
             None => {

@@ -29,6 +29,7 @@
 
 pub mod health;
 pub mod join;
+mod known;
 pub mod metrics;
 mod runner;
 mod sender;
@@ -123,6 +124,8 @@ pub(crate) struct Shared {
     pub(crate) runners: Mutex<HashMap<ContainerId, RunnerHandle>>,
     /// Uids of tasks whose terminal state this agent has reported.
     pub(crate) finished: Mutex<HashSet<String>>,
+    /// The newest copy of each task seen, for status writes.
+    pub(crate) known: Arc<known::Known>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -193,6 +196,7 @@ impl Agent {
                 metrics: AgentMetrics::new(),
                 runners: Mutex::default(),
                 finished: Mutex::default(),
+                known: Arc::default(),
                 cancel: CancellationToken::new(),
             }),
         })
@@ -242,7 +246,12 @@ impl Agent {
         tracing::info!(%name, "agent joined");
 
         let lease = tokio::spawn(lease_loop(shared.clone(), inner_cancel.clone()));
-        let sender = tokio::spawn(sender::run(shared.client.clone(), shared.queue.clone(), inner_cancel.child_token()));
+        let sender = tokio::spawn(sender::run(
+            shared.client.clone(),
+            shared.queue.clone(),
+            shared.known.clone(),
+            inner_cancel.child_token(),
+        ));
         let usage = shared.config.usage_interval.map(|i| tokio::spawn(usage::run(shared.clone(), i)));
 
         let api: Api<Task> = Api::all(shared.client.clone());
@@ -278,7 +287,9 @@ impl Agent {
             }
         }
         // Give pending updates a last chance, then stop everything.
-        let _ = tokio::time::timeout(Duration::from_secs(2), sender::drain(&shared.client, &shared.queue)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), sender::drain(&shared.client, &shared.queue, &shared.known))
+                .await;
         inner_cancel.cancel();
         let _ = sender.await;
         let _ = lease.await;
@@ -330,6 +341,7 @@ fn handle_task(shared: &Arc<Shared>, task: &Task) {
     if task.spec.agent.as_deref() != Some(shared.config.name.as_str()) {
         return;
     }
+    shared.known.remember(task);
     let Some(id) = task_id(task) else { return };
     let uid = task.metadata.uid.clone().unwrap_or_default();
     let mut runners = shared.runners.lock().unwrap_or_else(|e| e.into_inner());
@@ -364,6 +376,7 @@ fn kill_message(task: &Task) -> String {
 }
 
 fn handle_deleted(shared: &Arc<Shared>, task: &Task) {
+    shared.known.forget(task);
     let Some(id) = task_id(task) else { return };
     let uid = task.metadata.uid.clone().unwrap_or_default();
     if let Some(h) = shared.runners.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {

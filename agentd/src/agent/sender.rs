@@ -1,8 +1,10 @@
 //! The sender: delivers the [`StatusQueue`]'s updates to the apiserver.
 //!
 //! Owns the retry policy of status writes: every write goes through the
-//! state machine on the latest object and `replace_status` with its
-//! resourceVersion (retried on 409), and an update is acknowledged only once
+//! state machine on the newest copy of the task the agent has seen (its
+//! watch, its own earlier writes) and `replace_status` with that copy's
+//! resourceVersion; on a 409 the task is read and the write retried. An
+//! update is acknowledged only once
 //! the apiserver accepted it, or the task is gone, or the update can no
 //! longer apply. Transport errors back off and retry forever. It must not
 //! decide what to report: task runners push updates.
@@ -15,6 +17,7 @@ use meseta_client::{Api, Client};
 use meseta_schemas::kinds::Task;
 use tokio_util::sync::CancellationToken;
 
+use super::known::Known;
 use super::status_queue::{apply_updates, StatusQueue, StatusUpdate};
 
 /// How many tasks' updates are written at once.
@@ -23,10 +26,10 @@ const CONCURRENCY: usize = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Drains `queue` until `cancel`, then makes one last attempt.
-pub(crate) async fn run(client: Client, queue: Arc<StatusQueue>, cancel: CancellationToken) {
+pub(crate) async fn run(client: Client, queue: Arc<StatusQueue>, known: Arc<Known>, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let ok = drain(&client, &queue).await;
+        let ok = drain(&client, &queue, &known).await;
         if cancel.is_cancelled() {
             return;
         }
@@ -37,7 +40,7 @@ pub(crate) async fn run(client: Client, queue: Arc<StatusQueue>, cancel: Cancell
             }
             tokio::select! {
                 _ = queue.notified() => {}
-                _ = cancel.cancelled() => { drain(&client, &queue).await; return; }
+                _ = cancel.cancelled() => { drain(&client, &queue, &known).await; return; }
             }
         } else {
             tokio::select! {
@@ -50,25 +53,33 @@ pub(crate) async fn run(client: Client, queue: Arc<StatusQueue>, cancel: Cancell
 }
 
 /// One pass over every pending task. Returns false if any write failed.
-pub(crate) async fn drain(client: &Client, queue: &StatusQueue) -> bool {
+pub(crate) async fn drain(client: &Client, queue: &StatusQueue, known: &Known) -> bool {
     let pending = queue.pending();
     if pending.is_empty() {
         return true;
     }
     let results: Vec<bool> = futures::stream::iter(pending)
-        .map(|(key, updates)| async move { deliver(client, queue, &key, &updates).await })
+        .map(|(key, updates)| async move { deliver(client, queue, known, &key, &updates).await })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     results.into_iter().all(|ok| ok)
 }
 
-async fn deliver(client: &Client, queue: &StatusQueue, key: &str, updates: &[StatusUpdate]) -> bool {
+async fn deliver(client: &Client, queue: &StatusQueue, known: &Known, key: &str, updates: &[StatusUpdate]) -> bool {
     let Some(first) = updates.first() else { return true };
     let last_seq = updates.iter().map(|u| u.seq).max().unwrap_or(0);
     let api: Api<Task> = Api::namespaced(client.clone(), &first.namespace);
+    // First on the copy already at hand (when it is of the same task, not
+    // an older one of that name); after a conflict, on a fresh read.
+    let mut at_hand =
+        known.get(&first.namespace, &first.name).filter(|t| t.metadata.uid.as_deref() == Some(first.uid.as_str()));
     for _attempt in 0..5 {
-        let task = match api.get_opt(&first.name).await {
+        let read = match at_hand.take() {
+            Some(t) => Ok(Some(t)),
+            None => api.get_opt(&first.name).await,
+        };
+        let task = match read {
             Ok(Some(t)) => t,
             Ok(None) => {
                 tracing::debug!(task = key, "task deleted; dropping its status updates");
@@ -87,7 +98,10 @@ async fn deliver(client: &Client, queue: &StatusQueue, key: &str, updates: &[Sta
         let mut write = task.clone();
         write.status = Some(next);
         match api.replace_status(&write).await {
-            Ok(_) => return ack(queue, key, last_seq),
+            Ok(written) => {
+                known.remember(&written);
+                return ack(queue, key, last_seq);
+            }
             Err(e) if e.is_conflict() => continue,
             Err(e) if e.is_not_found() => return ack(queue, key, last_seq),
             Err(e) if e.code() == Some(422) => {
