@@ -130,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
         quantile(&t.run_s, 1.0)
     );
     println!("schedule: Jobs created in {:.2} s", m.create_s);
+    for (state, (n, message)) in &t.by_state {
+        println!("schedule: {n:>7} tasks {state} (last message: {message:?})");
+    }
     for (phase, [first, median, last]) in PHASES.iter().zip(t.timeline(m.started)) {
         println!("schedule: {phase:>8} from {first:>7.3} s, half by {median:>7.3} s, all by {last:>7.3} s");
     }

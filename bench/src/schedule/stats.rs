@@ -23,6 +23,9 @@ pub struct Timings {
     pub first_pending: Option<Time>,
     /// When each task was created, was first ASSIGNED, first RUNNING.
     pub moments: [Vec<Time>; 3],
+    /// Tasks per current state, with the message of the last one seen
+    /// there (why tasks ended, when any did).
+    pub by_state: std::collections::BTreeMap<TaskState, (usize, String)>,
 }
 
 /// The phases of [`Timings::moments`], in order.
@@ -34,6 +37,11 @@ impl Timings {
         self.tasks += 1;
         if task.state() == TaskState::Running {
             self.running += 1;
+        }
+        let entry = self.by_state.entry(task.state()).or_default();
+        entry.0 += 1;
+        if let Some(s) = &task.status {
+            entry.1.clone_from(&s.message);
         }
         let Some(status) = &task.status else { return };
         let first = |s: TaskState| status.task_events.iter().find(|e| e.state == s).map(|e| e.timestamp);
