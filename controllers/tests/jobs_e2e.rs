@@ -47,16 +47,22 @@ async fn service_instances_that_fail_fast_are_replaced_after_a_throttle() {
     c.add_agents(2, 4.0, 4096.0, &["a"], crash).await;
     c.start_control_plane(Stack::default());
     Api::<Job>::namespaced(c.client.clone(), "r").create(&job("crashy", JobType::Service, 1)).await.unwrap();
-    let replaced = eventually("third run of instance 0", 30, || async {
+    // The replacement is created, then its failure count is written: two
+    // writes, so wait for the second.
+    let replaced = eventually("third run of instance 0, carrying the failures", 30, || async {
         let all = c.list_tasks("r").await;
-        all.iter().find(|t| t.metadata.name == "crashy-0-2").cloned().ok_or_else(|| summary(&all))
+        all.iter()
+            .find(|t| t.metadata.name == "crashy-0-2")
+            .filter(|t| t.status.as_ref().is_some_and(|s| s.failure_count >= 2))
+            .cloned()
+            .ok_or_else(|| summary(&all))
     })
     .await;
     let second = c.tasks("r").get("crashy-0-1").await.unwrap();
     let states: Vec<_> = second.status.as_ref().unwrap().task_events.iter().map(|e| e.state).collect();
     assert!(states.contains(&TaskState::Throttled), "the replacement waited out a penalty: {states:?}");
     assert_eq!(second.state(), TaskState::Failed);
-    assert!(replaced.status.unwrap_or_default().failure_count >= 2);
+    assert_eq!(replaced.metadata.labels.get("meseta.io/instance").map(String::as_str), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
