@@ -7,19 +7,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{eventually, job, SimCluster, Stack};
+use common::{eventually, job, summary, SimCluster, Stack};
 use meseta_agentd::runtime::fake::FakeBehavior;
 use meseta_client::Api;
 use meseta_schemas::kinds::{Agent, Constraint, ConstraintOperator, Framework, Job, JobType, Offer, Task, TaskState};
 use serde_json::json;
-
-fn summary(tasks: &[Task]) -> String {
-    tasks
-        .iter()
-        .map(|t| format!("{}={}@{}", t.metadata.name, t.state(), t.spec.agent.as_deref().unwrap_or("-")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// Waits until every agent has joined, presenting its own hostname.
 async fn distinct_hostnames(c: &SimCluster) {

@@ -5,18 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, job, SimCluster, Stack};
+use common::{eventually, job, summary, SimCluster, Stack};
 use meseta_agentd::runtime::fake::FakeBehavior;
 use meseta_client::Api;
 use meseta_schemas::kinds::{Job, JobType, Task, TaskState};
-
-fn summary(tasks: &[Task]) -> String {
-    tasks
-        .iter()
-        .map(|t| format!("{}={}@{}", t.metadata.name, t.state(), t.spec.agent.as_deref().unwrap_or("-")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 async fn running(c: &SimCluster, n: usize) -> Vec<Task> {
     eventually(&format!("{n} tasks RUNNING"), 30, || async {

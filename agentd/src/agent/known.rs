@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use meseta_schemas::kinds::Task;
+use meseta_schemas::Resource;
 
 /// The newest seen copy of each task, by namespace and name.
 #[derive(Debug, Default)]
@@ -20,16 +21,12 @@ fn key(task: &Task) -> (String, String) {
     (task.metadata.namespace.clone().unwrap_or_default(), task.metadata.name.clone())
 }
 
-fn revision(task: &Task) -> u64 {
-    task.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 impl Known {
     /// Keeps `task` unless a newer copy of it is already known.
     pub(crate) fn remember(&self, task: &Task) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         match tasks.get(&key(task)) {
-            Some(have) if revision(have) >= revision(task) && have.metadata.uid == task.metadata.uid => {}
+            Some(have) if have.revision() >= task.revision() && have.metadata.uid == task.metadata.uid => {}
             _ => {
                 tasks.insert(key(task), task.clone());
             }

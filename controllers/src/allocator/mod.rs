@@ -107,11 +107,6 @@ fn owned<K: Resource + Clone>(store: &Store<K>) -> Vec<K> {
     store.list().iter().map(|k| (**k).clone()).collect()
 }
 
-/// An object's `resourceVersion` as a store revision (0 when absent or odd).
-fn revision_of<K: Resource>(obj: &K) -> u64 {
-    obj.meta().resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// Runs the allocator until `cancel`.
 pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
@@ -122,14 +117,14 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
     let gone_w = gone.clone();
     let record_gone = move |ev: &Event<Offer>| {
         if let Event::Deleted(o) = ev {
-            gone_w.lock().expect("gone offers lock").push((ledger::key(o), revision_of(o)));
+            gone_w.lock().expect("gone offers lock").push((ledger::key(o), o.revision()));
         }
     };
     // The newest revision the tasks cache has applied.
     let tasks_seen = Arc::new(AtomicU64::new(0));
     let tasks_seen_w = tasks_seen.clone();
     let record_tasks = move |ev: &Event<Task>| {
-        let newest = ev.objects().map(revision_of).max().unwrap_or(0);
+        let newest = ev.objects().map(Resource::revision).max().unwrap_or(0);
         tasks_seen_w.fetch_max(newest, Ordering::AcqRel);
     };
     let caches = Caches {

@@ -220,6 +220,16 @@ fn attributes_of(caches: &Caches) -> HashMap<String, AgentAttributes> {
         .collect()
 }
 
+/// The cached Jobs by namespace and name.
+fn jobs_by_key(caches: &Caches) -> HashMap<(String, String), Arc<Job>> {
+    caches
+        .jobs
+        .list()
+        .into_iter()
+        .map(|j| ((j.metadata.namespace.clone().unwrap_or_default(), j.metadata.name.clone()), j))
+        .collect()
+}
+
 /// Constraint group and constraints of a task: its job's, or its own name and none.
 fn group_of<'a>(
     task: &'a Task,
@@ -251,12 +261,7 @@ pub(crate) async fn place(
 ) {
     let Memory { in_flight, demand } = memory;
     let attrs = attributes_of(caches);
-    let jobs: HashMap<(String, String), Arc<Job>> = caches
-        .jobs
-        .list()
-        .into_iter()
-        .map(|j| ((j.metadata.namespace.clone().unwrap_or_default(), j.metadata.name.clone()), j))
-        .collect();
+    let jobs = jobs_by_key(caches);
     let mut ctx = ConstraintContext::new();
     let mut pending: BTreeMap<String, Vec<(Arc<Task>, PendingTask)>> = BTreeMap::new();
     // Every task waiting for an offer, its accept in flight or not.
@@ -477,12 +482,7 @@ pub(crate) async fn preempt(client: &Client, caches: &Caches, tasks: &[Arc<Task>
             });
         }
     }
-    let jobs: HashMap<(String, String), Arc<Job>> = caches
-        .jobs
-        .list()
-        .into_iter()
-        .map(|j| ((j.metadata.namespace.clone().unwrap_or_default(), j.metadata.name.clone()), j))
-        .collect();
+    let jobs = jobs_by_key(caches);
     let (group, constraints) = group_of(waiting, &jobs);
     let mut ctx = ConstraintContext::new();
     for t in tasks.iter().filter(|t| t.state().holds_resources()) {

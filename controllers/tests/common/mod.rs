@@ -213,6 +213,15 @@ impl SimCluster {
     }
 }
 
+/// Tasks as `name=STATE@agent`, for failure messages.
+pub fn summary(tasks: &[Task]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("{}={}@{}", t.metadata.name, t.state(), t.spec.agent.as_deref().unwrap_or("-")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A job of `type_` with `instances` small instances.
 pub fn job(name: &str, type_: meseta_schemas::kinds::JobType, instances: u32) -> meseta_schemas::kinds::Job {
     use meseta_schemas::kinds::{Job, JobSpec};
