@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chrono::Utc;
 use clap::Args;
 use futures::StreamExt;
@@ -16,6 +16,7 @@ use crate::failure::Usage;
 use crate::kinds;
 use crate::output::columns::{self, Layout};
 use crate::output::{self, table, Format};
+use crate::watch_lines::WatchLines;
 
 /// Arguments of `meseta get`.
 #[derive(Debug, Args)]
@@ -154,27 +155,21 @@ async fn watch(
         query.push(("allowWatchBookmarks", "true".into()));
         query.push(("resourceVersion", resource_version.clone()));
         let mut body = conn.stream(&scope.collection(), &query).await?;
-        let mut buf: Vec<u8> = Vec::new();
+        let mut lines = WatchLines::default();
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
                 Err(ConnError::Transport { .. }) => break,
                 Err(e) => return Err(e.into()),
             };
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let event: Value = serde_json::from_slice(&line).context("reading a watch event")?;
-                let object = event.get("object").cloned().unwrap_or(Value::Null);
+            for event in lines.push(&chunk)? {
+                let object = &event.object;
                 if let Some(rv) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                     resource_version = rv.to_string();
                 }
-                match event.get("type").and_then(Value::as_str) {
-                    Some("ADDED" | "MODIFIED" | "DELETED") => printer.print(&object),
-                    Some("ERROR") => {
+                match event.kind.as_str() {
+                    "ADDED" | "MODIFIED" | "DELETED" => printer.print(object),
+                    "ERROR" => {
                         bail!("the watch ended: {}", object.get("message").and_then(Value::as_str).unwrap_or(""))
                     }
                     _ => {}

@@ -32,6 +32,7 @@ mod output;
 mod top;
 mod up;
 mod wait;
+mod watch_lines;
 
 use std::process::ExitCode;
 

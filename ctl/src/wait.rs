@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 use meseta_schemas::registry::KindInfo;
@@ -29,6 +28,7 @@ use crate::cli::DEFAULT_NAMESPACE;
 use crate::conn::{selectors, Conn, ConnError, Scope};
 use crate::failure::Usage;
 use crate::kinds;
+use crate::watch_lines::WatchLines;
 
 /// Arguments of `meseta wait`.
 #[derive(Debug, Args)]
@@ -116,7 +116,7 @@ pub(crate) async fn run(conn: &Conn, args: &WaitArgs) -> anyhow::Result<u8> {
             Ok(body) => body?,
             Err(_) => return Err(waiter.timed_out()),
         };
-        let mut buf: Vec<u8> = Vec::new();
+        let mut lines = WatchLines::default();
         loop {
             let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
                 Err(_) => return Err(waiter.timed_out()),
@@ -124,27 +124,20 @@ pub(crate) async fn run(conn: &Conn, args: &WaitArgs) -> anyhow::Result<u8> {
                 Ok(Some(Err(e))) => return Err(e.into()),
                 Ok(Some(Ok(c))) => c,
             };
-            buf.extend_from_slice(&chunk);
             let mut restart = false;
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let event: Value = serde_json::from_slice(&line).context("reading a watch event")?;
-                let object = event.get("object").cloned().unwrap_or(Value::Null);
-                match event.get("type").and_then(Value::as_str) {
-                    Some("ADDED" | "MODIFIED") => {
-                        if let Some(name) = name_of(&object) {
-                            waiter.live.insert(name, object);
+            for event in lines.push(&chunk)? {
+                match event.kind.as_str() {
+                    "ADDED" | "MODIFIED" => {
+                        if let Some(name) = name_of(&event.object) {
+                            waiter.live.insert(name, event.object);
                         }
                     }
-                    Some("DELETED") => {
-                        if let Some(name) = name_of(&object) {
+                    "DELETED" => {
+                        if let Some(name) = name_of(&event.object) {
                             waiter.live.remove(&name);
                         }
                     }
-                    Some("ERROR") => restart = true,
+                    "ERROR" => restart = true,
                     _ => {}
                 }
             }
