@@ -162,13 +162,15 @@ async fn status_subresource_writes_only_status() {
     let mut body = task("web", "t1");
     body["status"] = json!({"state": "RUNNING"});
     let t = api.post(&tasks("web"), &body).await.body;
-    assert!(t.get("status").is_none(), "status is ignored on create");
+    assert_eq!(t["status"]["state"], "PENDING", "the status sent on create is replaced by the initial one");
 
     let mut st = t.clone();
-    // A legal path from PENDING, told as the events of one write.
-    st["status"] = json!({"state": "RUNNING", "message": "up", "taskEvents": [
-        {"timestamp": "2024-01-01T00:00:00Z", "state": "ASSIGNED"},
-        {"timestamp": "2024-01-01T00:00:01Z", "state": "RUNNING"}]});
+    // A legal path from PENDING, told as the events of one write appended
+    // after the stored history.
+    let created = t["status"]["taskEvents"][0].clone();
+    st["status"] = json!({"state": "RUNNING", "message": "up", "taskEvents": [created,
+        {"timestamp": "2099-01-01T00:00:00Z", "state": "ASSIGNED"},
+        {"timestamp": "2099-01-01T00:00:01Z", "state": "RUNNING"}]});
     st["spec"]["command"] = json!("ignored");
     let r = api.put(&format!("{}/status", task_path("web", "t1")), &st).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

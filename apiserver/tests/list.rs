@@ -26,12 +26,15 @@ async fn seed(api: &Api) {
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         if let Some(s) = state {
             let mut st = created.body.clone();
-            // The status subresource only takes legal Aurora paths: PENDING → ASSIGNED → RUNNING.
-            let events: Vec<_> = ["ASSIGNED", s]
-                .iter()
-                .filter(|e| s != "PENDING" && (**e != s || s != "ASSIGNED"))
-                .map(|e| json!({"timestamp": "2024-01-01T00:00:00Z", "state": e}))
-                .collect();
+            // The status subresource only takes legal Aurora paths: PENDING → ASSIGNED → RUNNING,
+            // appended after the history the create started.
+            let mut events = created.body["status"]["taskEvents"].as_array().cloned().unwrap_or_default();
+            events.extend(
+                ["ASSIGNED", s]
+                    .iter()
+                    .filter(|e| s != "PENDING" && (**e != s || s != "ASSIGNED"))
+                    .map(|e| json!({"timestamp": "2099-01-01T00:00:00Z", "state": e})),
+            );
             st["status"] = json!({"state": s, "taskEvents": events});
             let r = api.put(&format!("{}/status", task_path("ns1", name)), &st).await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);

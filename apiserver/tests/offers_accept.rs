@@ -70,7 +70,12 @@ async fn accept_binds_tasks_assigns_ports_and_consumes_the_offer() {
     assert_eq!(task["spec"]["agent"], "a1");
     assert_eq!(task["spec"]["framework"], "fw");
     assert_eq!(task["status"]["ports"], json!([31000, 31005]));
-    assert_eq!(task["status"]["taskEvents"][0]["state"], "ASSIGNED");
+    let events: Vec<_> = task["status"]["taskEvents"].as_array().unwrap().iter().map(|e| &e["state"]).collect();
+    assert_eq!(events, ["PENDING", "ASSIGNED"], "created PENDING, then bound: {task}");
+    assert_eq!(
+        task["status"]["taskEvents"][0]["timestamp"], task["status"]["taskEvents"][1]["timestamp"],
+        "created and bound in the same accept"
+    );
     assert!(task["metadata"]["uid"].is_string() && task["metadata"]["creationTimestamp"].is_string());
     assert_eq!(body["remaining"]["cpus"], 1.0);
 

@@ -1,9 +1,22 @@
-//! Create: name generation, namespace defaulting, server-owned metadata, and
-//! the "must not exist" transaction.
+//! Create: name generation, namespace defaulting, server-owned metadata, the
+//! status a new object starts with, and the "must not exist" transaction.
+//!
+//! # Initial status
+//!
+//! Like Kubernetes, a create ignores the `status` the caller sent for kinds
+//! with a status subresource. [`initial_status`] is the one per-kind hook
+//! that then puts the status every new object of a kind starts with (as the
+//! pod strategy's `PrepareForCreate` sets `status.phase: Pending`): today
+//! only a Task, which starts PENDING with one `taskEvents` entry stamped to
+//! the nanosecond, so MTTA / MTTR are measured from the moment of creation
+//! rather than from the whole-second `creationTimestamp`.
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use meseta_schemas::kinds::{Task, TaskState};
 use meseta_schemas::registry::KindInfo;
+use meseta_schemas::Resource;
 use rand::Rng;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{check, WriteOptions, Written};
 use crate::error::ApiError;
@@ -47,13 +60,26 @@ pub async fn create(
 }
 
 /// Checks `body` like a create and fills the server-owned metadata of a new
-/// object (uid, creationTimestamp, generation; no status). Writes nothing:
-/// callers that create objects inside a larger transaction (offer accepts)
-/// go through here so new objects look the same however they were made.
+/// object (uid, creationTimestamp, generation) and its initial status (see
+/// [`initial_status`]), as of now. Writes nothing: callers that create
+/// objects inside a larger transaction (offer accepts) go through here, or
+/// [`prepare_new_at`], so new objects look the same however they were made.
 pub(crate) fn prepare_new(
     kind: &'static KindInfo,
     body: &Value,
     validation: crate::request::FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    prepare_new_at(kind, body, validation, Utc::now())
+}
+
+/// [`prepare_new`] as of `now`: the creation time and the initial status are
+/// both stamped with it, so a caller that goes on to record later moments of
+/// the same request (an accept's ASSIGNED) never records one before it.
+pub(crate) fn prepare_new_at(
+    kind: &'static KindInfo,
+    body: &Value,
+    validation: crate::request::FieldValidation,
+    now: DateTime<Utc>,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let (mut obj, warnings) = check(kind, body, validation)?;
     let m = meta_mut(&mut obj);
@@ -61,14 +87,36 @@ pub(crate) fn prepare_new(
         m.remove(server_owned);
     }
     m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
-    m.insert("creationTimestamp".into(), Value::String(object::now_timestamp()));
+    m.insert("creationTimestamp".into(), Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, true)));
     m.insert("generation".into(), Value::from(1));
     if kind.has_status {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
+            if let Some(status) = initial_status(kind, now) {
+                o.insert("status".into(), status);
+            }
         }
     }
     Ok((obj, warnings))
+}
+
+/// The status a new object of `kind` starts with, whatever the caller sent;
+/// `None` leaves it without one (the Kubernetes default for kinds with a
+/// status subresource). A Task starts PENDING with one `created` event at
+/// `now` (RFC 3339, nanoseconds): the first entry of its history, which the
+/// state machine keeps and MTTA / MTTR are measured from.
+fn initial_status(kind: &KindInfo, now: DateTime<Utc>) -> Option<Value> {
+    (kind.kind == Task::KIND).then(|| {
+        let pending = Value::from(TaskState::Pending.as_str());
+        json!({
+            "state": pending,
+            "taskEvents": [{
+                "timestamp": now.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                "state": pending,
+                "message": "created",
+            }],
+        })
+    })
 }
 
 fn suffix() -> String {

@@ -23,7 +23,7 @@ mod list;
 mod update;
 
 pub use create::create;
-pub(crate) use create::prepare_new;
+pub(crate) use create::{prepare_new, prepare_new_at};
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};

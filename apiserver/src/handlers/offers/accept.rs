@@ -121,7 +121,7 @@ async fn run_operation(
     match op {
         Operation::Launch { tasks, task_names } => {
             for (k, submitted) in tasks.iter().enumerate() {
-                let task = new_task(call, offer, manager, &format!("{field}.tasks[{k}]"), submitted)?;
+                let task = new_task(call, offer, manager, &format!("{field}.tasks[{k}]"), submitted, now)?;
                 let (key, bound) = bind(offer, &format!("{field}.tasks[{k}]"), task, now, plan)?;
                 plan.put_new(key, &bound);
                 plan.tasks.push(bound);
@@ -160,8 +160,16 @@ async fn run_operation(
     Ok(())
 }
 
-/// A task of a `Launch.tasks` entry, checked like a create.
-fn new_task(call: &Ctx, offer: &Offer, manager: &str, field: &str, submitted: &Value) -> Result<Task, ApiError> {
+/// A task of a `Launch.tasks` entry, checked like a create (created at `now`,
+/// the moment the accept binds it).
+fn new_task(
+    call: &Ctx,
+    offer: &Offer,
+    manager: &str,
+    field: &str,
+    submitted: &Value,
+    now: DateTime<Utc>,
+) -> Result<Task, ApiError> {
     let ns = call.target.namespace.clone().unwrap_or_default();
     let mut body = submitted.clone();
     let Some(map) = body.as_object_mut() else {
@@ -183,7 +191,7 @@ fn new_task(call: &Ctx, offer: &Offer, manager: &str, field: &str, submitted: &V
         }
     }
     crate::apply::track_update(None, &mut body, manager, UpdateMode::Main, true);
-    let (obj, _) = objects::prepare_new(kind("tasks")?, &body, FieldValidation::Strict)?;
+    let (obj, _) = objects::prepare_new_at(kind("tasks")?, &body, FieldValidation::Strict, now)?;
     serde_json::from_value(obj).map_err(|e| ApiError::Internal(format!("decoding a checked task: {e}")))
 }
 
