@@ -35,6 +35,14 @@ struct Args {
     /// How long a production task waits PENDING before it may preempt.
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     preemption_delay: Duration,
+    /// Unreachable agents whose tasks may be declared LOST per second, one at
+    /// a time (`inf` for no limit).
+    #[arg(long, default_value_t = 0.1)]
+    lost_agents_per_second: f64,
+    /// When more than this fraction of the agents is unreachable at once, no
+    /// task is declared LOST (the control plane's view is suspect).
+    #[arg(long, default_value_t = 0.55)]
+    max_unreachable_fraction: f64,
     /// Run without leader election (only when exactly one manager runs).
     #[arg(long)]
     no_leader_elect: bool,
@@ -62,6 +70,16 @@ async fn main() -> anyhow::Result<()> {
     config.tasks.transient_timeout = args.transient_timeout;
     config.tasks.retention = args.task_retention;
     config.jobs.preemption_delay = args.preemption_delay;
+    anyhow::ensure!(
+        args.lost_agents_per_second >= 0.0,
+        "--lost-agents-per-second must be 0 or more (0 never declares tasks lost, inf has no limit)"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.max_unreachable_fraction),
+        "--max-unreachable-fraction must be between 0 and 1"
+    );
+    config.liveness.lost_agents_per_second = args.lost_agents_per_second;
+    config.liveness.max_unreachable_fraction = args.max_unreachable_fraction;
     if !args.no_leader_elect {
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         config.leader_election = Some(LeaderElection { identity, lease_duration: Duration::from_secs(15) });
