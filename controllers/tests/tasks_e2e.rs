@@ -42,7 +42,7 @@ async fn kills_times_out_collects_and_measures() {
     })
     .await;
     let states: Vec<_> = killed.status.unwrap().task_events.iter().map(|e| e.state).collect();
-    assert_eq!(states, vec![TaskState::Killing, TaskState::Killed]);
+    assert_eq!(states, vec![TaskState::Pending, TaskState::Killing, TaskState::Killed], "created PENDING");
 
     // A task bound to an agent that never starts it goes LOST after the timeout.
     let created = api.create(&Task::new("stuck", small_task(0.1, 16.0)).in_namespace("r")).await.unwrap();

@@ -27,7 +27,8 @@
 //!
 //! - Aurora has an `INIT` state before PENDING / THROTTLED and a `DELETED`
 //!   state after the terminal ones. Meseta has neither: a task is created
-//!   PENDING (no status reads as PENDING) and deleting it deletes the object.
+//!   PENDING (the apiserver writes that status and its first event; no
+//!   status also reads as PENDING) and deleting it deletes the object.
 //!   Because there is no INIT, PENDING → THROTTLED is legal here (Aurora
 //!   throttles on INIT → THROTTLED).
 //! - ASSIGNED → PARTITIONED is legal here: a task bound to an agent that

@@ -31,11 +31,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meseta_schemas::kinds::{CollisionPolicy, Condition, Job, JobStatus, JobType, Task, TaskState};
+use meseta_schemas::kinds::{CollisionPolicy, Job, JobStatus, JobType, Task, TaskState};
 use meseta_schemas::Time;
 
 use super::update::{next_batch, InstanceView};
-use crate::tasks::metrics::seconds_to;
 use crate::tasks::plan::entered_state_at;
 
 /// Label naming a task's job.
@@ -141,28 +140,6 @@ fn ran_for(task: &Task) -> Option<Duration> {
 fn penalty(cfg: &PlanConfig, rapid: u32) -> Duration {
     let secs = cfg.backoff_initial.as_secs_f64() * cfg.backoff_factor.powi(rapid.saturating_sub(1).min(200) as i32);
     Duration::from_secs_f64(secs.min(cfg.backoff_max.as_secs_f64()))
-}
-
-fn condition(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    old: &[Condition],
-    now: Time,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last =
-        old.iter().find(|c| c.type_ == type_ && c.status == status).and_then(|c| c.last_transition_time).unwrap_or(now);
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        last_transition_time: Some(last),
-        observed_generation: Some(generation),
-    }
 }
 
 /// Plans `job` given all its `tasks`, the current template hash and `now`.
@@ -321,106 +298,13 @@ pub fn plan_job(job: &Job, tasks: &[Arc<Task>], hash: &str, now: Time, cfg: &Pla
         }
     }
 
-    plan.status = job_status(job, &by_instance, &views, failures, job_failed, now, &old_status);
+    plan.status = status::job_status(job, &by_instance, &views, failures, job_failed, now, &old_status);
     if let Some(t) = plan.fired_at {
         plan.status.last_schedule_time = Some(t);
     }
     plan
 }
 
-fn job_status(
-    job: &Job,
-    by_instance: &BTreeMap<u32, Vec<&Arc<Task>>>,
-    views: &[InstanceView],
-    failures: u32,
-    failed: bool,
-    now: Time,
-    old: &JobStatus,
-) -> JobStatus {
-    let spec = &job.spec;
-    let generation = job.metadata.generation.unwrap_or(0);
-    let mut s = JobStatus {
-        observed_generation: generation,
-        failures,
-        last_schedule_time: old.last_schedule_time,
-        ..Default::default()
-    };
-    let (mut mtta, mut mttr) = (Vec::new(), Vec::new());
-    for (i, list) in by_instance {
-        for t in list {
-            mtta.extend(seconds_to(t, TaskState::Assigned));
-            mttr.extend(seconds_to(t, TaskState::Running));
-        }
-        let Some(cur) = list.last() else { continue };
-        if *i >= spec.instances {
-            continue;
-        }
-        match cur.state() {
-            TaskState::Pending | TaskState::Throttled => s.pending += 1,
-            TaskState::Assigned | TaskState::Starting => s.starting += 1,
-            TaskState::Running => s.running += 1,
-            TaskState::Finished => s.finished += 1,
-            _ => {}
-        }
-    }
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-    s.mtta_seconds = mean(&mtta);
-    s.mttr_seconds = mean(&mttr);
-    let ready = views.iter().filter(|v| v.ready).count() as u32;
-    let outdated = views.iter().filter(|v| v.outdated).count();
-    let c = &old.conditions;
-    let available = match spec.type_ {
-        JobType::Service => ready >= spec.instances,
-        _ => !failed,
-    };
-    s.conditions.push(condition(
-        "Available",
-        available,
-        if available { "InstancesReady" } else { "InstancesNotReady" },
-        format!("{ready} of {} instances running", spec.instances),
-        generation,
-        c,
-        now,
-    ));
-    let complete = spec.type_ == JobType::Adhoc && s.finished >= spec.instances;
-    let progressing = !failed && !complete && (outdated > 0 || s.pending + s.starting > 0);
-    s.conditions.push(condition(
-        "Progressing",
-        progressing,
-        if outdated > 0 {
-            "RollingUpdate"
-        } else if progressing {
-            "Placing"
-        } else {
-            "Stable"
-        },
-        format!("{outdated} instances on an old template, {} pending, {} starting", s.pending, s.starting),
-        generation,
-        c,
-        now,
-    ));
-    s.conditions.push(condition(
-        "Failed",
-        failed,
-        if failed { "MaxTaskFailures" } else { "NoFailure" },
-        format!("{failures} task failures (maxTaskFailures {})", spec.max_task_failures),
-        generation,
-        c,
-        now,
-    ));
-    if spec.type_ == JobType::Adhoc {
-        s.conditions.push(condition(
-            "Complete",
-            complete,
-            if complete { "AllFinished" } else { "Running" },
-            format!("{} of {} instances finished", s.finished, spec.instances),
-            generation,
-            c,
-            now,
-        ));
-    }
-    s
-}
-
+mod status;
 #[cfg(test)]
 mod tests;

@@ -7,16 +7,30 @@
 use std::collections::HashSet;
 
 use meseta_schemas::kinds::{Task, TaskState};
+use meseta_schemas::Time;
 use prometheus::{HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry};
 
-/// Seconds from the first event (creation as PENDING) to the first entry of
-/// `state`, if the history has both.
+/// When `task` started waiting: the PENDING event its history starts with
+/// (the apiserver stamps one at create, finer than the second; the history
+/// always keeps its first event), else its whole-second
+/// `creationTimestamp` (tasks created before that event existed), else its
+/// first event.
+pub fn pending_since(task: &Task) -> Option<Time> {
+    let first = task.status.as_ref().and_then(|s| s.task_events.first());
+    first
+        .filter(|e| e.state == TaskState::Pending)
+        .map(|e| e.timestamp)
+        .or(task.metadata.creation_timestamp)
+        .or(first.map(|e| e.timestamp))
+}
+
+/// Seconds from [`pending_since`] to the first entry of `state` in the
+/// history, if it has one (never negative).
 pub fn seconds_to(task: &Task, state: TaskState) -> Option<f64> {
-    let events = &task.status.as_ref()?.task_events;
-    let first = events.first()?;
-    let reached = events.iter().find(|e| e.state == state)?;
-    let start = task.metadata.creation_timestamp.map(|c| c.min(first.timestamp)).unwrap_or(first.timestamp);
-    Some((reached.timestamp - start).num_milliseconds().max(0) as f64 / 1000.0)
+    let reached = task.status.as_ref()?.task_events.iter().find(|e| e.state == state)?;
+    let start = pending_since(task)?;
+    let micros = (reached.timestamp - start).num_microseconds()?;
+    Some(micros.max(0) as f64 / 1e6)
 }
 
 /// The tasks controller's metrics.
@@ -100,5 +114,52 @@ impl Observed {
         for (state, n) in TaskState::ALL.iter().zip(counts) {
             metrics.by_state.with_label_values(&[state.as_str()]).set(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meseta_schemas::kinds::{TaskEvent, TaskSpec, TaskStatus};
+
+    fn at(ms: i64) -> Time {
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("a valid time")
+    }
+
+    fn task(created_ms: i64, events: &[(TaskState, i64)]) -> Task {
+        let mut t = Task::new("t", TaskSpec::default());
+        t.metadata.creation_timestamp = Some(at(created_ms));
+        let task_events =
+            events.iter().map(|&(state, ms)| TaskEvent { timestamp: at(ms), state, message: String::new() }).collect();
+        let state = events.last().map(|e| e.0).unwrap_or_default();
+        t.status = Some(TaskStatus { state, task_events, ..Default::default() });
+        t
+    }
+
+    #[test]
+    fn mtta_and_mttr_start_at_the_created_event() {
+        // Created at .750 of a second whose creationTimestamp reads .000.
+        let t = task(0, &[(TaskState::Pending, 750), (TaskState::Assigned, 1_000), (TaskState::Running, 2_250)]);
+        assert_eq!(seconds_to(&t, TaskState::Assigned), Some(0.25));
+        assert_eq!(seconds_to(&t, TaskState::Running), Some(1.5));
+        assert_eq!(seconds_to(&t, TaskState::Finished), None);
+    }
+
+    #[test]
+    fn without_a_created_event_creation_is_the_start() {
+        let t = task(0, &[(TaskState::Assigned, 1_250), (TaskState::Running, 2_000)]);
+        assert_eq!(seconds_to(&t, TaskState::Assigned), Some(1.25));
+        // A PENDING entered later (a released penalty) is not the creation.
+        let t = task(0, &[(TaskState::Throttled, 500), (TaskState::Pending, 3_000), (TaskState::Assigned, 3_500)]);
+        assert_eq!(seconds_to(&t, TaskState::Assigned), Some(3.5));
+        let mut t = task(0, &[(TaskState::Assigned, 1_000)]);
+        t.metadata.creation_timestamp = None;
+        assert_eq!(seconds_to(&t, TaskState::Assigned), Some(0.0));
+    }
+
+    #[test]
+    fn a_clock_behind_the_apiserver_reads_zero_not_negative() {
+        let t = task(0, &[(TaskState::Pending, 900), (TaskState::Assigned, 400)]);
+        assert_eq!(seconds_to(&t, TaskState::Assigned), Some(0.0));
     }
 }

@@ -161,10 +161,13 @@ pub struct JobStatus {
     /// Generation of the spec this status describes.
     #[serde(default)]
     pub observed_generation: i64,
-    /// Instances waiting for resources.
+    /// Instances waiting for resources (current task PENDING).
     #[serde(default)]
     pub pending: u32,
-    /// Instances bound or starting.
+    /// Instances waiting out a restart penalty (current task THROTTLED).
+    #[serde(default)]
+    pub throttled: u32,
+    /// Instances bound or starting (current task ASSIGNED or STARTING).
     #[serde(default)]
     pub starting: u32,
     /// Instances running.
@@ -173,6 +176,15 @@ pub struct JobStatus {
     /// Instances finished successfully.
     #[serde(default)]
     pub finished: u32,
+    /// Instances whose current task is LOST (not yet replaced) or
+    /// PARTITIONED (its agent is unreachable).
+    #[serde(default)]
+    pub lost: u32,
+    /// Tasks of the job still being stopped (KILLING, PREEMPTING, RESTARTING,
+    /// DRAINING), whether an instance's current task, one it superseded, or
+    /// one of an instance scaled away.
+    #[serde(default)]
+    pub killing: u32,
     /// Failed task runs so far.
     #[serde(default)]
     pub failures: u32,

@@ -136,3 +136,55 @@ fn cron_fires_on_schedule_and_follows_the_collision_policy() {
     assert!(plan.kill.is_empty());
     assert_eq!(plan.create.len(), 1);
 }
+
+#[test]
+fn a_job_with_a_lost_task_reports_it_until_the_replacement_exists() {
+    let j = job(JobType::Service, 1);
+    let lost = task(0, 0, &[(Pending, 0), (Assigned, 1), (Running, 2), (Lost, 3)], "h");
+    let plan = plan_job(&j, std::slice::from_ref(&lost), "h", at(4), &PlanConfig::default());
+    assert_eq!(plan.status.lost, 1);
+    assert_eq!((plan.status.running, plan.status.pending), (0, 0));
+
+    let replacement = task(0, 1, &[(Pending, 4)], "h");
+    let plan = plan_job(&j, &[lost, replacement], "h", at(5), &PlanConfig::default());
+    assert_eq!((plan.status.lost, plan.status.pending), (0, 1));
+}
+
+#[test]
+fn status_counts_instances_per_state_and_every_task_being_stopped() {
+    let up = [(Pending, 0), (Assigned, 1), (Running, 2)];
+    let then = |s: TaskState| [up[0], up[1], up[2], (s, 3)];
+    let tasks = [
+        task(0, 0, &[(Pending, 0)], "h"),
+        task(1, 0, &[(Pending, 0), (Throttled, 0)], "h"),
+        task(2, 0, &up[..2], "h"),
+        task(3, 0, &then(Lost), "h"),
+        task(4, 0, &then(Partitioned), "h"),
+        // A rolling update's old task, still being killed, and its running successor.
+        task(5, 0, &then(Killing), "h"),
+        task(5, 1, &up, "h"),
+        task(6, 0, &then(Preempting), "h"),
+        // An instance scaled away, draining off its agent.
+        task(7, 0, &then(Draining), "h"),
+    ];
+    let s = plan_job(&job(JobType::Service, 7), &tasks, "h", at(4), &PlanConfig::default()).status;
+    let counts = (s.pending, s.throttled, s.starting, s.running, s.finished, s.lost, s.killing);
+    assert_eq!(counts, (1, 1, 1, 1, 0, 2, 3), "{s:?}");
+    let progressing = s.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert!(progressing.message.contains("1 throttled"), "{}", progressing.message);
+}
+
+#[test]
+fn mtta_and_mttr_are_measured_from_the_created_event() {
+    let ms = |ms: i64| chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap();
+    let mut t = (*task(0, 0, &[], "h")).clone();
+    // Created at .600 of a second that creationTimestamp reads as .000.
+    t.metadata.creation_timestamp = Some(ms(0));
+    let events = [(Pending, 600), (Assigned, 800), (Running, 1_600)];
+    t.status.as_mut().unwrap().task_events =
+        events.iter().map(|&(state, at)| TaskEvent { timestamp: ms(at), state, message: String::new() }).collect();
+    t.status.as_mut().unwrap().state = Running;
+    let s = plan_job(&job(JobType::Service, 1), &[Arc::new(t)], "h", at(2), &PlanConfig::default()).status;
+    assert_eq!(s.mtta_seconds, Some(0.2));
+    assert_eq!(s.mttr_seconds, Some(1.0));
+}
