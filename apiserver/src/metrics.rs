@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::store::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use crate::store::{IndexedWatch, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
 /// The apiserver's metrics and their registry.
 #[derive(Debug)]
@@ -119,6 +119,11 @@ impl Store for MeteredStore {
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError> {
         let _t = self.timer("watch");
         self.inner.watch(prefix, from)
+    }
+
+    fn watch_indexed(&self, prefix: &str, from: Revision, narrow: IndexedWatch<'_>) -> Result<WatchStream, StoreError> {
+        let _t = self.timer("watch");
+        self.inner.watch_indexed(prefix, from, narrow)
     }
 
     fn revision(&self) -> Revision {

@@ -19,7 +19,12 @@
 //!   server shutdown.
 //!
 //! Each watch runs in its own task reading the store's watch stream, so a
-//! slow client only ever delays itself, never a writer.
+//! slow client only ever delays itself, never a writer. A watch whose field
+//! selector pins an indexed field (`spec.agent=a1` on tasks, see [`index`])
+//! reads a stream the store narrowed to that value, and bookmarks with the
+//! progress that stream reports.
+
+mod index;
 
 use std::convert::Infallible;
 use std::sync::OnceLock;
@@ -38,7 +43,8 @@ use crate::error::ApiError;
 use crate::handlers::Call;
 use crate::object;
 use crate::objects::{self, Filter};
-use crate::store::{EventKind, Revision, WatchEvent, WatchStream};
+use crate::selector::FieldSelector;
+use crate::store::{EventKind, IndexedWatch, Revision, WatchEvent, WatchProgress, WatchStream};
 
 /// Events buffered per watch before its task waits for the client.
 const BUFFER: usize = 256;
@@ -61,13 +67,22 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
         }
         Some(n) => (Vec::new(), n),
     };
-    let stream = store.watch(&prefix, start);
+    // Already validated by `Filter::from_params`.
+    let fields = call.params.field_selector.as_deref().and_then(|s| FieldSelector::parse(s).ok());
+    let progress = WatchProgress::default();
+    let stream = match index::narrow(&prefix, fields.as_ref()) {
+        Some((index, value)) => {
+            store.watch_indexed(&prefix, start, IndexedWatch { index, value, progress: progress.clone() })
+        }
+        None => store.watch(&prefix, start),
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(BUFFER);
     let watch = Watch {
         kind: call.target.kind.kind,
         table: crate::table::wants_table(&call.headers).then_some(call.target.kind),
         filter,
         last: start,
+        progress,
         tx,
         bookmarks: bookmarks.then_some(call.state.bookmark_interval()),
         timeout,
@@ -92,6 +107,8 @@ struct Watch {
     table: Option<&'static meseta_schemas::registry::KindInfo>,
     filter: Filter,
     last: Revision,
+    /// How far a narrowed store stream has read past `last`.
+    progress: WatchProgress,
     tx: mpsc::Sender<Bytes>,
     bookmarks: Option<std::time::Duration>,
     timeout: Option<std::time::Duration>,
@@ -142,7 +159,7 @@ impl Watch {
                     let bookmark = json!({
                         "kind": self.kind,
                         "apiVersion": API_VERSION,
-                        "metadata": {"resourceVersion": self.last.to_string()},
+                        "metadata": {"resourceVersion": self.last.max(self.progress.get()).to_string()},
                     });
                     if !self.send("BOOKMARK", &bookmark).await {
                         return;

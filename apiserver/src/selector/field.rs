@@ -76,6 +76,12 @@ impl FieldSelector {
         self.terms.iter().map(|t| (t.path.as_str(), t.op, t.value.as_str()))
     }
 
+    /// The text of the field at `path` of `object` as terms compare it: a missing field or `null`
+    /// is the empty string, numbers and booleans their JSON text.
+    pub fn value_of<'v>(object: &'v Value, path: &str) -> Cow<'v, str> {
+        field_text(lookup(object, path))
+    }
+
     /// The value an `=`/`==` term pins `path` to, if any (e.g. `exact("spec.agent")` for
     /// `spec.agent=a1` is `Some("a1")`), so a caller can narrow a store scan.
     pub fn exact(&self, path: &str) -> Option<&str> {

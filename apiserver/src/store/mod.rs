@@ -19,10 +19,17 @@
 //!   fails with `StoreError::Compacted`, so the client must re-list.
 //! - The revision counter and the change log (up to its compaction window)
 //!   survive a restart.
+//! - [`Store::watch_indexed`] gives the same guarantees for the events it
+//!   promises (those of one value of a [`WatchIndex`]); it exists so an
+//!   implementation can route events to the watchers that want them instead
+//!   of waking every watcher of a prefix.
 
 pub mod sled;
 
+use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -184,6 +191,52 @@ impl std::fmt::Debug for EventMemo {
 /// the compaction point.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, StoreError>> + Send>>;
 
+/// A field of stored values that watches can be narrowed to (see
+/// [`Store::watch_indexed`]). Values stay opaque to the store: `read` is how
+/// it learns a value's field.
+#[derive(Debug)]
+pub struct WatchIndex {
+    /// The keys the index covers: those under this prefix.
+    pub prefix: &'static str,
+    /// The field's name, for logs (e.g. `spec.agent`).
+    pub field: &'static str,
+    /// The field's value in a stored value; `None` when the value cannot be
+    /// read, and then its event goes to every watcher of the index.
+    pub read: fn(&[u8]) -> Option<Cow<'_, str>>,
+}
+
+/// A watch narrowed to the events whose new or old value has `value` in
+/// `index`'s field: both sides count, so an object whose field changes from
+/// A to B reaches A's watchers (which see it leave) and B's.
+#[derive(Debug, Clone)]
+pub struct IndexedWatch<'a> {
+    /// The index.
+    pub index: &'static WatchIndex,
+    /// The field value the watcher asks for.
+    pub value: &'a str,
+    /// Where the watch reports how far it has read.
+    pub progress: WatchProgress,
+}
+
+/// How far a narrowed watch has read: every event it would yield at or below
+/// this revision has been yielded (events of other values go by without being
+/// yielded, so a watcher's bookmarks follow this rather than the last event
+/// it saw). 0 until the implementation reports.
+#[derive(Debug, Clone, Default)]
+pub struct WatchProgress(Arc<AtomicU64>);
+
+impl WatchProgress {
+    /// The revision reached.
+    pub fn get(&self) -> Revision {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Records that the watch reached `revision` (never moves back).
+    pub fn advance(&self, revision: Revision) {
+        self.0.fetch_max(revision, Ordering::AcqRel);
+    }
+}
+
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -223,6 +276,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events for keys under `prefix` with revision > `from`, then live ones.
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError>;
+
+    /// Like [`Store::watch`], for a watcher that only wants the events of
+    /// `narrow` (see [`IndexedWatch`]): yields at least those, maybe others
+    /// (the caller still filters), with the same guarantees. The default
+    /// watches the whole prefix and never advances the progress.
+    fn watch_indexed(&self, prefix: &str, from: Revision, narrow: IndexedWatch<'_>) -> Result<WatchStream, StoreError> {
+        let _ = narrow;
+        self.watch(prefix, from)
+    }
 
     /// The latest durable revision.
     fn revision(&self) -> Revision;

@@ -4,7 +4,8 @@
 //!
 //! Owns the revision bookkeeping shared by writers, readers, watchers and the
 //! committer (`applied`, `durable`, `compacted`), the queue of submitted
-//! transactions, and the live broadcast. It must not evaluate transactions
+//! transactions, the live broadcast and the routed watchers' registry
+//! (`dispatch`). It must not evaluate transactions
 //! itself (that is `commit`) or read trees.
 //!
 //! # Expected flow
@@ -17,7 +18,8 @@
 //!    transaction). Transactions whose compare failed are answered at once:
 //!    they wrote nothing.
 //! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
-//!    lock, sets `durable` and broadcasts the batch's events, then answers
+//!    lock, sets `durable`, queues the batch's events for routed watchers
+//!    and broadcasts them to the others, then answers
 //!    the batch's committed writers. Transactions submitted meanwhile form
 //!    the next batch, so concurrent writers share both the sled transaction
 //!    and the fsync.
@@ -35,7 +37,8 @@
 //!   lock the committer publishes under: every event above the returned
 //!   revision arrives on the returned receiver, every event at or below it is
 //!   in the change log. That is what lets a watch switch from replay to live
-//!   with no gap and no duplicate.
+//!   with no gap and no duplicate. [`Shared::subscribe_routed`] does the
+//!   same for a routed watcher.
 //!
 //! # Errors
 //!
@@ -51,8 +54,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
 use super::commit::{self, Applied};
+use super::dispatch::{Dispatch, Subscription};
 use super::{compact, Handles};
-use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent};
+use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent, WatchIndex};
 
 /// A batch of durable events, in revision order, as sent to live watchers.
 pub(super) type EventBatch = Arc<Vec<WatchEvent>>;
@@ -93,6 +97,9 @@ pub(super) struct Shared {
     /// Signalled when the queue stops being empty, or on close.
     wake: Condvar,
     live: broadcast::Sender<EventBatch>,
+    /// Routed watchers; kept apart so that holding it does not keep the
+    /// broadcast open.
+    dispatch: Arc<Dispatch>,
     publish: Mutex<()>,
     /// Guards the background jobs' access to the trees against the store's drop.
     pub(super) gate: Mutex<bool>,
@@ -113,6 +120,7 @@ impl Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             live: broadcast::channel(live_buffer.max(1)).0,
+            dispatch: Arc::new(Dispatch::new(live_buffer, revision)),
             publish: Mutex::new(()),
             gate: Mutex::new(false),
             failure: OnceLock::new(),
@@ -198,6 +206,22 @@ impl Shared {
         (self.live.subscribe(), self.durable())
     }
 
+    /// Registers a routed watcher of `value` of `index` and returns the
+    /// durable revision at that instant: every event of that value above it
+    /// is queued for the watcher.
+    pub(super) fn subscribe_routed(&self, index: &'static WatchIndex, value: &str) -> (Subscription, Revision) {
+        let _publish = lock(&self.publish);
+        (self.dispatch.register(index, value), self.durable())
+    }
+
+    /// Routes events to a lagged watcher again; returns the durable revision
+    /// it must catch up to from the log (every later event is queued).
+    pub(super) fn resume_routed(&self, subscription: &Subscription) -> Revision {
+        let _publish = lock(&self.publish);
+        subscription.resume();
+        self.durable()
+    }
+
     /// The durable revision, read so that every event above it is still to
     /// come on any receiver subscribed before this call.
     pub(super) fn durable_for_catch_up(&self) -> Revision {
@@ -210,7 +234,10 @@ impl Shared {
     fn publish(&self, target: Revision, events: Vec<WatchEvent>) {
         let _publish = lock(&self.publish);
         self.durable.store(target, Ordering::Release);
-        if !events.is_empty() {
+        if events.is_empty() {
+            self.dispatch.advance(target);
+        } else {
+            self.dispatch.publish(target, &events);
             // No receivers is fine: nobody is watching.
             let _ = self.live.send(Arc::new(events));
         }
@@ -243,6 +270,7 @@ impl Shared {
         *lock(&self.gate) = true;
         lock(&self.queue).closed = true;
         self.wake.notify_one();
+        self.dispatch.close();
     }
 }
 

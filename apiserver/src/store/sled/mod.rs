@@ -13,6 +13,7 @@
 //!   concurrent writers' transactions in batches sharing one sled transaction
 //!   and one fsync, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
+//! - `dispatch`: routing live events to narrowed watchers by index value.
 //! - `compact`: change-log compaction.
 //!
 //! # Consistency of reads
@@ -35,6 +36,7 @@
 mod codec;
 mod commit;
 mod compact;
+mod dispatch;
 mod group_commit;
 mod watch;
 
@@ -47,7 +49,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::group_commit::Shared;
-use super::{KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use super::{IndexedWatch, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
 /// Tuning of a [`SledStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +57,8 @@ pub struct SledOptions {
     /// Revisions kept in the change log for watches to resume from; older
     /// ones are compacted in the background. Default 200,000.
     pub watch_window: u64,
-    /// Flush batches buffered per live watcher before it must catch up from
-    /// the log. Default 1,024.
+    /// Flush batches buffered per live watcher (events, for a narrowed watch)
+    /// before it must catch up from the log. Default 1,024.
     pub live_buffer: usize,
     /// sled page-cache size in bytes; `None` keeps sled's default.
     pub cache_capacity: Option<u64>,
@@ -171,6 +173,19 @@ impl Store for SledStore {
             return Err(StoreError::Compacted { requested: from, oldest: compacted });
         }
         Ok(watch::start(self, prefix, from))
+    }
+
+    /// Routes live events to the watch by index value (see `dispatch`)
+    /// when the index covers `prefix`; otherwise a plain watch.
+    fn watch_indexed(&self, prefix: &str, from: Revision, narrow: IndexedWatch<'_>) -> Result<WatchStream, StoreError> {
+        if !prefix.starts_with(narrow.index.prefix) {
+            return self.watch(prefix, from);
+        }
+        let compacted = self.compacted_revision();
+        if from < compacted {
+            return Err(StoreError::Compacted { requested: from, oldest: compacted });
+        }
+        Ok(watch::start_routed(self, prefix, from, narrow))
     }
 
     fn revision(&self) -> Revision {

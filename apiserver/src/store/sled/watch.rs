@@ -14,6 +14,12 @@
 //! 4. Lagged (the watcher fell behind the live buffer): read the durable
 //!    revision again the same way and go back to step 2 from `last`.
 //!
+//! A routed watcher (a narrowed watch, see `dispatch`) follows the same
+//! steps with its own queue in place of the broadcast: step 1 registers it,
+//! replays keep only the events of its value, and step 4 happens when its
+//! queue overflowed. While idle it learns the revision up to which nothing
+//! more is coming for it, which moves `last` and the watch's progress.
+//!
 //! # Guarantees
 //!
 //! Every event with revision > `from` under the prefix, in order, once. When
@@ -28,17 +34,26 @@ use std::sync::Weak;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
 
 use super::codec::{self, log_key};
+use super::dispatch::{Subscription, Taken};
 use super::group_commit::EventBatch;
 use super::{backend, SledStore};
-use crate::store::{Revision, StoreError, WatchEvent, WatchStream};
+use crate::store::{IndexedWatch, Revision, StoreError, WatchEvent, WatchProgress, WatchStream};
 
 /// Revisions read from the log per replay step.
 const REPLAY_CHUNK: u64 = 512;
 
+/// Where live events come from.
+enum Live {
+    /// Every batch of the store.
+    All(Receiver<EventBatch>),
+    /// The watcher's own queue, and where it reports progress.
+    Routed(Subscription, WatchProgress),
+}
+
 struct State {
     store: Weak<SledStore>,
     prefix: String,
-    live: Receiver<EventBatch>,
+    live: Live,
     /// Every event at or below this revision was delivered or filtered out.
     last: Revision,
     /// Replay the log up to here before reading live batches.
@@ -50,6 +65,17 @@ struct State {
 /// Starts a watch of `prefix` after `from`; the caller checked compaction.
 pub(super) fn start(store: &SledStore, prefix: &str, from: Revision) -> WatchStream {
     let (live, durable) = store.shared.subscribe_live();
+    stream(store, prefix, from, Live::All(live), durable)
+}
+
+/// Starts a watch of `prefix` after `from` narrowed to `narrow`; the caller
+/// checked compaction and that the index covers `prefix`.
+pub(super) fn start_routed(store: &SledStore, prefix: &str, from: Revision, narrow: IndexedWatch<'_>) -> WatchStream {
+    let (subscription, durable) = store.shared.subscribe_routed(narrow.index, narrow.value);
+    stream(store, prefix, from, Live::Routed(subscription, narrow.progress), durable)
+}
+
+fn stream(store: &SledStore, prefix: &str, from: Revision, live: Live, durable: Revision) -> WatchStream {
     let state = State {
         store: store.me.clone(),
         prefix: prefix.to_owned(),
@@ -69,6 +95,10 @@ async fn next(mut state: State) -> Option<(Result<WatchEvent, StoreError>, State
         }
         if state.finished {
             return None;
+        }
+        if let Live::Routed(_, progress) = &state.live {
+            // Everything up to `last` was yielded or is not for this watcher.
+            progress.advance(state.last);
         }
         let step = if state.last < state.replay_to { state.replay_chunk() } else { state.receive().await };
         if let Err(err) = step {
@@ -91,7 +121,10 @@ impl State {
             let matches = codec::event_key(&raw).is_some_and(|k| k.starts_with(self.prefix.as_bytes()));
             if matches {
                 let revision = codec::log_key_revision(&key)?;
-                self.ready.push_back(codec::decode_event(revision, raw)?);
+                let event = codec::decode_event(revision, raw)?;
+                if !matches!(&self.live, Live::Routed(sub, _) if !sub.wants(&event)) {
+                    self.ready.push_back(event);
+                }
             }
         }
         // Compaction raises the mark before deleting: if it is still at or
@@ -105,9 +138,13 @@ impl State {
         Ok(())
     }
 
-    /// Waits for the next live batch and queues its matching events.
+    /// Waits for the next live events and queues the matching ones.
     async fn receive(&mut self) -> Result<(), StoreError> {
-        match self.live.recv().await {
+        let live = match &mut self.live {
+            Live::All(live) => live,
+            Live::Routed(..) => return self.receive_routed().await,
+        };
+        match live.recv().await {
             Ok(batch) => {
                 let last = self.last;
                 let wanted = batch.iter().filter(|e| e.revision > last && e.key.starts_with(&self.prefix));
@@ -121,13 +158,53 @@ impl State {
                 let store = self.store.upgrade().ok_or(StoreError::Closed)?;
                 tracing::debug!(missed, last = self.last, "watcher fell behind live events; catching up from the log");
                 self.replay_to = store.shared.durable_for_catch_up();
-                let compacted = store.shared.compacted.load(Ordering::Acquire);
-                if compacted > self.last {
-                    return Err(StoreError::Compacted { requested: self.last, oldest: compacted });
-                }
-                Ok(())
+                self.check_compacted(&store)
             }
             Err(RecvError::Closed) => Err(StoreError::Closed),
         }
+    }
+
+    /// [`State::receive`] for a routed watcher: waits for its queue.
+    async fn receive_routed(&mut self) -> Result<(), StoreError> {
+        let Live::Routed(sub, progress) = &self.live else { unreachable!("only called for routed watches") };
+        loop {
+            match sub.take() {
+                Taken::Events(events) => {
+                    let (last, newest) = (self.last, events.back().map(|e| e.revision));
+                    let wanted = events.into_iter().filter(|e| e.revision > last && e.key.starts_with(&self.prefix));
+                    self.ready.extend(wanted);
+                    self.last = self.last.max(newest.unwrap_or(0));
+                    return Ok(());
+                }
+                Taken::Idle(published) => {
+                    // Nothing is queued: every event up to `published` that
+                    // was for this watcher has been taken.
+                    self.last = self.last.max(published);
+                    progress.advance(self.last);
+                    sub.wait().await;
+                }
+                Taken::Lagged => {
+                    let store = self.store.upgrade().ok_or(StoreError::Closed)?;
+                    tracing::debug!(
+                        index = sub.index.field,
+                        value = %sub.value,
+                        last = self.last,
+                        "routed watcher's queue overflowed; catching up from the log"
+                    );
+                    self.replay_to = store.shared.resume_routed(sub);
+                    return self.check_compacted(&store);
+                }
+                Taken::Closed => return Err(StoreError::Closed),
+            }
+        }
+    }
+
+    /// Fails when the log no longer holds what comes after `last`.
+    fn check_compacted(&self, store: &SledStore) -> Result<(), StoreError> {
+        let compacted = store.shared.compacted.load(Ordering::Acquire);
+        if compacted > self.last {
+            return Err(StoreError::Compacted { requested: self.last, oldest: compacted });
+        }
+        Ok(())
     }
 }
