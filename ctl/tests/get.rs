@@ -97,10 +97,13 @@ async fn a_missing_object_or_kind_is_an_error_with_the_servers_message() {
 #[tokio::test]
 async fn describe_task_shows_spec_status_timeline_and_events() {
     let (server, dir) = with_tasks().await;
-    let status = json!({"status": {"state": "RUNNING", "agent": "a1", "taskEvents": [
-        {"timestamp": "2024-01-01T00:00:00Z", "state": "PENDING", "message": "created"},
-        {"timestamp": "2024-01-01T00:00:05Z", "state": "ASSIGNED", "message": "placed on a1"},
-        {"timestamp": "2024-01-01T00:00:07Z", "state": "RUNNING", "message": "started"}]}});
+    // The history the create started (PENDING, "created"), then a placement and a start.
+    let created = task(&server, "alpha").await.expect("alpha exists")["status"]["taskEvents"][0].clone();
+    assert_eq!(created["state"], "PENDING", "{created}");
+    let now = chrono::Utc::now().to_rfc3339();
+    let status = json!({"status": {"state": "RUNNING", "agent": "a1", "taskEvents": [created,
+        {"timestamp": now, "state": "ASSIGNED", "message": "placed on a1"},
+        {"timestamp": now, "state": "RUNNING", "message": "started"}]}});
     merge_patch(&server, "/apis/meseta.io/v1/namespaces/default/tasks/alpha/status", &status).await;
     let event = "apiVersion: meseta.io/v1\nkind: Event\nmetadata: {name: alpha.1}\ninvolvedObject: {kind: Task, name: alpha, namespace: default}\nreason: Started\nmessage: container started\ntype: Normal\nsource: {component: agentd}\n";
     meseta(&server, &["apply", "-f", &write(dir.path(), "e.yaml", event)]).await.expect_code(0);

@@ -24,7 +24,10 @@ pub(crate) struct Layout {
 pub(crate) fn headers(kind: &str, layout: Layout) -> Vec<String> {
     let (base, wide): (&[&str], &[&str]) = match kind {
         "Task" => (&["NAME", "STATE", "AGENT", "CPUS", "MEM", "AGE"], &["EXIT", "MESSAGE"]),
-        "Job" => (&["NAME", "TYPE", "INSTANCES", "RUNNING", "PENDING", "FAILURES", "AGE"], &["PRODUCTION", "PRIORITY"]),
+        "Job" => (
+            &["NAME", "TYPE", "INSTANCES", "RUNNING", "PENDING", "FAILURES", "AGE"],
+            &["STARTING", "THROTTLED", "LOST", "KILLING", "PRODUCTION", "PRIORITY"],
+        ),
         "Agent" => (&["NAME", "ADDRESS", "CPUS", "MEM", "ALLOCATED", "STATUS", "AGE"], &["HOSTNAME", "ATTRIBUTES"]),
         "Offer" => {
             (&["NAME", "FRAMEWORK", "AGENT", "RESOURCES", "STATE", "EXPIRES", "AGE"], &["RESERVED", "REVOCABLE"])
@@ -81,6 +84,10 @@ pub(crate) fn row(kind: &str, obj: &Value, layout: Layout) -> Vec<Cell> {
                 created.into(),
             ],
             vec![
+                scalar(number(obj, "/status/starting")).into(),
+                scalar(number(obj, "/status/throttled")).into(),
+                count(obj, "/status/lost", Tone::Bad),
+                scalar(number(obj, "/status/killing")).into(),
                 (if obj.pointer("/spec/production") == Some(&Value::Bool(true)) { "yes" } else { "no" }).into(),
                 scalar(number(obj, "/spec/priority")).into(),
             ],
@@ -223,8 +230,13 @@ fn or_outstanding(s: String) -> String {
 }
 
 fn failures(obj: &Value) -> Cell {
-    let n = number(obj, "/status/failures");
-    Cell { text: scalar(n), tone: if n > 0.0 { Tone::Bad } else { Tone::Plain } }
+    count(obj, "/status/failures", Tone::Bad)
+}
+
+/// A count, toned `tone` when above zero.
+fn count(obj: &Value, pointer: &str, tone: Tone) -> Cell {
+    let n = number(obj, pointer);
+    Cell { text: scalar(n), tone: if n > 0.0 { tone } else { Tone::Plain } }
 }
 
 fn share(obj: &Value) -> String {
@@ -289,6 +301,24 @@ mod tests {
         let texts: Vec<&str> = t.rows[0].iter().map(|c| c.text.as_str()).collect();
         assert_eq!(texts, ["web", "hello", "RUNNING", "a1", "0.5", "64Mi", "60s", "<none>", "<none>"]);
         assert_eq!(t.rows[0][2].tone, Tone::Good);
+    }
+
+    #[test]
+    fn wide_job_rows_show_every_count() {
+        let job = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"type": "service", "instances": 6, "priority": 2},
+            "status": {"running": 1, "pending": 1, "starting": 1, "throttled": 1, "lost": 1, "killing": 2, "failures": 0}
+        });
+        let t = table("Job", std::slice::from_ref(&job), layout(false, false));
+        assert_eq!(t.headers, ["NAME", "TYPE", "INSTANCES", "RUNNING", "PENDING", "FAILURES", "AGE"]);
+        let t = table("Job", &[job], layout(true, false));
+        let texts: Vec<&str> = t.rows[0].iter().map(|c| c.text.as_str()).collect();
+        let wide = &t.headers[7..];
+        assert_eq!(wide, ["STARTING", "THROTTLED", "LOST", "KILLING", "PRODUCTION", "PRIORITY"]);
+        assert_eq!(texts, ["web", "service", "6", "1", "1", "0", "60s", "1", "1", "1", "2", "no", "2"]);
+        assert_eq!(t.rows[0][9].tone, Tone::Bad, "a lost instance stands out");
+        assert_eq!(t.rows[0][5].tone, Tone::Plain);
     }
 
     #[test]
