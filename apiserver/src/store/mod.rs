@@ -29,7 +29,7 @@ pub mod sled;
 use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -222,18 +222,38 @@ pub struct IndexedWatch<'a> {
 /// this revision has been yielded (events of other values go by without being
 /// yielded, so a watcher's bookmarks follow this rather than the last event
 /// it saw). 0 until the implementation reports.
-#[derive(Debug, Clone, Default)]
-pub struct WatchProgress(Arc<AtomicU64>);
+#[derive(Clone, Default)]
+pub struct WatchProgress(Arc<ProgressInner>);
+
+#[derive(Default)]
+struct ProgressInner {
+    reached: AtomicU64,
+    probe: OnceLock<Box<dyn Fn() -> Option<Revision> + Send + Sync>>,
+}
 
 impl WatchProgress {
-    /// The revision reached.
+    /// The revision reached, asking the implementation's probe if it set one.
     pub fn get(&self) -> Revision {
-        self.0.load(Ordering::Acquire)
+        let reached = self.0.reached.load(Ordering::Acquire);
+        self.0.probe.get().and_then(|probe| probe()).map_or(reached, |now| now.max(reached))
     }
 
     /// Records that the watch reached `revision` (never moves back).
     pub fn advance(&self, revision: Revision) {
-        self.0.fetch_max(revision, Ordering::AcqRel);
+        self.0.reached.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// For implementations: how to learn, when asked, a revision the watch
+    /// has reached while it waits (`None` when it cannot tell). Set once;
+    /// later calls are ignored.
+    pub fn set_probe(&self, probe: impl Fn() -> Option<Revision> + Send + Sync + 'static) {
+        let _ = self.0.probe.set(Box::new(probe));
+    }
+}
+
+impl std::fmt::Debug for WatchProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WatchProgress").field(&self.get()).finish()
     }
 }
 

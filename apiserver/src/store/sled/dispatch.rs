@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::group_commit::lock;
-use crate::store::{Revision, WatchEvent, WatchIndex};
+use crate::store::{Revision, WatchEvent, WatchIndex, WatchProgress};
 
 /// What a routed watcher finds when it looks at its queue.
 pub(super) enum Taken {
@@ -43,6 +43,9 @@ struct Queue {
     events: VecDeque<WatchEvent>,
     lagged: bool,
     closed: bool,
+    /// The watcher found the queue empty and waits, having yielded all it
+    /// took: it has reached whatever was published before it looks again.
+    parked: bool,
 }
 
 /// One routed watcher's queue and wake-up.
@@ -71,6 +74,7 @@ impl Route {
     /// Takes what is queued. `published` must be read before the call.
     fn take(&self, published: Revision) -> Taken {
         let mut queue = lock(&self.queue);
+        queue.parked = false;
         if !queue.events.is_empty() {
             return Taken::Events(std::mem::take(&mut queue.events));
         }
@@ -79,8 +83,16 @@ impl Route {
         } else if queue.lagged {
             Taken::Lagged
         } else {
+            queue.parked = true;
             Taken::Idle(published)
         }
+    }
+
+    /// The revision a parked watcher has reached. `published` must be read
+    /// before the call.
+    fn reached(&self, published: Revision) -> Option<Revision> {
+        let queue = lock(&self.queue);
+        (queue.parked && queue.events.is_empty() && !queue.lagged).then_some(published)
     }
 
     /// Routes events to this watcher again after a catch-up. Call under the
@@ -219,6 +231,15 @@ impl Subscription {
     /// What is queued now, without waiting.
     pub(super) fn take(&self) -> Taken {
         self.route.take(self.dispatch.published.load(Ordering::Acquire))
+    }
+
+    /// Lets `progress` learn, when asked, how far this watcher has read while
+    /// it waits (events of other values wake nobody, so it cannot report by
+    /// itself). Call only when the watcher takes from the queue with nothing
+    /// else left to yield, as the watch stream does.
+    pub(super) fn report_to(&self, progress: &WatchProgress) {
+        let (dispatch, route) = (Arc::clone(&self.dispatch), Arc::clone(&self.route));
+        progress.set_probe(move || route.reached(dispatch.published.load(Ordering::Acquire)));
     }
 
     /// Waits until something may have been queued since the last

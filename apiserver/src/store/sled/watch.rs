@@ -72,6 +72,7 @@ pub(super) fn start(store: &SledStore, prefix: &str, from: Revision) -> WatchStr
 /// checked compaction and that the index covers `prefix`.
 pub(super) fn start_routed(store: &SledStore, prefix: &str, from: Revision, narrow: IndexedWatch<'_>) -> WatchStream {
     let (subscription, durable) = store.shared.subscribe_routed(narrow.index, narrow.value);
+    subscription.report_to(&narrow.progress);
     stream(store, prefix, from, Live::Routed(subscription, narrow.progress), durable)
 }
 
