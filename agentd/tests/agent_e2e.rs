@@ -55,9 +55,13 @@ async fn bind(client: &Client, ns: &str, name: &str, agent: &str, spec: TaskSpec
     let api: Api<Task> = Api::namespaced(client.clone(), ns);
     let spec = TaskSpec { agent: Some(agent.to_string()), ..spec };
     let mut task = api.create(&Task::new(name, spec).in_namespace(ns)).await.unwrap();
-    let status =
-        meseta_schemas::state_machine::transition(&TaskStatus::default(), TaskState::Assigned, "", chrono::Utc::now())
-            .unwrap();
+    let status = meseta_schemas::state_machine::transition(
+        &task.status.clone().unwrap_or_default(),
+        TaskState::Assigned,
+        "",
+        chrono::Utc::now(),
+    )
+    .unwrap();
     task.status = Some(TaskStatus { agent: Some(agent.to_string()), ..status });
     api.replace_status(&task).await.unwrap()
 }

@@ -18,8 +18,13 @@ async fn bind(client: &Client, ns: &str, name: &str, agent: &str, spec: TaskSpec
     let spec = TaskSpec { agent: Some(agent.to_string()), ..spec };
     let mut task = api.create(&Task::new(name, spec).in_namespace(ns)).await.unwrap();
     let now = chrono::Utc::now();
-    let status =
-        meseta_schemas::state_machine::transition(&TaskStatus::default(), TaskState::Assigned, "", now).unwrap();
+    let status = meseta_schemas::state_machine::transition(
+        &task.status.clone().unwrap_or_default(),
+        TaskState::Assigned,
+        "",
+        now,
+    )
+    .unwrap();
     task.status = Some(TaskStatus { agent: Some(agent.to_string()), ..status });
     api.replace_status(&task).await.unwrap()
 }
@@ -67,7 +72,10 @@ async fn a_simulated_agent_joins_runs_finishes_and_kills_tasks() {
 
     let ok = wait_state(&client, "web", "ok", TaskState::Finished).await;
     let states: Vec<_> = ok.status.unwrap().task_events.iter().map(|e| e.state).collect();
-    assert_eq!(states, [TaskState::Assigned, TaskState::Starting, TaskState::Running, TaskState::Finished]);
+    assert_eq!(
+        states,
+        [TaskState::Pending, TaskState::Assigned, TaskState::Starting, TaskState::Running, TaskState::Finished]
+    );
     let bad = wait_state(&client, "web", "bad", TaskState::Failed).await;
     assert_eq!(bad.status.as_ref().unwrap().exit_code, Some(3));
     assert_eq!(bad.status.unwrap().message, "exited with code 3");
