@@ -102,6 +102,23 @@ async fn adhoc_and_direct_tasks_run_to_completion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_bigger_than_one_pass_is_created_over_several_and_runs_whole() {
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 8.0, 8192.0, &["a"], FakeBehavior::default()).await;
+    let mut stack = Stack::default();
+    stack.jobs.max_creates_per_pass = 3;
+    c.start_control_plane(stack);
+    Api::<Job>::namespaced(c.client.clone(), "r").create(&job("big", JobType::Service, 10)).await.unwrap();
+    let run = running(&c, 10).await;
+    let mut names: Vec<_> = run.iter().map(|t| t.metadata.name.clone()).collect();
+    names.sort();
+    let mut want: Vec<_> = (0..10).map(|i| format!("big-{i}-0")).collect();
+    want.sort();
+    assert_eq!(names, want, "each instance once, none created twice");
+    assert_eq!(c.list_tasks("r").await.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_update_replaces_every_instance_and_keeps_capacity() {
     let mut c = SimCluster::start().await;
     c.add_agents(2, 8.0, 8192.0, &["a"], FakeBehavior::default()).await;

@@ -143,8 +143,9 @@ pub async fn create(api: &Api<Task>, ns: &str, name: &str, spec: TaskSpec) -> an
 /// (monotonic and wall clock).
 pub async fn assign(api: &Api<Task>, mut task: Task) -> anyhow::Result<(Instant, Time)> {
     let agent = task.spec.agent.clone();
-    let status =
-        meseta_schemas::state_machine::transition(&TaskStatus::default(), TaskState::Assigned, "", chrono::Utc::now())?;
+    // Appended to the history the create started (PENDING "created").
+    let current = task.status.clone().unwrap_or_default();
+    let status = meseta_schemas::state_machine::transition(&current, TaskState::Assigned, "", chrono::Utc::now())?;
     task.status = Some(TaskStatus { agent, ..status });
     api.replace_status(&task).await.with_context(|| format!("assigning task {}", task.metadata.name))?;
     Ok((Instant::now(), chrono::Utc::now()))

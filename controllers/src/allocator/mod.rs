@@ -183,7 +183,8 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         };
         let seed = rand::random::<u64>();
         let plan = plan_cycle(&snap, config.clock.now(), offer_timeout, seed);
-        let span = tracing::debug_span!("allocation_cycle", offers = plan.create.len(), rescinds = plan.rescind.len());
+        let (offered, rescinded) = (plan.create.len(), plan.rescind.len());
+        let span = tracing::debug_span!("allocation_cycle", offers = offered, rescinds = rescinded);
         let now = Instant::now();
         for (ns, name, _) in &plan.rescind {
             ledger.rescinded(ObjectRef { namespace: Some(ns.clone()), name: name.clone() }, now);
@@ -192,10 +193,18 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
             ledger.created(o, now);
         }
         let failed = write::apply(&client, plan, config.write_concurrency, &metrics).instrument(span).await;
+        let failed_count = failed.len();
         for k in failed {
             ledger.create_failed(&k);
         }
         metrics.cycle(started.elapsed());
+        tracing::debug!(
+            offered,
+            rescinded,
+            failed = failed_count,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "allocation cycle"
+        );
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use meseta_client::{Api, Client};
@@ -145,8 +146,37 @@ async fn kill(api: &Api<Task>, name: String) {
     }
 }
 
-/// Plans every Job and applies the plans; returns how many tasks it created.
-pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Arc<Task>], cfg: &JobsConfig) -> usize {
+/// How long a create is remembered while the cache does not show the task.
+const CREATE_MEMORY: Duration = Duration::from_secs(10);
+
+/// The task writes of one jobs pass, not yet started.
+pub(crate) struct JobWrites {
+    /// Tasks these writes create.
+    pub(crate) created: usize,
+    work: Vec<futures::future::BoxFuture<'static, ()>>,
+}
+
+impl JobWrites {
+    /// Runs the writes, `concurrency` at a time.
+    pub(crate) async fn run(self, concurrency: usize) {
+        futures::stream::iter(self.work).buffer_unordered(concurrency.max(1)).collect::<Vec<()>>().await;
+    }
+}
+
+/// Plans every Job and writes the Jobs' status; returns the task writes
+/// (creates capped at `max_creates_per_pass`, so a big Job is created over
+/// several passes while earlier tasks are already being placed). A task
+/// created in the last [`CREATE_MEMORY`] is not created again while the
+/// cache does not show it yet (`creating` remembers them).
+pub(crate) async fn reconcile_jobs(
+    client: &Client,
+    caches: &Caches,
+    tasks: &[Arc<Task>],
+    cfg: &JobsConfig,
+    creating: &mut HashMap<(String, String), Instant>,
+) -> JobWrites {
+    let started = Instant::now();
+    creating.retain(|_, at| started.duration_since(*at) < CREATE_MEMORY);
     let now = cfg.clock.now();
     let mut by_job: HashMap<(String, String), Vec<Arc<Task>>> = HashMap::new();
     for t in tasks {
@@ -154,8 +184,7 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
             by_job.entry((t.metadata.namespace.clone().unwrap_or_default(), job.clone())).or_default().push(t.clone());
         }
     }
-    let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let mut created = 0;
+    let mut planned = Vec::new();
     for job in caches.jobs.list() {
         if job.metadata.deletion_timestamp.is_some() {
             continue;
@@ -164,22 +193,40 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
         let mine = by_job.remove(&(ns.clone(), job.metadata.name.clone())).unwrap_or_default();
         let hash = template_hash(&job);
         let plan = plan_job(&job, &mine, &hash, now, &cfg.plan);
+        planned.push((job, ns, mine, hash, plan));
+    }
+    // A cron firing and the status go first (with the job's resourceVersion),
+    // so a stale cache cannot fire twice; the Jobs' writes run side by side.
+    let mut status_writes: Vec<futures::future::BoxFuture<'static, bool>> = Vec::new();
+    for (job, ns, _, _, plan) in &planned {
+        if plan.fired_at.is_none() && job.status.as_ref() == Some(&plan.status) {
+            status_writes.push(Box::pin(async { true }));
+            continue;
+        }
+        let mut next = (**job).clone();
+        next.status = Some(plan.status.clone());
+        let api = Api::<Job>::namespaced(client.clone(), ns);
+        status_writes.push(Box::pin(async move { api.replace_status(&next).await.is_ok() }));
+    }
+    let written = futures::stream::iter(status_writes).buffered(cfg.concurrency.max(1)).collect::<Vec<bool>>().await;
+    let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut created = 0;
+    for ((job, ns, mine, hash, plan), status_written) in planned.into_iter().zip(written) {
+        if plan.fired_at.is_some() && !status_written {
+            continue;
+        }
         let api = Api::<Task>::namespaced(client.clone(), &ns);
-        let jobs = Api::<Job>::namespaced(client.clone(), &ns);
-        // A cron firing and the status go first (with the job's resourceVersion),
-        // so a stale cache cannot fire twice.
-        let status_changed = job.status.as_ref() != Some(&plan.status);
-        if plan.fired_at.is_some() || status_changed {
-            let mut next = (*job).clone();
-            next.status = Some(plan.status.clone());
-            let written = jobs.replace_status(&next).await;
-            if plan.fired_at.is_some() && written.is_err() {
+        for nt in plan.create {
+            if created >= cfg.max_creates_per_pass {
+                break;
+            }
+            let t = new_task(&job, &hash, &nt);
+            let key = (ns.clone(), t.metadata.name.clone());
+            if creating.contains_key(&key) {
                 continue;
             }
-        }
-        created += plan.create.len();
-        for nt in plan.create {
-            let t = new_task(&job, &hash, &nt);
+            creating.insert(key, started);
+            created += 1;
             let api = api.clone();
             work.push(Box::pin(async move { create_task(&api, t, nt, now).await }));
         }
@@ -204,8 +251,7 @@ pub(crate) async fn reconcile_jobs(client: &Client, caches: &Caches, tasks: &[Ar
             }));
         }
     }
-    futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
-    created
+    JobWrites { created, work }
 }
 
 fn attributes_of(caches: &Caches) -> HashMap<String, AgentAttributes> {
@@ -311,7 +357,9 @@ pub(crate) async fn place(
         });
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let (mut accepts, mut declines, mut revives) = (0, 0, 0);
+    let (mut accepts, mut declines, mut revives, mut unplaced) = (0, 0, 0, 0);
+    let pending_count: usize = pending.values().map(Vec::len).sum();
+    let offer_count: usize = offers_by_role.values().map(Vec::len).sum();
     let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     // The tasks of accepts the apiserver refused, with their role.
     let refused: Arc<std::sync::Mutex<Vec<RoleTasks>>> = Arc::default();
@@ -351,6 +399,7 @@ pub(crate) async fn place(
         let api = Api::<Task>::namespaced(client.clone(), &role);
         accepts += plan.accepts.len();
         declines += plan.declines.len();
+        unplaced += plan.unplaced.len();
         for accept in plan.accepts {
             in_flight.offers.insert((role.clone(), accept.offer.clone()), now);
             for t in &accept.tasks {
@@ -384,7 +433,7 @@ pub(crate) async fn place(
             }));
         }
     }
-    tracing::debug!(accepts, declines, revives, "placing");
+    tracing::debug!(pending = pending_count, offers = offer_count, accepts, declines, unplaced, revives, "placing");
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
     // Decided again next pass, as after a restart.
     for role in unwritten.lock().expect("unwritten demand lock").drain(..) {

@@ -63,6 +63,9 @@ pub struct JobsConfig {
     pub settle: Duration,
     /// How many writes run at once. Default 64.
     pub concurrency: usize,
+    /// How many tasks one pass creates at most (Kubernetes' `burstReplicas`);
+    /// the next pass creates more. Default 1,000.
+    pub max_creates_per_pass: usize,
     /// Where "now" comes from (cron, backoff, preemption delay).
     pub clock: Clock,
 }
@@ -77,6 +80,7 @@ impl Default for JobsConfig {
             resync: Duration::from_secs(1),
             settle: Duration::from_millis(20),
             concurrency: 64,
+            max_creates_per_pass: 1000,
             clock: Clock::system(),
         }
     }
@@ -129,6 +133,7 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
     };
     let mut memory = Memory::default();
     let mut registered: HashMap<String, Instant> = HashMap::new();
+    let mut creating: HashMap<(String, String), Instant> = HashMap::new();
     while cache::wait_tick(&changed, config.resync, config.settle, &cancel).await {
         if !(caches.jobs.is_ready() && caches.tasks.is_ready() && caches.offers.is_ready() && caches.agents.is_ready())
         {
@@ -146,20 +151,25 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
         let started = Instant::now();
         apply::register(&client, &roles, &mut registered).await;
         let registered_at = Instant::now();
-        let created = apply::reconcile_jobs(&client, &caches, &tasks, &config).await;
+        let writes = apply::reconcile_jobs(&client, &caches, &tasks, &config, &mut creating).await;
         let planned_at = Instant::now();
-        // Tasks just created are not in `tasks`: offers are not declined
-        // for want of them.
-        let decline = created == 0;
-        apply::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline).await;
+        // Tasks being created are not in `tasks`: offers are not declined
+        // for want of them. Creating and placing run side by side.
+        let decline = writes.created == 0;
+        let created = writes.created;
+        tokio::join!(
+            writes.run(config.concurrency),
+            apply::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline)
+        );
         let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;
         let ms = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64() * 1e3;
         tracing::debug!(
             tasks = tasks.len(),
+            created,
             register_ms = ms(started, registered_at),
             jobs_ms = ms(registered_at, planned_at),
-            place_ms = ms(planned_at, placed_at),
+            write_and_place_ms = ms(planned_at, placed_at),
             preempt_ms = ms(placed_at, Instant::now()),
             "jobs pass"
         );
