@@ -172,7 +172,7 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         );
         let snap = Snapshot {
             agents: owned(&caches.agents),
-            tasks: owned(&caches.tasks),
+            tasks: caches.tasks.list(),
             offers: believed.standing,
             consumed: believed.consumed,
             frameworks: owned(&caches.frameworks),

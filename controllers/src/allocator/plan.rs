@@ -18,6 +18,7 @@
 //! It must not do I/O or read the clock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use meseta_schemas::allocation::{allocate, AllocationInput, ClusterObjects, BUILTIN_FRAMEWORK};
 use meseta_schemas::kinds::{
@@ -38,8 +39,8 @@ pub const LABEL_AGENT: &str = "meseta.io/agent";
 pub struct Snapshot {
     /// Every agent.
     pub agents: Vec<Agent>,
-    /// Every task.
-    pub tasks: Vec<Task>,
+    /// Every task (shared with the cache: tasks are never cloned per cycle).
+    pub tasks: Vec<Arc<Task>>,
     /// Every offer believed to stand (charged, and rescinded when it may
     /// no longer stand).
     pub offers: Vec<Offer>,

@@ -3,6 +3,7 @@
 //! snapshot (who holds what, which filters still apply); it must not decide
 //! anything about allocation.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::kinds::{
@@ -12,13 +13,15 @@ use crate::resources::{normalize_ports, ports_contain, PortRange, Resources};
 
 use super::{AgentInput, AllocationInput, FrameworkInput, QuotaInput, RoleInput, BUILTIN_FRAMEWORK};
 
-/// Plain lists of the objects an allocation cycle reads.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClusterObjects<'a> {
+/// Plain lists of the objects an allocation cycle reads. Tasks, by far the
+/// most numerous, may be given as `Task`s or shared (`Arc<Task>`), so a
+/// cache's copies need not be cloned every cycle.
+#[derive(Debug)]
+pub struct ClusterObjects<'a, T: Borrow<Task> = Task> {
     /// Every agent.
     pub agents: &'a [Agent],
     /// Every task (those that do not hold resources are skipped).
-    pub tasks: &'a [Task],
+    pub tasks: &'a [T],
     /// Every offer (only outstanding ones count as allocated).
     pub offers: &'a [Offer],
     /// Every framework.
@@ -29,6 +32,28 @@ pub struct ClusterObjects<'a> {
     pub roles: &'a [Role],
     /// Every reservation (only Ready ones count).
     pub reservations: &'a [Reservation],
+}
+
+impl<T: Borrow<Task>> Clone for ClusterObjects<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: Borrow<Task>> Copy for ClusterObjects<'_, T> {}
+
+impl<T: Borrow<Task>> Default for ClusterObjects<'_, T> {
+    fn default() -> Self {
+        ClusterObjects {
+            agents: &[],
+            tasks: &[],
+            offers: &[],
+            frameworks: &[],
+            quotas: &[],
+            roles: &[],
+            reservations: &[],
+        }
+    }
 }
 
 fn namespace(meta: &crate::meta::ObjectMeta) -> &str {
@@ -164,7 +189,7 @@ impl AllocationInput {
     ///   `spec.reviveGeneration` differs from `status.observedReviveGeneration`.
     /// - Several quotas in one role add their guarantees; the last limit by
     ///   name wins.
-    pub fn from_objects(objs: &ClusterObjects<'_>) -> AllocationInput {
+    pub fn from_objects<T: Borrow<Task>>(objs: &ClusterObjects<'_, T>) -> AllocationInput {
         let mut b =
             Builder { input: AllocationInput::default(), agent_index: HashMap::new(), fw_index: HashMap::new() };
         for role in objs.roles {
@@ -213,7 +238,7 @@ impl AllocationInput {
             b.fw_index.insert((namespace(&fw.metadata), &fw.metadata.name), b.input.frameworks.len());
             b.input.frameworks.push(input);
         }
-        for task in objs.tasks.iter().filter(|t| t.state().holds_resources()) {
+        for task in objs.tasks.iter().map(Borrow::borrow).filter(|t: &&Task| t.state().holds_resources()) {
             let agent = task.status.as_ref().and_then(|s| s.agent.as_ref()).or(task.spec.agent.as_ref());
             if let Some(&a) = agent.and_then(|name| b.agent_index.get(name.as_str())) {
                 b.charge_task(task, a);
