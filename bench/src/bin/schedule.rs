@@ -64,6 +64,9 @@ struct Args {
     /// until killed, so this only costs CPU; the agent's default is 100 ms.
     #[arg(long, default_value_t = 10_000)]
     poll_ms: u64,
+    /// The jobs controller's `max_creates_per_pass` (default: the controller's).
+    #[arg(long)]
+    max_creates_per_pass: Option<usize>,
     /// Give up after this many seconds from the first Job create.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -97,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let setup = Instant::now();
-    let mut cluster = SimCluster::start().await?;
+    let mut config = meseta_controllers::manager::ManagerConfig::default();
+    if let Some(n) = args.max_creates_per_pass {
+        config.jobs.max_creates_per_pass = n.max(1);
+    }
+    let mut cluster = SimCluster::start(config).await?;
     let shape =
         AgentShape { cpus: args.agent_cpus, mem: args.agent_mem, poll_interval: Duration::from_millis(args.poll_ms) };
     cluster.add_agents(agents, &shape)?;

@@ -44,8 +44,9 @@ pub struct SimCluster {
 impl SimCluster {
     /// Serves an apiserver on `127.0.0.1:0` from a fresh temporary data
     /// directory (production settings: the sled store, default bookmark
-    /// interval) and starts the controllers with their default settings.
-    pub async fn start() -> anyhow::Result<SimCluster> {
+    /// interval) and starts the controllers with `config` (the bench passes
+    /// the defaults, or one setting changed to compare it).
+    pub async fn start(config: ManagerConfig) -> anyhow::Result<SimCluster> {
         let dir = tempfile::Builder::new().prefix("meseta-bench-schedule-").tempdir().context("creating a temp dir")?;
         let store = meseta_apiserver::open_sled(dir.path()).context("opening the store")?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1:0")?;
@@ -61,7 +62,7 @@ impl SimCluster {
         let client = Client::new(&url)?;
         let c = cancel.clone();
         let controllers = tokio::spawn(async move {
-            if let Err(e) = run_all(client, ManagerConfig::default(), c.clone()).await {
+            if let Err(e) = run_all(client, config, c.clone()).await {
                 if !c.is_cancelled() {
                     eprintln!("schedule: the controllers failed: {e:#}");
                 }

@@ -64,7 +64,7 @@ pub struct JobsConfig {
     /// How many writes run at once. Default 64.
     pub concurrency: usize,
     /// How many tasks one pass creates at most (Kubernetes' `burstReplicas`);
-    /// the next pass creates more. Default 1,000.
+    /// the next pass creates more. Default 10,000.
     pub max_creates_per_pass: usize,
     /// Where "now" comes from (cron, backoff, preemption delay).
     pub clock: Clock,
@@ -80,7 +80,7 @@ impl Default for JobsConfig {
             resync: Duration::from_secs(1),
             settle: Duration::from_millis(20),
             concurrency: 64,
-            max_creates_per_pass: 1000,
+            max_creates_per_pass: 10_000,
             clock: Clock::system(),
         }
     }

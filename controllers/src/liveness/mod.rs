@@ -90,13 +90,17 @@ pub async fn run(client: Client, config: LivenessConfig, cancel: CancellationTok
     let offers = cache::spawn_cache(Api::<Offer>::all(client.clone()), wp(), changed.clone(), cancel.clone());
     let frameworks = cache::spawn_cache(Api::<Framework>::all(client.clone()), wp(), changed.clone(), cancel.clone());
     let mut memory = Memory::default();
-    while cache::wait_tick(&changed, config.resync, Duration::from_millis(20), &cancel).await {
+    // Passes over every task are not started again sooner than the last
+    // one kept the CPU busy.
+    let mut busy = Duration::ZERO;
+    while cache::wait_tick(&changed, config.resync, busy.max(Duration::from_millis(20)), &cancel).await {
         if ![agents.is_ready(), leases.is_ready(), tasks.is_ready(), offers.is_ready(), frameworks.is_ready()]
             .iter()
             .all(|r| *r)
         {
             continue;
         }
+        let started = std::time::Instant::now();
         let lease_map: HashMap<String, Arc<Lease>> =
             leases.list().into_iter().map(|l| (l.metadata.name.clone(), l)).collect();
         let aware: HashSet<(String, String)> = frameworks
@@ -116,6 +120,7 @@ pub async fn run(client: Client, config: LivenessConfig, cancel: CancellationTok
             partition_aware: &aware,
         };
         let actions = plan(&mut memory, snapshot, now, config.limits());
+        busy = started.elapsed();
         if memory.disrupted != was_disrupted {
             if memory.disrupted {
                 tracing::warn!(

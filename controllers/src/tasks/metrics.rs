@@ -4,7 +4,7 @@
 //! Owns reading the durations off `taskEvents`; each task is observed once
 //! per phase. It must not write anything to the API.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use meseta_schemas::kinds::{Task, TaskState};
 use meseta_schemas::Time;
@@ -81,36 +81,59 @@ impl TaskMetrics {
 /// Which tasks (by uid) have been observed for MTTA and MTTR.
 #[derive(Default)]
 pub(crate) struct Observed {
-    assigned: HashSet<String>,
-    running: HashSet<String>,
+    /// Per task uid: whether its MTTA / MTTR were observed, and the pass
+    /// that last saw it.
+    seen: HashMap<String, Seen>,
+    pass: u64,
+}
+
+#[derive(Default)]
+struct Seen {
+    assigned: bool,
+    running: bool,
+    pass: u64,
 }
 
 impl Observed {
     /// Observes every task not yet observed and sets the per-state counts;
-    /// forgets tasks no longer present.
+    /// forgets tasks no longer present. Allocates only for tasks seen for
+    /// the first time: it runs on every pass over every task.
     pub(crate) fn update(&mut self, metrics: &TaskMetrics, tasks: &[std::sync::Arc<Task>]) {
+        self.pass += 1;
+        let pass = self.pass;
         let mut counts = [0i64; TaskState::ALL.len()];
-        let mut present = HashSet::with_capacity(tasks.len());
+        let mut present = 0;
         for t in tasks {
             counts[TaskState::ALL.iter().position(|s| *s == t.state()).unwrap_or(0)] += 1;
-            let Some(uid) = t.metadata.uid.clone() else { continue };
+            let Some(uid) = t.metadata.uid.as_deref() else { continue };
+            let seen = match self.seen.get_mut(uid) {
+                Some(s) => s,
+                None => self.seen.entry(uid.to_string()).or_default(),
+            };
+            if seen.pass != pass {
+                seen.pass = pass;
+                present += 1;
+            }
+            if seen.assigned && seen.running {
+                continue;
+            }
             let ns = t.metadata.namespace.as_deref().unwrap_or_default();
-            if !self.assigned.contains(&uid) {
+            if !seen.assigned {
                 if let Some(s) = seconds_to(t, TaskState::Assigned) {
                     metrics.mtta.with_label_values(&[ns]).observe(s);
-                    self.assigned.insert(uid.clone());
+                    seen.assigned = true;
                 }
             }
-            if !self.running.contains(&uid) {
+            if !seen.running {
                 if let Some(s) = seconds_to(t, TaskState::Running) {
                     metrics.mttr.with_label_values(&[ns]).observe(s);
-                    self.running.insert(uid.clone());
+                    seen.running = true;
                 }
             }
-            present.insert(uid);
         }
-        self.assigned.retain(|u| present.contains(u));
-        self.running.retain(|u| present.contains(u));
+        if self.seen.len() > present {
+            self.seen.retain(|_, s| s.pass == pass);
+        }
         for (state, n) in TaskState::ALL.iter().zip(counts) {
             metrics.by_state.with_label_values(&[state.as_str()]).set(n);
         }
@@ -161,5 +184,30 @@ mod tests {
     fn a_clock_behind_the_apiserver_reads_zero_not_negative() {
         let t = task(0, &[(TaskState::Pending, 900), (TaskState::Assigned, 400)]);
         assert_eq!(seconds_to(&t, TaskState::Assigned), Some(0.0));
+    }
+
+    #[test]
+    fn each_task_is_observed_once_and_forgotten_when_gone() {
+        let metrics = TaskMetrics::new(None);
+        let mut observed = Observed::default();
+        let with_uid = |mut t: Task, uid: &str| {
+            t.metadata.uid = Some(uid.into());
+            t.metadata.namespace = Some("r".into());
+            std::sync::Arc::new(t)
+        };
+        let assigned = with_uid(task(0, &[(TaskState::Pending, 0), (TaskState::Assigned, 500)]), "u1");
+        let count = |h: &HistogramVec| h.with_label_values(&["r"]).get_sample_count();
+        observed.update(&metrics, std::slice::from_ref(&assigned));
+        observed.update(&metrics, std::slice::from_ref(&assigned));
+        assert_eq!((count(&metrics.mtta), count(&metrics.mttr)), (1, 0), "MTTA once, no MTTR yet");
+        let running =
+            with_uid(task(0, &[(TaskState::Pending, 0), (TaskState::Assigned, 500), (TaskState::Running, 900)]), "u1");
+        observed.update(&metrics, std::slice::from_ref(&running));
+        assert_eq!((count(&metrics.mtta), count(&metrics.mttr)), (1, 1));
+        // Gone, then a task with the same uid again (a re-list): observed anew.
+        observed.update(&metrics, &[]);
+        assert!(observed.seen.is_empty(), "a deleted task is forgotten");
+        observed.update(&metrics, std::slice::from_ref(&running));
+        assert_eq!((count(&metrics.mtta), count(&metrics.mttr)), (2, 2));
     }
 }

@@ -64,10 +64,14 @@ pub async fn run(client: Client, config: TasksConfig, cancel: CancellationToken)
     let tasks = cache::spawn_cache(api.clone(), WatchParams::default(), changed.clone(), cancel.clone());
     let metrics = TaskMetrics::new(config.registry.as_ref());
     let mut observed = metrics::Observed::default();
-    while cache::wait_tick(&changed, config.resync, Duration::from_millis(20), &cancel).await {
+    // A pass looks at every task: with many tasks it is not started again
+    // sooner than the last one kept the CPU busy (at most half the time).
+    let mut busy = Duration::ZERO;
+    while cache::wait_tick(&changed, config.resync, busy.max(Duration::from_millis(20)), &cancel).await {
         if !tasks.is_ready() {
             continue;
         }
+        let started = std::time::Instant::now();
         let all = tasks.list();
         observed.update(&metrics, &all);
         let now = config.clock.now();
@@ -77,6 +81,7 @@ pub async fn run(client: Client, config: TasksConfig, cancel: CancellationToken)
                 work.push((t, action));
             }
         }
+        busy = started.elapsed();
         let writes = work.into_iter().map(|(t, action)| apply(&api, t, action, now));
         futures::future::join_all(writes).await;
     }
