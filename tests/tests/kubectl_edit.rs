@@ -49,9 +49,13 @@ async fn label_and_annotate() {
 async fn status_goes_through_the_status_subresource_only() {
     let k = Kubectl::start().await;
     with_task(&k, "hello").await;
+    // A new task starts PENDING (the apiserver's initial status).
+    assert_eq!(jsonpath(&k, "hello", "{.status.state}").await, "PENDING");
     // Through the main resource, status is ignored (as Kubernetes does for kinds with a status subresource).
-    k.run(&["patch", "task", "hello", "--type", "merge", "-p", r#"{"status":{"state":"PENDING"}}"#]).await.ok();
-    assert_eq!(jsonpath(&k, "hello", "{.status.state}").await, "");
+    k.run(&["patch", "task", "hello", "--type", "merge", "-p", r#"{"status":{"message":"from the main resource"}}"#])
+        .await
+        .ok();
+    assert_eq!(jsonpath(&k, "hello", "{.status.message}").await, "");
     let out = k
         .run(&[
             "patch",
@@ -61,11 +65,12 @@ async fn status_goes_through_the_status_subresource_only() {
             "--type",
             "merge",
             "-p",
-            r#"{"status":{"state":"PENDING"}}"#,
+            r#"{"status":{"message":"through the subresource"}}"#,
         ])
         .await
         .ok();
     assert_eq!(out.stdout.trim(), "task.meseta.io/hello patched");
+    assert_eq!(jsonpath(&k, "hello", "{.status.message}").await, "through the subresource");
     assert_eq!(jsonpath(&k, "hello", "{.status.state}").await, "PENDING");
 }
 
