@@ -253,6 +253,18 @@ async fn watch_from_a_compacted_revision_is_refused() {
 }
 
 #[tokio::test]
+async fn a_directory_in_use_is_refused_with_a_hint_and_free_again_once_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(&dir);
+    // Refused after waiting a few seconds for the holder to let go.
+    let err = SledStore::open(dir.path(), SledOptions::default()).err().expect("a second open is refused");
+    assert!(err.to_string().contains("is another meseta-apiserver using this data directory?"), "{err}");
+    drop(first);
+    let again = open(&dir);
+    assert_eq!(again.revision(), 0);
+}
+
+#[tokio::test]
 async fn reopen_keeps_objects_revision_compaction_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let (last, compacted) = {

@@ -99,7 +99,7 @@ impl SledStore {
         if let Some(bytes) = opts.cache_capacity {
             config = config.cache_capacity(bytes);
         }
-        let db = config.open().map_err(|err| StoreError::Backend(format!("opening {}: {err}", dir.display())))?;
+        let db = open_db(&config, dir)?;
         let trees = Handles {
             objects: db.open_tree("objects").map_err(backend)?,
             log: db.open_tree("log").map_err(backend)?,
@@ -245,6 +245,30 @@ impl Drop for SledStore {
         }
         if let Err(err) = self.trees.db.flush() {
             tracing::warn!(error = %err, "final flush of the store failed");
+        }
+    }
+}
+
+/// How long an open waits for an earlier holder of the directory (a store
+/// still being dropped, an apiserver still exiting) to release its lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] while another holder
+/// releases the directory's lock.
+fn open_db(config: &::sled::Config, dir: &Path) -> Result<::sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(err) => {
+                let locked = err.to_string().contains("could not acquire lock");
+                if locked && started.elapsed() < LOCK_WAIT {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                let hint = if locked { " (is another meseta-apiserver using this data directory?)" } else { "" };
+                return Err(StoreError::Backend(format!("opening {}: {err}{hint}", dir.display())));
+            }
         }
     }
 }
