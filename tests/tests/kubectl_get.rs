@@ -39,7 +39,7 @@ async fn get_prints_per_kind_columns_wide_and_all_namespaces() {
     let out = k.run(&["get", "tasks"]).await.ok().stdout;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(words(lines[0]), ["NAME", "STATE", "AGENT", "CPUS", "MEM", "AGE"], "{out}");
-    assert_eq!(&words(lines[1])[..5], ["hello", "<none>", "<none>", "0.5", "32"], "{out}");
+    assert_eq!(&words(lines[1])[..5], ["hello", "PENDING", "<none>", "0.5", "32"], "{out}");
     let wide = k.run(&["get", "tk", "-o", "wide"]).await.ok().stdout;
     assert!(wide.lines().next().unwrap().contains("FRAMEWORK"), "{wide}");
     let all = k.run(&["get", "tasks", "-A", "--show-labels"]).await.ok().stdout;
@@ -91,7 +91,8 @@ async fn describe_renders_the_object_and_its_events() {
     assert!(out.contains("Name:         hello"), "{out}");
     assert!(out.contains("Kind:         Task"), "{out}");
     assert!(out.contains("Cpus:"), "{out}");
-    let events = out.split("Events:").nth(1).unwrap_or_else(|| panic!("no Events section:\n{out}"));
+    // The object's own section (the status' "Task Events:" comes before it).
+    let events = out.split("\nEvents:").nth(1).unwrap_or_else(|| panic!("no Events section:\n{out}"));
     assert!(events.contains("Scheduled") && events.contains("placed on agent-1"), "{out}");
 }
 
