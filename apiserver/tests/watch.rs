@@ -3,47 +3,14 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// Reads newline-delimited events from a streaming response.
-struct Events {
-    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl Events {
-    async fn open(api: &Api, path: &str) -> Events {
-        let resp = api.http.get(format!("{}{path}", api.base)).send().await.expect("watch request");
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["content-type"], "application/json");
-        Events { stream: resp.bytes_stream().boxed(), buf: Vec::new() }
-    }
-
-    /// The next event, or `None` when the stream ended. Fails the test if
-    /// nothing arrives for 20 seconds (a hang, not a timing requirement).
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&line).expect("each line is one JSON event"));
-            }
-            match tokio::time::timeout(Duration::from_secs(20), self.stream.next()).await.expect("watch stalled") {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.expect("chunk")),
-                None => return None,
-            }
-        }
-    }
-
-    /// Next event as (type, name).
-    async fn next_named(&mut self) -> (String, String) {
-        let ev = self.next().await.expect("an event");
-        (ev["type"].as_str().unwrap().to_string(), ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string())
-    }
+/// Next event as (type, name).
+async fn next_named(ev: &mut Events) -> (String, String) {
+    let ev = ev.next().await.expect("an event");
+    (ev["type"].as_str().unwrap().to_string(), ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string())
 }
 
 fn pair(t: &str, n: &str) -> (String, String) {
@@ -71,7 +38,7 @@ async fn watch_from_a_resource_version_gets_exactly_the_later_events() {
     assert_eq!(e2["object"]["metadata"]["resourceVersion"], deleted["metadata"]["resourceVersion"]);
     assert!(rv(&e2["object"]) > rv(&e1["object"]));
     api.post(&tasks("w"), &task("w", "t3")).await;
-    assert_eq!(ev.next_named().await, pair("ADDED", "t3"), "then live events, nothing replayed twice");
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "t3"), "then live events, nothing replayed twice");
 }
 
 #[tokio::test]
@@ -82,16 +49,16 @@ async fn watch_from_zero_replays_current_objects_then_goes_live() {
     api.post(&tasks("w"), &task("w", "b")).await;
     api.post(&tasks("other"), &task("other", "c")).await;
     let mut ev = Events::open(&api, &format!("{}?watch=1", tasks("w"))).await;
-    assert_eq!(ev.next_named().await, pair("ADDED", "a"));
-    assert_eq!(ev.next_named().await, pair("ADDED", "b"));
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "a"));
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "b"));
     api.post(&tasks("other"), &task("other", "d")).await;
     api.patch(&task_path("w", "a"), "application/merge-patch+json", &json!({"metadata": {"labels": {"x": "y"}}})).await;
-    assert_eq!(ev.next_named().await, pair("MODIFIED", "a"), "other namespaces are not seen");
+    assert_eq!(next_named(&mut ev).await, pair("MODIFIED", "a"), "other namespaces are not seen");
 
     let mut all = Events::open(&api, &format!("{API}/tasks?watch=true&resourceVersion=0")).await;
     let mut names = Vec::new();
     for _ in 0..4 {
-        names.push(all.next_named().await.1);
+        names.push(next_named(&mut all).await.1);
     }
     names.sort();
     assert_eq!(names, vec!["a", "b", "c", "d"]);
@@ -119,14 +86,14 @@ async fn watch_with_selectors_sends_transitions() {
     api.delete(&task_path("w", "web1")).await;
     api.post(&tasks("w"), &labelled("web2", "web")).await;
 
-    assert_eq!(ev.next_named().await, pair("ADDED", "web1"));
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "web1"));
     let stopped = ev.next().await.unwrap();
     assert_eq!(stopped["type"], "DELETED", "stopped matching");
     assert_eq!(stopped["object"]["metadata"]["name"], "web1");
-    assert_eq!(ev.next_named().await, pair("ADDED", "db1"), "started matching");
-    assert_eq!(ev.next_named().await, pair("MODIFIED", "db1"));
-    assert_eq!(ev.next_named().await, pair("DELETED", "db1"));
-    assert_eq!(ev.next_named().await, pair("ADDED", "web2"), "web1's deletion did not match any more");
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "db1"), "started matching");
+    assert_eq!(next_named(&mut ev).await, pair("MODIFIED", "db1"));
+    assert_eq!(next_named(&mut ev).await, pair("DELETED", "db1"));
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "web2"), "web1's deletion did not match any more");
 
     let agent = server.store().revision();
     let mut by_field =
@@ -136,7 +103,7 @@ async fn watch_with_selectors_sends_transitions() {
     t["spec"]["agent"] = json!("n1");
     api.post(&tasks("w"), &task("w", "unbound")).await;
     api.post(&tasks("w"), &t).await;
-    assert_eq!(by_field.next_named().await, pair("ADDED", "bound"));
+    assert_eq!(next_named(&mut by_field).await, pair("ADDED", "bound"));
 }
 
 #[tokio::test]
@@ -165,7 +132,7 @@ async fn watch_of_a_compacted_revision_is_an_error_event_410() {
     let list_rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let mut ev = Events::open(&api, &format!("{}?watch=true&resourceVersion={list_rv}", tasks("w"))).await;
     api.post(&tasks("w"), &task("w", "after")).await;
-    assert_eq!(ev.next_named().await, pair("ADDED", "after"));
+    assert_eq!(next_named(&mut ev).await, pair("ADDED", "after"));
 }
 
 #[tokio::test]

@@ -7,43 +7,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Reads newline-delimited events from a streaming response.
-struct Events {
-    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl Events {
-    async fn open(api: &Api, path: &str) -> Events {
-        let resp = api.http.get(format!("{}{path}", api.base)).send().await.expect("watch request");
-        assert_eq!(resp.status(), StatusCode::OK, "{path}");
-        Events { stream: resp.bytes_stream().boxed(), buf: Vec::new() }
-    }
-
-    /// The next event; fails the test if nothing arrives for 20 seconds (a
-    /// hang, not a timing requirement).
-    async fn next(&mut self) -> Value {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                return serde_json::from_slice(&line).expect("each line is one JSON event");
-            }
-            match tokio::time::timeout(Duration::from_secs(20), self.stream.next()).await.expect("watch stalled") {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.expect("chunk")),
-                None => panic!("the watch ended"),
-            }
-        }
-    }
-}
 
 /// What a test compares: type, name, resourceVersion, agent.
 type Seen = (String, String, u64, String);
@@ -108,7 +77,7 @@ fn filtered(all: &[Value], matches: impl Fn(&Value) -> bool) -> Vec<Seen> {
 async fn take(events: &mut Events, n: usize) -> Vec<Seen> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(seen(&events.next().await));
+        out.push(seen(&events.next_event().await));
     }
     out
 }
@@ -133,11 +102,11 @@ async fn a_task_moving_between_agents_leaves_one_watch_and_joins_the_other() {
     let moved = rv(&patch_agent(&api, "t", Some("b")).await);
     let deleted = rv(&api.delete(&task_path("w", "t")).await.body);
 
-    assert_eq!(seen(&a.next().await), ("ADDED".into(), "t".into(), created, "a".into()));
-    let left = a.next().await;
+    assert_eq!(seen(&a.next_event().await), ("ADDED".into(), "t".into(), created, "a".into()));
+    let left = a.next_event().await;
     assert_eq!(seen(&left), ("DELETED".into(), "t".into(), moved, "a".into()), "its last state at a");
-    assert_eq!(seen(&b.next().await), ("ADDED".into(), "t".into(), moved, "b".into()));
-    assert_eq!(seen(&b.next().await), ("DELETED".into(), "t".into(), deleted, "b".into()));
+    assert_eq!(seen(&b.next_event().await), ("ADDED".into(), "t".into(), moved, "b".into()));
+    assert_eq!(seen(&b.next_event().await), ("DELETED".into(), "t".into(), deleted, "b".into()));
 
     // Resuming a's watch from before the move replays the same events.
     let mut again = Events::open(&api, &watch_path(start, "&fieldSelector=spec.agent%3Da")).await;
@@ -195,7 +164,7 @@ async fn agent_watches_and_unindexed_watches_send_what_their_selectors_say() {
     let end_rv_unbound = rv(&api.post(&tasks("w"), &agent_task("end2", None)).await.body);
     let mut full = Vec::new();
     loop {
-        let event = all.next().await;
+        let event = all.next_event().await;
         let done = rv(&event["object"]) == end_rv_unbound;
         full.push(event);
         if done {
@@ -230,7 +199,7 @@ async fn bookmarks_of_an_agent_watch_follow_other_agents_writes() {
     // Bookmarks come every second in tests; each is at most where the
     // watch really is, and they reach the other agent's last write.
     loop {
-        let b = ev.next().await;
+        let b = ev.next_event().await;
         assert_eq!(b["type"], "BOOKMARK", "no event of agent b is sent: {b}");
         let at = rv(&b["object"]);
         assert!(at >= mine && at <= others, "{at}");
@@ -240,7 +209,7 @@ async fn bookmarks_of_an_agent_watch_follow_other_agents_writes() {
     }
     let next = rv(&api.post(&tasks("w"), &agent_task("mine2", Some("a"))).await.body);
     loop {
-        let e = ev.next().await;
+        let e = ev.next_event().await;
         if e["type"] != "BOOKMARK" {
             assert_eq!(seen(&e), ("ADDED".into(), "mine2".into(), next, "a".into()));
             break;

@@ -145,3 +145,45 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// Reads newline-delimited watch events from a streaming response.
+pub struct Events {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl Events {
+    /// Opens a watch at `path` (with its query); fails the test unless it
+    /// answers 200 with a JSON stream.
+    pub async fn open(api: &Api, path: &str) -> Events {
+        use futures::StreamExt;
+        let resp = api.http.get(format!("{}{path}", api.base)).send().await.expect("watch request");
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{path}");
+        Events { stream: resp.bytes_stream().boxed(), buf: Vec::new() }
+    }
+
+    /// The next event, or `None` when the stream ended. Fails the test if
+    /// nothing arrives for 20 seconds (a hang, not a timing requirement).
+    pub async fn next(&mut self) -> Option<Value> {
+        use futures::StreamExt;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line).expect("each line is one JSON event"));
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("watch stalled");
+            match chunk {
+                Some(chunk) => self.buf.extend_from_slice(&chunk.expect("chunk")),
+                None => return None,
+            }
+        }
+    }
+
+    /// The next event; fails the test when the stream ended.
+    pub async fn next_event(&mut self) -> Value {
+        self.next().await.expect("the watch ended")
+    }
+}
