@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test]
@@ -254,14 +254,7 @@ async fn merge_and_json_patches() {
         .await;
     assert_eq!(failing.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", failing.text);
 
-    let apply = api
-        .raw(
-            Method::PATCH,
-            &format!("{}?fieldManager=test", task_path("web", "t2")),
-            "application/apply-patch+yaml",
-            task("web", "t2").to_string(),
-        )
-        .await;
+    let apply = api.apply(&task_path("web", "t2"), &task("web", "t2")).await;
     assert_eq!(apply.status, StatusCode::CREATED, "server-side apply creates: {}", apply.text);
     assert_eq!(api.names(&tasks("web")).await, vec!["t1", "t2"]);
 }

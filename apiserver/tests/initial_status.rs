@@ -7,7 +7,7 @@ mod common;
 
 use chrono::{DateTime, Timelike, Utc};
 use common::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// Checks `t` carries exactly the initial Task status and returns its event time.
@@ -65,14 +65,7 @@ async fn dry_run_and_apply_creates_start_pending_too() {
     assert_initial(&dry.body);
     assert!(api.names(&tasks("web")).await.is_empty(), "a dry run stores nothing");
 
-    let applied = api
-        .raw(
-            Method::PATCH,
-            &format!("{}?fieldManager=test", task_path("web", "t2")),
-            "application/apply-patch+yaml",
-            task("web", "t2").to_string(),
-        )
-        .await;
+    let applied = api.apply(&task_path("web", "t2"), &task("web", "t2")).await;
     assert_eq!(applied.status, StatusCode::CREATED, "{}", applied.text);
     assert_initial(&applied.body);
 }

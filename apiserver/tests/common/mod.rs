@@ -32,6 +32,12 @@ impl Api {
     }
 
     /// Sends `body` (raw bytes) with `content_type`.
+    /// Server-side apply of `body` at `path` as field manager `test`.
+    pub async fn apply(&self, path: &str, body: &Value) -> Resp {
+        self.raw(Method::PATCH, &format!("{path}?fieldManager=test"), "application/apply-patch+yaml", body.to_string())
+            .await
+    }
+
     pub async fn raw(&self, method: Method, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Resp {
         let resp = self
             .http

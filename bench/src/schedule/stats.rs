@@ -4,6 +4,7 @@
 //!
 //! Pure: it reads tasks handed to it and must not talk to the apiserver.
 
+use meseta_controllers::tasks::metrics::pending_since;
 use meseta_schemas::{Task, TaskState, Time};
 
 /// Per-task latencies and the moment the last task ran.
@@ -45,8 +46,8 @@ impl Timings {
         }
         let Some(status) = &task.status else { return };
         let first = |s: TaskState| status.task_events.iter().find(|e| e.state == s).map(|e| e.timestamp);
-        let created = first(TaskState::Pending).or(task.metadata.creation_timestamp);
-        let Some(created) = created else { return };
+        // The same moment the controllers' MTTA / MTTR start from.
+        let Some(created) = pending_since(task) else { return };
         self.first_pending = Some(self.first_pending.map_or(created, |f| f.min(created)));
         self.moments[0].push(created);
         if let Some(assigned) = first(TaskState::Assigned) {
