@@ -192,6 +192,10 @@ fn columns(kind: &KindInfo) -> Vec<Column> {
             col("Pending", 0, "Pending instances.", |o| field(o, "status.pending")),
             col("Failures", 0, "Failures so far.", |o| field(o, "status.failures")),
             AGE,
+            col("Starting", 1, "Instances assigned or starting.", |o| field(o, "status.starting")),
+            col("Throttled", 1, "Instances waiting out a restart backoff.", |o| field(o, "status.throttled")),
+            col("Lost", 1, "Instances lost with their agent.", |o| field(o, "status.lost")),
+            col("Killing", 1, "Instances being killed.", |o| field(o, "status.killing")),
             col("Priority", 1, "Scheduling priority.", |o| field(o, "spec.priority")),
             col("Production", 1, "Production tier.", |o| field(o, "spec.production")),
             col("Schedule", 1, "Cron schedule.", |o| field(o, "spec.cron.schedule")),
@@ -286,6 +290,23 @@ mod tests {
         assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert!(table["rows"][0]["object"]["metadata"].get("managedFields").is_none());
         assert_eq!(table["metadata"]["resourceVersion"], "7");
+    }
+
+    #[test]
+    fn job_rows_show_every_count_of_its_status() {
+        let j = json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "service", "instances": 10, "priority": 5, "production": true},
+            "status": {"running": 4, "pending": 1, "starting": 2, "throttled": 1, "lost": 1, "killing": 1, "failures": 3}});
+        let table = table(by_kind("Job").unwrap(), &[j], None, None);
+        let cells = &table["rows"][0]["cells"];
+        let by_name = |name: &str| {
+            let i = table["columnDefinitions"].as_array().unwrap().iter().position(|c| c["name"] == name).unwrap();
+            cells[i].as_str().unwrap().to_string()
+        };
+        let shown: Vec<String> =
+            ["Running", "Pending", "Starting", "Throttled", "Lost", "Killing", "Failures"].map(by_name).to_vec();
+        assert_eq!(shown, ["4", "1", "2", "1", "1", "1", "3"]);
+        assert_eq!(by_name("Production"), "true");
     }
 
     #[test]
