@@ -10,11 +10,13 @@
 //! 3. Writes `shim.json` (its pid, the container's pid) and prints one line
 //!    to the agent: `started <pid>`, or `exited` when the process could not
 //!    be started (the reason is in `exit.json`).
-//! 4. Waits for the process, reads the OOM counter of its cgroup, deletes
-//!    the container (killing leftovers, removing the cgroup, and the
+//! 4. Waits for the process, reads the OOM counter of its cgroup and prints
+//!    `ended <exit record as JSON>`, so the agent can report the end at once.
+//! 5. Deletes the container (killing leftovers, removing the cgroup, and the
 //!    agent's scope cgroup if no other container is left in it), writes
 //!    `exit.json` and prints `exited`, so the agent need not poll for it (an
-//!    agent restarted since has no pipe and polls `exit.json`). The container's cgroup is the one its checkpoint names
+//!    agent restarted since has no pipe and polls `exit.json`). The
+//!    container's cgroup is the one its checkpoint names
 //!    (`/meseta/<scope>/<id>`, see [`crate::runtime::cgroups`]).
 //!
 //! # Guarantees
@@ -102,6 +104,10 @@ impl Shim {
             (None, 126, _) => "command not executable (exit 126); see the task's stderr".to_string(),
             _ => String::new(),
         };
+        // The agent can report the end now; the cleanup below takes a few milliseconds.
+        if let Ok(record) = serde_json::to_string(&ExitRecord { code, oom, message: message.clone() }) {
+            report(&format!("ended {record}"));
+        }
         if !self.cleanup(true) {
             message = format!(
                 "{message}{}processes of the container were left behind",

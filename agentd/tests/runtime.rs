@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use meseta_agentd::runtime::cgroups::{self, CgroupVersion};
 use meseta_agentd::runtime::linux::LinuxRuntime;
-use meseta_agentd::runtime::{kill_with_grace, ContainerConfig, ContainerId, ContainerRuntime, ContainerState};
+use meseta_agentd::runtime::{
+    kill_with_grace, ContainerConfig, ContainerId, ContainerRuntime, ContainerState, RuntimeError,
+};
 use meseta_schemas::kinds::task::{ContainerSpec, NetworkMode, TaskSpec};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_meseta-agentd");
@@ -345,16 +347,20 @@ async fn the_shim_tells_the_runtime_that_the_process_exited_once() {
     let c = config("exited", shell("sleep 1; exit 3"));
     rt.create(&c).await.unwrap();
     rt.start(&c.id).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), rt.exited(&c.id)).await.expect("the exit is reported");
-    // exit.json is written before the shim says so.
-    assert_eq!(code_of(&rt.state(&c.id).await.unwrap()), 3);
+    let ended = tokio::time::timeout(Duration::from_secs(30), rt.exited(&c.id)).await.expect("the exit is reported");
+    // The shim says how the process ended before it cleans up.
+    assert_eq!(code_of(&ended.expect("the end comes with the report")), 3);
     assert!(
         tokio::time::timeout(Duration::from_millis(100), rt.exited(&c.id)).await.is_err(),
         "the hint is given once"
     );
     let other = ContainerId::new("test", "never-started").unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(10), rt.exited(&other)).await.is_err());
+    // Deleting right away waits for the shim's cleanup instead of finding the container still there.
+    let cgroup = rt.cgroup(&c.id);
     rt.delete(&c.id).await.unwrap();
+    assert!(matches!(rt.state(&c.id).await, Err(RuntimeError::NotFound(_))));
+    assert!(!cgroup.exists(), "the container's cgroup is gone");
 }
 
 /// Prints the figure; asserts only that every run succeeds.

@@ -252,7 +252,11 @@ async fn supervise(ctx: &Ctx<'_>, kill: &mut watch::Receiver<Option<KillReason>>
             }
             _ = tokio::time::sleep(wait) => wait = next_poll(wait, poll),
             // The runtime may learn of the exit before the next poll.
-            _ = rt.exited(ctx.id) => {}
+            ended = rt.exited(ctx.id) => {
+                if let Some(state) = ended.filter(ContainerState::is_finished) {
+                    return report_exit(ctx, state);
+                }
+            }
         }
         match rt.state(ctx.id).await {
             Ok(s) if s.is_finished() => return report_exit(ctx, s),

@@ -4,7 +4,9 @@
 //! ```text
 //! <work>/sandboxes/<ns>/<task>/      the task's sandbox: stdout, stderr, its files
 //! <work>/containers/<id>/checkpoint.json  written by `create` (config, user, cgroup)
-//! <work>/containers/<id>/bundle/     OCI bundle: config.json and the rootfs mount points
+//! <work>/containers/<id>/bundle/     OCI bundle: config.json
+//! <work>/rootfs/                     the host-filesystem root every container shares: mount
+//!                                    points only, filled in each container's own mount namespace
 //! <work>/containers/<id>/shim.json   written by the shim once the process runs
 //! <work>/containers/<id>/exit.json   written by the shim once the process exited
 //! <work>/containers/<id>/shim.log    the shim's own log
@@ -57,6 +59,9 @@ impl Layout {
     }
     pub(crate) fn shim_log(&self, id: &ContainerId) -> PathBuf {
         self.container(id).join("shim.log")
+    }
+    pub(crate) fn rootfs(&self) -> PathBuf {
+        self.root.join("rootfs")
     }
     pub(crate) fn libcontainer_root(&self) -> PathBuf {
         self.root.join("run")

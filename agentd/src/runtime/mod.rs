@@ -212,11 +212,13 @@ pub trait ContainerRuntime: Send + Sync {
     /// Every container this runtime knows, for recovery after a restart.
     async fn list(&self) -> Result<Vec<ContainerId>, RuntimeError>;
     /// Resolves once the container's process has probably ended, when the
-    /// runtime learns it without polling (a hint: callers then read
-    /// [`state`](ContainerRuntime::state)). Resolves at most once per
-    /// container; the default never resolves, leaving callers to poll.
-    async fn exited(&self, _id: &ContainerId) {
-        std::future::pending::<()>().await
+    /// runtime learns it without polling: with the process' end when the
+    /// runtime was told it (an `Exited` state, final even though the
+    /// container may still be being cleaned up), or `None` as a hint to read
+    /// [`state`](ContainerRuntime::state). The default never resolves,
+    /// leaving callers to poll.
+    async fn exited(&self, _id: &ContainerId) -> Option<ContainerState> {
+        std::future::pending::<Option<ContainerState>>().await
     }
     /// Resource usage of a running container; `None` when unknown (the
     /// default: runtimes without cgroups).

@@ -59,6 +59,8 @@ pub(crate) struct HostFeatures {
     pub(crate) memsw: bool,
     /// Host path of the sandbox.
     pub(crate) sandbox: String,
+    /// Host path of the root filesystem's directory of mount points.
+    pub(crate) rootfs: String,
 }
 
 /// CFS period used for CPU quotas, microseconds.
@@ -139,7 +141,7 @@ pub(crate) fn build(cp: &Checkpoint, host: &HostFeatures) -> Value {
 
     json!({
         "ociVersion": "1.0.2",
-        "root": {"path": "rootfs", "readonly": true},
+        "root": {"path": host.rootfs, "readonly": true},
         "hostname": cfg.id.name().chars().take(63).collect::<String>(),
         "process": {
             "terminal": false,
@@ -172,7 +174,13 @@ mod tests {
     }
 
     fn host() -> HostFeatures {
-        HostFeatures { host_dirs: vec!["usr".into()], seccomp: true, memsw: true, sandbox: "/w/s".into() }
+        HostFeatures {
+            host_dirs: vec!["usr".into()],
+            seccomp: true,
+            memsw: true,
+            sandbox: "/w/s".into(),
+            rootfs: "/w/rootfs".into(),
+        }
     }
 
     #[test]
