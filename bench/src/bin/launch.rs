@@ -12,8 +12,10 @@
 //!   from that write's acknowledgement to RUNNING and to FINISHED as a watch
 //!   first shows them, and (agent view) to the `taskEvents` timestamps the
 //!   agent wrote.
-//! - peer: the same number of `crun run` / `runc run` of the agent's own
-//!   bundle config (see `meseta_bench::launch::oci`), end to end.
+//! - peer: after each of those tasks, one `crun run` and one `runc run` of
+//!   the agent's own bundle config (see `meseta_bench::launch::oci`), end
+//!   to end. Interleaving the two keeps the ratio fair on a machine whose
+//!   load drifts during the run.
 //! - bulk: `--bulk` tasks created, then all bound at once; time from the
 //!   first bind to the last FINISHED seen.
 //!
@@ -100,20 +102,21 @@ async fn main() -> anyhow::Result<()> {
     api.patch_merge("probe", &serde_json::json!({"spec": {"killRequested": true}})).await?;
     tracker.wait(Duration::from_secs(60), |t| t.get("probe").terminal.is_some()).await.context("probe killed")?;
 
-    println!("sequential: {n} tasks `/bin/true` (exec form, cpus 0.1, mem 32 MiB) on agent {AGENT}");
-    let seq = sequential(&api, &tracker, n).await?;
-
-    println!("peer: {n} runs each of the agent's bundle config with /bin/true (host root bound read-only)");
-    let mounts = PrivateMounts::start()?;
-    let bundle = Bundle::from_agent_config(&tmp.path().join("bundle"), &agent_config)?;
-    let nsenter_ms = Summary::of(&oci::time_nsenter(&mounts, n)?);
-    let crun_ms = Summary::of(&oci::time_runs(&mounts, &crun, &bundle, n)?);
-    let runc_ms = match &runc {
-        Some(r) => Some(Summary::of(&oci::time_runs(&mounts, r, &bundle, n)?)),
-        None => None,
+    println!("sequential: {n} tasks `/bin/true` (exec form, cpus 0.1, mem 32 MiB) on agent {AGENT}, each followed by");
+    println!("  one run of each peer: the agent's bundle config with /bin/true (host root bound read-only)");
+    let mut peers = Peers {
+        mounts: PrivateMounts::start()?,
+        bundle: Bundle::from_agent_config(&tmp.path().join("bundle"), &agent_config)?,
+        crun,
+        runc,
+        samples: Default::default(),
     };
-    drop(mounts);
+    let seq = sequential(&api, &tracker, n, &mut peers).await;
+    let [crun_ms, runc_ms, nsenter_ms] = peers.samples.each_ref().map(|v| Summary::of(v));
+    let has_runc = peers.runc.is_some();
+    drop(peers);
     oci::remove_cgroup_parent();
+    let seq = seq?;
 
     let bulk_s = if bulk > 0 { Some(bulk_launch(&api, &tracker, bulk).await?) } else { None };
     tracker.stop();
@@ -137,8 +140,8 @@ async fn main() -> anyhow::Result<()> {
     row("  RUNNING → FINISHED (taskEvents)", None, seq.exit_step);
     row("  FINISHED (taskEvents) → watch", None, seq.report_step);
     row("crun run (end to end, via nsenter)", Some("crun"), crun_ms);
-    if let Some(r) = runc_ms {
-        row("runc run (end to end, via nsenter)", Some("runc"), r);
+    if has_runc {
+        row("runc run (end to end, via nsenter)", Some("runc"), runc_ms);
     }
     row("  nsenter alone (/bin/true)", Some("nsenter"), nsenter_ms);
     let ratio = seq.finished_watch.p50 / crun_ms.p50;
@@ -173,7 +176,29 @@ struct Sequential {
     report_step: Summary,
 }
 
-async fn sequential(api: &Api<Task>, tracker: &Tracker, n: usize) -> anyhow::Result<Sequential> {
+/// The peers run after each agent task, so both see the same load.
+struct Peers {
+    mounts: PrivateMounts,
+    bundle: Bundle,
+    crun: PathBuf,
+    runc: Option<PathBuf>,
+    /// crun, runc and nsenter alone, ms.
+    samples: [Vec<f64>; 3],
+}
+
+impl Peers {
+    /// One run of each peer.
+    fn round(&mut self, i: usize) -> anyhow::Result<()> {
+        self.samples[0].push(oci::time_run(&self.mounts, &self.crun, &self.bundle, i)?);
+        if let Some(runc) = &self.runc {
+            self.samples[1].push(oci::time_run(&self.mounts, runc, &self.bundle, i)?);
+        }
+        self.samples[2].push(oci::time_nsenter(&self.mounts)?);
+        Ok(())
+    }
+}
+
+async fn sequential(api: &Api<Task>, tracker: &Tracker, n: usize, peers: &mut Peers) -> anyhow::Result<Sequential> {
     let mut v: [Vec<f64>; 8] = Default::default();
     for i in 0..n {
         let name = format!("seq-{i}");
@@ -209,6 +234,7 @@ async fn sequential(api: &Api<Task>, tracker: &Tracker, n: usize) -> anyhow::Res
         for (vec, s) in v.iter_mut().zip(samples) {
             vec.push(s);
         }
+        tokio::task::block_in_place(|| peers.round(i))?;
     }
     let s = |i: usize| Summary::of(&v[i]);
     Ok(Sequential {

@@ -140,46 +140,40 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Times `runtime run --bundle B id` end to end (`runs` times, ms each);
-/// every run must exit 0.
-pub fn time_runs(mounts: &PrivateMounts, runtime: &Path, bundle: &Bundle, runs: usize) -> anyhow::Result<Vec<f64>> {
+/// Times `runtime run --bundle B id` end to end once (ms); the run must
+/// exit 0. `round` makes the container id (and its cgroup) unique.
+pub fn time_run(mounts: &PrivateMounts, runtime: &Path, bundle: &Bundle, round: usize) -> anyhow::Result<f64> {
     let name = runtime.file_name().map_or("runtime".into(), |n| n.to_string_lossy().to_string());
-    let mut samples = Vec::with_capacity(runs);
-    for i in 0..runs {
-        let id = format!("bench-{name}-{}-{i}", std::process::id());
-        bundle.set_cgroup(&id)?;
-        let begin = Instant::now();
-        let out = mounts
-            .command(runtime)
-            .args(["run", "--bundle"])
-            .arg(&bundle.dir)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("running {}", runtime.display()))?;
-        samples.push(begin.elapsed().as_secs_f64() * 1000.0);
-        if !out.status.success() {
-            bail!("{name} run {id} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-        }
+    let id = format!("bench-{name}-{}-{round}", std::process::id());
+    bundle.set_cgroup(&id)?;
+    let begin = Instant::now();
+    let out = mounts
+        .command(runtime)
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running {}", runtime.display()))?;
+    let ms = begin.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        bail!("{name} run {id} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
-    Ok(samples)
+    Ok(ms)
 }
 
-/// Times `nsenter` into the namespace running `/bin/true` (`runs` times,
-/// ms each): the share of a peer run that is not the runtime's.
-pub fn time_nsenter(mounts: &PrivateMounts, runs: usize) -> anyhow::Result<Vec<f64>> {
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let begin = Instant::now();
-        let status = mounts.command(Path::new("/bin/true")).status().context("running nsenter")?;
-        samples.push(begin.elapsed().as_secs_f64() * 1000.0);
-        if !status.success() {
-            bail!("nsenter into the private mount namespace failed: {status}");
-        }
+/// Times `nsenter` into the namespace running `/bin/true` once (ms): the
+/// share of a peer run that is not the runtime's.
+pub fn time_nsenter(mounts: &PrivateMounts) -> anyhow::Result<f64> {
+    let begin = Instant::now();
+    let status = mounts.command(Path::new("/bin/true")).status().context("running nsenter")?;
+    let ms = begin.elapsed().as_secs_f64() * 1000.0;
+    if !status.success() {
+        bail!("nsenter into the private mount namespace failed: {status}");
     }
-    Ok(samples)
+    Ok(ms)
 }
 
 /// Removes the peer's (empty) cgroup parent from every hierarchy.
