@@ -31,7 +31,7 @@ use meseta_bench::apiserver::{find_binary as find_apiserver, Server};
 use meseta_bench::launch::agent::{find_binary as find_agentd, AgentProc};
 use meseta_bench::launch::oci::{self, Bundle, PrivateMounts};
 use meseta_bench::launch::tasks::{self, Tracker};
-use meseta_bench::launch::Summary;
+use meseta_bench::launch::{ProcCpu, Summary};
 use meseta_client::{Api, Client};
 use meseta_schemas::kinds::{Task, TaskState};
 
@@ -110,8 +110,15 @@ async fn main() -> anyhow::Result<()> {
         crun,
         runc,
         samples: Default::default(),
+        crun_cpu_ms: 0.0,
+        nsenter_cpu_ms: 0.0,
     };
+    let (agent_before, server_before) = (agent.cpu()?, ProcCpu::of(&server.pid().to_string())?);
     let seq = sequential(&api, &tracker, n, &mut peers).await;
+    let agent_cpu_ms = (agent.cpu()?.total_ms() - agent_before.total_ms()) / n as f64;
+    let server_cpu_ms = (ProcCpu::of(&server.pid().to_string())?.own_ms - server_before.own_ms) / n as f64;
+    // crun's own share: nsenter is measured alone too.
+    let crun_cpu_ms = (peers.crun_cpu_ms - peers.nsenter_cpu_ms) / n as f64;
     let [crun_ms, runc_ms, nsenter_ms] = peers.samples.each_ref().map(|v| Summary::of(v));
     let has_runc = peers.runc.is_some();
     drop(peers);
@@ -148,6 +155,15 @@ async fn main() -> anyhow::Result<()> {
     let ratio99 = seq.finished_watch.p99 / crun_ms.p99;
     let ratio_running = seq.running_watch.p50 / crun_ms.p50;
     println!("FINISHED (watch) / crun: p50 {ratio:.2}x, p99 {ratio99:.2}x (goal ≤ 1.2x); RUNNING / crun p50 {ratio_running:.2}x");
+    println!(
+        "CPU per launch: agent, shim and container {agent_cpu_ms:.1} ms (apiserver {server_cpu_ms:.1} ms more); \
+         crun run {crun_cpu_ms:.1} ms (without nsenter's); agent / crun {:.2}x",
+        agent_cpu_ms / crun_cpu_ms
+    );
+    figures.push(Figure("cpu.agent".into(), agent_cpu_ms, "ms"));
+    figures.push(Figure("cpu.apiserver".into(), server_cpu_ms, "ms"));
+    figures.push(Figure("cpu.crun".into(), crun_cpu_ms, "ms"));
+    figures.push(Figure("ratio.cpu_agent_vs_crun".into(), agent_cpu_ms / crun_cpu_ms, "x"));
     figures.push(Figure("ratio.finished_vs_crun.p50".into(), ratio, "x"));
     figures.push(Figure("ratio.finished_vs_crun.p99".into(), ratio99, "x"));
     figures.push(Figure("ratio.running_vs_crun.p50".into(), ratio_running, "x"));
@@ -184,16 +200,24 @@ struct Peers {
     runc: Option<PathBuf>,
     /// crun, runc and nsenter alone, ms.
     samples: [Vec<f64>; 3],
+    /// CPU ms of the crun runs (crun and nsenter, as this process' waited-for children).
+    crun_cpu_ms: f64,
+    /// CPU ms of nsenter alone.
+    nsenter_cpu_ms: f64,
 }
 
 impl Peers {
     /// One run of each peer.
     fn round(&mut self, i: usize) -> anyhow::Result<()> {
+        let before = ProcCpu::of("self")?.children_ms;
         self.samples[0].push(oci::time_run(&self.mounts, &self.crun, &self.bundle, i)?);
+        self.crun_cpu_ms += ProcCpu::of("self")?.children_ms - before;
         if let Some(runc) = &self.runc {
             self.samples[1].push(oci::time_run(&self.mounts, runc, &self.bundle, i)?);
         }
+        let before = ProcCpu::of("self")?.children_ms;
         self.samples[2].push(oci::time_nsenter(&self.mounts)?);
+        self.nsenter_cpu_ms += ProcCpu::of("self")?.children_ms - before;
         Ok(())
     }
 }

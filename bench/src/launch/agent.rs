@@ -58,6 +58,11 @@ impl AgentProc {
         Ok(AgentProc { child, name: name.into(), work_dir: work_dir.into() })
     }
 
+    /// CPU of the agent, and of its shims and containers, so far.
+    pub fn cpu(&self) -> anyhow::Result<super::ProcCpu> {
+        super::ProcCpu::of(&self.child.id().to_string())
+    }
+
     /// Waits until the `Agent` object says Ready (or the process ended).
     pub async fn ready(&mut self, client: &Client) -> anyhow::Result<()> {
         let api: Api<Agent> = Api::all(client.clone());
