@@ -24,6 +24,7 @@
 //! [`crate::objects`].
 
 mod fields;
+mod track;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +32,7 @@ use meseta_schemas::API_VERSION;
 use serde_json::{json, Value};
 
 pub use fields::{Entry, FieldPath, FieldSet};
+pub use track::track_update;
 
 use crate::error::ApiError;
 use crate::object;
@@ -70,57 +72,17 @@ fn subresource(mode: UpdateMode) -> Option<&'static str> {
 }
 
 /// Whether a write in `mode` can change the field at `path`.
-fn in_scope(path: &FieldPath, mode: UpdateMode, has_status: bool) -> bool {
-    let status = path.first().is_some_and(|k| k == "status");
+fn in_scope(path: &[String], mode: UpdateMode, has_status: bool) -> bool {
+    key_in_scope(path.first().map_or("", String::as_str), mode, has_status)
+}
+
+/// Whether a write in `mode` can change fields under the top-level `key`.
+fn key_in_scope(key: &str, mode: UpdateMode, has_status: bool) -> bool {
+    let status = key == "status";
     match mode {
         UpdateMode::Main => !(status && has_status),
         UpdateMode::Status => status,
     }
-}
-
-/// Records a non-apply write by `manager`: `next` is the object about to be
-/// written, `current` the stored one (`None` on create).
-pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mode: UpdateMode, has_status: bool) {
-    let stored = current.and_then(|c| c.pointer("/metadata/managedFields"));
-    let given = next.pointer("/metadata/managedFields").filter(|v| !v.is_null());
-    if given.is_some() && given != stored {
-        return;
-    }
-    let mut entries = current.map(fields::read).unwrap_or_default();
-    let before = current.map(fields::leaves).unwrap_or_default();
-    let after = fields::leaves(next);
-    let changed: FieldSet = before
-        .union(&after)
-        .filter(|p| in_scope(p, mode, has_status))
-        .filter(|p| !fields::same(current.and_then(|c| fields::value_at(c, p)), fields::value_at(next, p)))
-        .cloned()
-        .collect();
-    if changed.is_empty() {
-        if let Some(s) = stored {
-            object::meta_mut(next).insert("managedFields".into(), s.clone());
-        }
-        return;
-    }
-    let sub = subresource(mode);
-    for e in entries.iter_mut() {
-        e.fields.retain(|f| !changed.contains(f));
-    }
-    let set: FieldSet = changed.into_iter().filter(|p| after.contains(p)).collect();
-    match entries.iter_mut().find(|e| e.is(manager, "Update", sub)) {
-        Some(e) => {
-            e.fields.extend(set);
-            e.time = object::now_timestamp();
-        }
-        None => entries.push(Entry {
-            manager: manager.to_string(),
-            operation: "Update".into(),
-            api_version: API_VERSION.into(),
-            time: object::now_timestamp(),
-            subresource: sub.map(str::to_string),
-            fields: set,
-        }),
-    }
-    fields::write(next, &entries);
 }
 
 /// The object an apply of `config` by `manager` makes of `current`, or the conflicts.

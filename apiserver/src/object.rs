@@ -10,7 +10,7 @@ mod splice;
 
 use serde_json::{Map, Value};
 
-pub use self::splice::{append_spliced, splice_point};
+pub use self::splice::{append_spliced, metadata_fields, splice_point, splice_point_of_json};
 use crate::error::ApiError;
 use crate::store::{KeyValue, Revision};
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// A field: the keys from the object's root to it.
 pub type FieldPath = Vec<String>;
@@ -27,6 +27,11 @@ const UNOWNED_METADATA: [&str; 10] = [
     "managedFields",
     "generateName",
 ];
+
+/// Whether `key` of `metadata` can be owned (see [`UNOWNED_METADATA`]).
+pub(super) fn is_owned_metadata(key: &str) -> bool {
+    !UNOWNED_METADATA.contains(&key)
+}
 
 /// Every leaf field `obj` sets (scalars, lists, empty maps), leaving out
 /// `apiVersion`, `kind` and server-owned metadata.
@@ -68,6 +73,68 @@ fn collect(v: &Value, path: FieldPath, out: &mut FieldSet) {
 /// The value at `path`, if any.
 pub(super) fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(obj, |cur, k| cur.get(k.as_str()))
+}
+
+/// Whether `path` is a leaf field of `obj` (one [`leaves`] would list,
+/// metadata filters aside): set, and not a non-empty map.
+pub(super) fn is_leaf(obj: &Value, path: &[String]) -> bool {
+    value_at(obj, path).is_some_and(|v| v.as_object().is_none_or(Map::is_empty))
+}
+
+/// `FieldsV1` of every leaf field of `obj` whose top-level key `keep`
+/// accepts: `encode(&leaves(obj))` filtered, built in one walk.
+pub(super) fn encode_shape(obj: &Value, keep: impl Fn(&str) -> bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(root) = obj.as_object() else { return out };
+    for (k, v) in root {
+        if k == "apiVersion" || k == "kind" || !keep(k) {
+            continue;
+        }
+        if k == "metadata" {
+            if let Some(m) = v.as_object() {
+                let node: Map<String, Value> = m
+                    .iter()
+                    .filter(|(mk, _)| is_owned_metadata(mk))
+                    .map(|(mk, mv)| (format!("f:{mk}"), shape(mv)))
+                    .collect();
+                if !node.is_empty() {
+                    out.insert("f:metadata".into(), Value::Object(node));
+                }
+            }
+            continue;
+        }
+        out.insert(format!("f:{k}"), shape(v));
+    }
+    out
+}
+
+/// The `FieldsV1` node of a value all of whose leaves are owned.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, c)| (format!("f:{k}"), shape(c))).collect()),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+/// Whether the `FieldsV1` value `fields` holds the field `path` (as
+/// [`decode`] would list it), without decoding it.
+pub(super) fn owns(fields: &Value, path: &[String]) -> bool {
+    let mut node = fields;
+    let mut key = String::new();
+    for k in path {
+        let Some(m) = node.as_object() else { return false };
+        key.clear();
+        key.push_str("f:");
+        key.push_str(k);
+        match m.get(&key) {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    match node.as_object() {
+        None => !path.is_empty(),
+        Some(m) => !path.is_empty() && (m.is_empty() || m.keys().any(|k| k == "." || !k.starts_with("f:"))),
+    }
 }
 
 /// Whether two values are the same, numbers compared by value (`32` and
@@ -184,19 +251,40 @@ impl Entry {
     }
 
     fn to_value(&self) -> Value {
-        let mut v = json!({
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-            "time": self.time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": encode(&self.fields),
-        });
-        if let Some(s) = &self.subresource {
-            v["subresource"] = json!(s);
-        }
-        v
+        let Value::Object(fields) = encode(&self.fields) else { unreachable!("encode makes a map") };
+        entry_value(&self.manager, &self.operation, &self.api_version, &self.time, self.subresource.as_deref(), fields)
     }
+}
+
+/// One `managedFields` entry as JSON.
+pub(super) fn entry_value(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    time: &str,
+    subresource: Option<&str>,
+    fields: Map<String, Value>,
+) -> Value {
+    let mut v = Map::new();
+    v.insert("manager".into(), manager.into());
+    v.insert("operation".into(), operation.into());
+    v.insert("apiVersion".into(), api_version.into());
+    v.insert("time".into(), time.into());
+    v.insert("fieldsType".into(), "FieldsV1".into());
+    v.insert("fieldsV1".into(), Value::Object(fields));
+    if let Some(s) = subresource {
+        v.insert("subresource".into(), s.into());
+    }
+    Value::Object(v)
+}
+
+/// Whether the stored entry `e` is `manager`'s entry for `operation` and
+/// `subresource`, read as [`read`] reads it.
+pub(super) fn entry_is(e: &Value, manager: &str, operation: &str, subresource: Option<&str>) -> bool {
+    let s = |k: &str| e.get(k).and_then(Value::as_str);
+    s("manager") == Some(manager)
+        && s("operation").unwrap_or("Update") == operation
+        && s("subresource").filter(|x| !x.is_empty()) == subresource
 }
 
 /// The object's `managedFields` entries (malformed entries are skipped).
@@ -230,6 +318,8 @@ pub(super) fn write(obj: &mut Value, entries: &[Entry]) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn p(s: &str) -> FieldPath {

@@ -98,11 +98,11 @@ fn not_allowed(method: &Method, rest: &str) -> ApiError {
 /// The response to a write: the object as written, with `Warning` headers.
 /// When the write stored bytes, the body is those bytes with the revision
 /// spliced in (the same JSON object as serialising `written.object`, without
-/// serialising it again).
+/// serialising it again; the write serialised them, so they are well-formed).
 pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Written) -> Response {
     let revision = crate::object::meta_str(&written.object, "resourceVersion").and_then(|rv| rv.parse().ok());
     let spliced = written.stored.as_deref().zip(revision).and_then(|(stored, rev)| {
-        let point = crate::object::splice_point(stored)?;
+        let point = crate::object::splice_point_of_json(stored)?;
         let mut body = Vec::with_capacity(stored.len() + 40);
         crate::object::append_spliced(&mut body, stored, point, rev);
         Some(body)

@@ -9,56 +9,73 @@ use super::read::list_body;
 use super::{respond, respond_written, Call};
 use crate::error::ApiError;
 use crate::object;
-use crate::objects::{self, Filter, ListPage, UpdateMode, WriteOptions};
+use crate::objects::{self, Filter, ListPage, NewObject, UpdateMode, WriteOptions};
 use crate::patch::{self as patching, PatchError};
 use crate::request::{self, DeleteOptions, PatchKind};
 
 fn write_options(call: &Call) -> Result<WriteOptions, ApiError> {
-    Ok(WriteOptions { dry_run: call.params.dry_run()?, validation: call.params.field_validation()? })
+    Ok(WriteOptions { dry_run: call.params.dry_run()?, validation: call.params.field_validation()?, prechecked: false })
 }
 
-/// Reads and decodes a JSON or YAML object body.
-async fn object_body(call: &mut Call) -> Result<Value, ApiError> {
-    let ct = request::content_type(&call.headers);
-    request::check_object_content_type(ct.as_deref())?;
-    let body = std::mem::take(&mut call.body);
-    let bytes = request::read_body(&call.headers, body).await?;
-    request::decode_object(&bytes, ct.as_deref())
-}
-
-/// `POST .../{plural}`.
+/// `POST .../{plural}`. A plain JSON body is decoded straight into its
+/// kind's type ([`objects::check_json`]); anything else is decoded as JSON or
+/// YAML and checked from there.
 pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
     let opts = write_options(&call)?;
-    let mut body = object_body(&mut call).await?;
+    let ct = request::content_type(&call.headers);
+    request::check_object_content_type(ct.as_deref())?;
+    let bytes = request::read_body(&call.headers, std::mem::take(&mut call.body)).await?;
+    let (kind, namespace) = (call.target.kind, call.target.namespace.as_deref());
+    let checked = match ct.as_deref() {
+        None | Some("application/json") => objects::check_json(kind, &bytes, namespace),
+        Some(_) => None,
+    };
+    let body = match checked {
+        Some(obj) => NewObject::Checked(obj),
+        None => NewObject::Decoded(request::decode_object(&bytes, ct.as_deref())?),
+    };
     let manager = crate::apply::manager(&call.params, &call.headers);
-    crate::apply::track_update(None, &mut body, &manager, UpdateMode::Main, call.target.kind.has_status);
+    let track = |obj: &mut Value| crate::apply::track_update(None, obj, &manager, UpdateMode::Main, kind.has_status);
     let store = call.state.store().clone();
-    let written =
-        objects::create(store.as_ref(), call.target.kind, call.target.namespace.as_deref(), body, opts).await?;
+    let written = objects::create_tracked(store.as_ref(), kind, namespace, body, opts, track).await?;
     Ok(respond_written(StatusCode::CREATED, &written))
 }
 
-/// `PUT .../{name}` and `.../{name}/status`.
+/// `PUT .../{name}` and `.../{name}/status`. A plain JSON body is decoded
+/// straight into its kind's type and checked once, not on every attempt.
 pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response, ApiError> {
-    let opts = write_options(&call)?;
-    let body = object_body(&mut call).await?;
+    let mut opts = write_options(&call)?;
+    let ct = request::content_type(&call.headers);
+    request::check_object_content_type(ct.as_deref())?;
+    let bytes = request::read_body(&call.headers, std::mem::take(&mut call.body)).await?;
+    let kind = call.target.kind;
+    let checked = match ct.as_deref() {
+        None | Some("application/json") => objects::check_json(kind, &bytes, call.target.namespace.as_deref()),
+        Some(_) => None,
+    };
+    opts.prechecked = checked.is_some();
+    let body = match checked {
+        Some(obj) => obj,
+        None => request::decode_object(&bytes, ct.as_deref())?,
+    };
+    drop(bytes);
     let manager = crate::apply::manager(&call.params, &call.headers);
-    let has_status = call.target.kind.has_status;
     let store = call.state.store().clone();
-    let written = objects::update(
-        store.as_ref(),
-        call.target.kind,
-        &call.target.key(),
-        call.target.name(),
-        mode,
-        opts,
-        |current| {
-            let mut next = body.clone();
-            crate::apply::track_update(Some(current), &mut next, &manager, mode, has_status);
+    // With a resourceVersion the desired object is computed once (a race is
+    // a conflict, never a retry), so the body is moved rather than copied.
+    let once = object::resource_version(&body).is_ok_and(|rv| rv.is_some());
+    let mut spare = Some(body);
+    let written =
+        objects::update(store.as_ref(), kind, &call.target.key(), call.target.name(), mode, opts, |current| {
+            let mut next = match (once, spare.as_ref()) {
+                (true, Some(_)) => spare.take().expect("the body is there"),
+                (false, Some(body)) => body.clone(),
+                (_, None) => return Err(ApiError::Internal("the update body was already used".into())),
+            };
+            crate::apply::track_update(Some(current), &mut next, &manager, mode, kind.has_status);
             Ok(next)
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(respond_written(StatusCode::OK, &written))
 }
 

@@ -47,6 +47,63 @@ pub fn splice_point(stored: &[u8]) -> Option<(usize, bool)> {
     found
 }
 
+/// [`splice_point`] for bytes known to be one well-formed JSON object, such
+/// as those a write just serialised: the scan stops at the end of
+/// `metadata` instead of checking the rest of the object.
+pub fn splice_point_of_json(stored: &[u8]) -> Option<(usize, bool)> {
+    let mut scan = Scan { b: stored, i: 0 };
+    let mut found = None;
+    let _ = scan.object(|scan, key| {
+        if key != b"metadata" {
+            return scan.value();
+        }
+        if scan.peek()? != b'{' {
+            return None;
+        }
+        let at = scan.i + 1;
+        let mut empty = true;
+        scan.object(|scan, key| {
+            empty = false;
+            if key == b"resourceVersion" {
+                return None;
+            }
+            scan.value()
+        })?;
+        found = Some((at, empty));
+        // Stop: the rest of the object is not needed.
+        None
+    });
+    found
+}
+
+/// Calls `each` with the key and the raw value bytes of every field of the
+/// top-level `metadata` object of `stored`, without reading past that
+/// object. `None` when the scan cannot tell (no `metadata` object before
+/// anything it refuses, see the module doc): `each` may then have seen some
+/// fields, and callers parse instead.
+pub fn metadata_fields<'a>(stored: &'a [u8], mut each: impl FnMut(&[u8], &'a [u8])) -> Option<()> {
+    let mut scan = Scan { b: stored, i: 0 };
+    let mut done = false;
+    let _ = scan.object(|scan, key| {
+        if key != b"metadata" {
+            return scan.value();
+        }
+        if scan.peek()? != b'{' {
+            return None;
+        }
+        scan.object(|scan, key| {
+            let start = scan.i;
+            scan.value()?;
+            each(key, &stored[start..scan.i]);
+            Some(())
+        })?;
+        done = true;
+        // Stop: the rest of the object is not needed.
+        None
+    });
+    done.then_some(())
+}
+
 /// Appends `stored` with `metadata.resourceVersion = rev` spliced in at
 /// `point` (from [`splice_point`]) to `out`.
 pub fn append_spliced(out: &mut Vec<u8>, stored: &[u8], point: (usize, bool), rev: Revision) {
@@ -201,6 +258,25 @@ mod tests {
             let want = crate::object::from_stored(&stored, 42).unwrap();
             assert_eq!(spliced(&stored, 42), Some(want), "{obj}");
         }
+    }
+
+    #[test]
+    fn the_short_scans_stop_at_metadata() {
+        let stored = br#"{"apiVersion":"v","metadata":{"name":"a","labels":{"x":"}"}},"spec":{"z":[1]}}"#;
+        assert_eq!(splice_point_of_json(stored), splice_point(stored));
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let fields = |stored: &[u8]| {
+            let mut seen = Vec::new();
+            metadata_fields(stored, |k, v| seen.push(format!("{}={}", s(k), s(v)))).map(|()| seen)
+        };
+        assert_eq!(fields(stored), Some(vec![r#"name="a""#.to_string(), r#"labels={"x":"}"}"#.into()]));
+        // What follows `metadata` is not read.
+        assert!(splice_point_of_json(br#"{"metadata":{},"spec":"#).is_some());
+        assert_eq!(fields(br#"{"metadata":{"n":1},"#), Some(vec!["n=1".to_string()]));
+        assert_eq!(splice_point_of_json(br#"{"metadata":{"resourceVersion":"1"}}"#), None);
+        assert_eq!(fields(br#"{"spec":{}}"#), None);
+        assert_eq!(fields(br#"{"metadata":"x"}"#), None);
+        assert_eq!(fields(br#"{"metadata":{"n":1"#), None);
     }
 
     #[test]

@@ -39,9 +39,7 @@ pub async fn create(
     opts: WriteOptions,
 ) -> Result<Written, ApiError> {
     place_in_namespace(kind, namespace, &mut body)?;
-    let generate =
-        object::name(&body).is_empty() && object::meta_str(&body, "generateName").is_some_and(|g| !g.is_empty());
-    if !generate {
+    if !generates_name(&body) {
         return create_once(store, kind, body, opts).await;
     }
     for _ in 0..GENERATE_ATTEMPTS {
@@ -57,6 +55,51 @@ pub async fn create(
         resource: resource_name(kind),
         name: object::meta_str(&body, "generateName").unwrap_or_default().to_string(),
     })
+}
+
+/// What a create request brings.
+#[derive(Debug)]
+pub enum NewObject {
+    /// The decoded body, still to be placed in the path's namespace and checked.
+    Decoded(Value),
+    /// The body already placed and checked ([`super::check_json`]).
+    Checked(Value),
+}
+
+/// Creates the object of a create request in `namespace` (the path's);
+/// `track` records the write's field ownership on the checked object (on
+/// the decoded body when the server generates the name) before it is
+/// stored.
+pub async fn create_tracked(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    namespace: Option<&str>,
+    body: NewObject,
+    opts: WriteOptions,
+    track: impl FnOnce(&mut Value),
+) -> Result<Written, ApiError> {
+    let (mut obj, warnings) = match body {
+        NewObject::Checked(obj) => (obj, Vec::new()),
+        NewObject::Decoded(mut body) => {
+            place_in_namespace(kind, namespace, &mut body)?;
+            if generates_name(&body) {
+                track(&mut body);
+                return create(store, kind, namespace, body, opts).await;
+            }
+            check(kind, &body, opts.validation)?
+        }
+    };
+    if generates_name(&obj) {
+        track(&mut obj);
+        return create(store, kind, namespace, obj, opts).await;
+    }
+    track(&mut obj);
+    create_checked(store, kind, obj, warnings, opts).await
+}
+
+/// Whether the server picks the name of `body` (`generateName` without `name`).
+fn generates_name(body: &Value) -> bool {
+    object::name(body).is_empty() && object::meta_str(body, "generateName").is_some_and(|g| !g.is_empty())
 }
 
 /// Checks `body` like a create and fills the server-owned metadata of a new
@@ -82,7 +125,14 @@ pub(crate) fn prepare_new_at(
     now: DateTime<Utc>,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let (mut obj, warnings) = check(kind, body, validation)?;
-    let m = meta_mut(&mut obj);
+    stamp_new(kind, &mut obj, now);
+    Ok((obj, warnings))
+}
+
+/// Fills the server-owned metadata and the initial status of the checked
+/// new object `obj`, as of `now`.
+fn stamp_new(kind: &KindInfo, obj: &mut Value, now: DateTime<Utc>) {
+    let m = meta_mut(obj);
     for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         m.remove(server_owned);
     }
@@ -97,7 +147,6 @@ pub(crate) fn prepare_new_at(
             }
         }
     }
-    Ok((obj, warnings))
 }
 
 /// The status a new object of `kind` starts with, whatever the caller sent;
@@ -154,7 +203,19 @@ async fn create_once(
     body: Value,
     opts: WriteOptions,
 ) -> Result<Written, ApiError> {
-    let (mut obj, warnings) = prepare_new(kind, &body, opts.validation)?;
+    let (obj, warnings) = check(kind, &body, opts.validation)?;
+    create_checked(store, kind, obj, warnings, opts).await
+}
+
+/// Stamps and stores the checked new object `obj`.
+async fn create_checked(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    mut obj: Value,
+    warnings: Vec<String>,
+    opts: WriteOptions,
+) -> Result<Written, ApiError> {
+    stamp_new(kind, &mut obj, Utc::now());
     let name = object::name(&obj).to_string();
     let key = object_key(kind, object::meta_str(&obj, "namespace"), &name);
     if opts.dry_run {

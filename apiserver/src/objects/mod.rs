@@ -20,13 +20,15 @@ mod create;
 mod delete;
 pub mod filter;
 mod list;
+mod typed;
 mod update;
 
-pub use create::create;
+pub use create::{create, create_tracked, NewObject};
 pub(crate) use create::{prepare_new, prepare_new_at};
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};
+pub(crate) use typed::check_json;
 pub use update::{update, UpdateMode};
 
 use meseta_schemas::registry::KindInfo;
@@ -43,11 +45,15 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// What to do with unknown fields.
     pub validation: FieldValidation,
+    /// The desired objects an update computes come already checked by the
+    /// kind's rules ([`check_json`]), managedFields aside: the update checks
+    /// them again only when it had to fill in their name or namespace.
+    pub prechecked: bool,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { dry_run: false, validation: FieldValidation::Strict }
+        WriteOptions { dry_run: false, validation: FieldValidation::Strict, prechecked: false }
     }
 }
 

@@ -101,8 +101,9 @@ fn admit(
     if !wanted.is_object() {
         return Err(ApiError::BadRequest("the object must be a JSON object".into()));
     }
-    pin_identity(kind, current, &mut wanted)?;
-    let (checked, warnings) = check(kind, &wanted, opts.validation)?;
+    let pinned = pin_identity(kind, current, &mut wanted)?;
+    let (checked, warnings) =
+        if opts.prechecked && !pinned { (wanted, Vec::new()) } else { check(kind, &wanted, opts.validation)? };
     let mut next = match mode {
         UpdateMode::Main => {
             let mut next = checked;
@@ -166,20 +167,24 @@ fn check_task_transition(kind: &KindInfo, current: &Value, wanted: &Value) -> Re
     Err(ApiError::Invalid { kind: kind.kind.to_string(), name: object::name(current).to_string(), causes })
 }
 
-/// Fills name and namespace from the stored object; a different one is a 400.
-fn pin_identity(kind: &KindInfo, current: &Value, wanted: &mut Value) -> Result<(), ApiError> {
+/// Fills name and namespace from the stored object; a different one is a
+/// 400. Returns whether it changed `wanted`.
+fn pin_identity(kind: &KindInfo, current: &Value, wanted: &mut Value) -> Result<bool, ApiError> {
+    let mut changed = false;
     for (field, what) in [("name", "name"), ("namespace", "namespace")] {
         let stored = object::meta_str(current, field).unwrap_or_default().to_string();
         match object::meta_str(wanted, field) {
             None | Some("") => {
                 if !stored.is_empty() {
                     meta_mut(wanted).insert(field.into(), Value::String(stored));
+                    changed = true;
                 }
             }
             Some(given) if given == stored => {}
             Some(given) if field == "namespace" && !kind.namespaced => {
                 let _ = given;
                 meta_mut(wanted).remove("namespace");
+                changed = true;
             }
             Some(given) => {
                 return Err(ApiError::BadRequest(format!(
@@ -188,7 +193,7 @@ fn pin_identity(kind: &KindInfo, current: &Value, wanted: &mut Value) -> Result<
             }
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 fn set_status(obj: &mut Value, status: Option<Value>) {
