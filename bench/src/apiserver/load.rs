@@ -4,11 +4,14 @@
 //! its answer, sends the next, over its own keep-alive connection) and the list
 //! timings. It must not start or stop the server.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tokio::sync::Barrier;
 
 use super::{client, percentile, task, tasks_url};
 
@@ -23,6 +26,10 @@ pub struct WriteFigures {
     pub p50_ms: f64,
     /// See `p50_ms`.
     pub p99_ms: f64,
+    /// Server CPU (user + system) per write, µs.
+    pub server_cpu_us: f64,
+    /// This process' CPU (user + system) per write, µs: the load client.
+    pub client_cpu_us: f64,
 }
 
 /// Which write a run sends.
@@ -34,76 +41,124 @@ pub enum WriteKind {
     Update,
 }
 
-/// Runs `clients` closed-loop writers for `duration` against namespace `ns`.
+/// How a write run is made and when it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRun {
+    /// Which write.
+    pub kind: WriteKind,
+    /// Concurrent closed-loop clients.
+    pub clients: usize,
+    /// Longest the run lasts.
+    pub duration: Duration,
+    /// Ends the run after this many writes in all (`None`: only the duration).
+    pub count: Option<u64>,
+}
+
+/// Runs `run.clients` closed-loop writers against namespace `ns`. The
+/// clients' set-up (an update client creates its Task) happens before the
+/// clock and the CPU counters start; `server_cpu` reads the server's CPU
+/// seconds so far.
 pub async fn writes(
     base: &str,
     ns: &str,
-    kind: WriteKind,
-    clients: usize,
-    duration: Duration,
+    run: WriteRun,
+    server_cpu: &dyn Fn() -> anyhow::Result<f64>,
 ) -> anyhow::Result<WriteFigures> {
-    let start = Instant::now();
-    let deadline = tokio::time::Instant::now() + duration;
-    let mut jobs = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let base = base.to_string();
-        let ns = ns.to_string();
-        jobs.push(tokio::spawn(async move { writer(&base, &ns, kind, c, deadline).await }));
+    let ready = Arc::new(Barrier::new(run.clients + 1));
+    let started = Arc::new(AtomicU64::new(0));
+    let (go, start_rx) = tokio::sync::watch::channel(None);
+    let mut jobs = Vec::with_capacity(run.clients);
+    for c in 0..run.clients {
+        let (base, ns) = (base.to_string(), ns.to_string());
+        let (ready, started, mut start_rx) = (ready.clone(), started.clone(), start_rx.clone());
+        jobs.push(tokio::spawn(async move {
+            let mut w = Writer::new(&base, &ns, run.kind, c).await?;
+            ready.wait().await;
+            let deadline = *start_rx.wait_for(Option::is_some).await?;
+            let deadline: tokio::time::Instant = deadline.context("start signal")?;
+            w.run(deadline, &started, run.count.unwrap_or(u64::MAX)).await
+        }));
     }
+    ready.wait().await;
+    let (cpu0, own0) = (server_cpu()?, super::own_cpu_seconds()?);
+    let start = Instant::now();
+    go.send(Some(tokio::time::Instant::now() + run.duration))?;
     let mut latencies = Vec::new();
     for job in jobs {
         latencies.extend(job.await.context("writer task")??);
     }
     let secs = start.elapsed().as_secs_f64();
+    let (cpu1, own1) = (server_cpu()?, super::own_cpu_seconds()?);
     latencies.sort_by(f64::total_cmp);
     let writes = latencies.len() as u64;
+    let per_write_us = |cpu: f64| cpu * 1e6 / writes.max(1) as f64;
     Ok(WriteFigures {
         writes,
         per_s: writes as f64 / secs,
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
+        server_cpu_us: per_write_us(cpu1 - cpu0),
+        client_cpu_us: per_write_us(own1 - own0),
     })
 }
 
-/// One writer until `deadline`; returns each write's latency in ms.
-async fn writer(
-    base: &str,
-    ns: &str,
+/// One closed-loop client with its connection and, for updates, its Task.
+struct Writer {
+    http: reqwest::Client,
+    collection: String,
     kind: WriteKind,
     id: usize,
-    deadline: tokio::time::Instant,
-) -> anyhow::Result<Vec<f64>> {
-    let http = client()?;
-    let collection = tasks_url(base, ns);
-    let mut latencies = Vec::new();
-    let mut current = match kind {
-        WriteKind::Create => Value::Null,
-        WriteKind::Update => create(&http, &collection, &task(ns, &format!("u{id}"), json!({}))).await?,
-    };
-    // The create body is the same Task each time but for its name: made once,
-    // so the client spends its share of the two cores on requests, not on
-    // building and serialising JSON trees.
-    let template = serde_json::to_string(&task(ns, NAME_SLOT, json!({})))?;
-    let (head, tail) = template.split_once(NAME_SLOT).context("the name slot is in the template")?;
-    let mut n = 0u64;
-    while tokio::time::Instant::now() < deadline {
-        let sent = Instant::now();
-        match kind {
-            WriteKind::Create => {
-                let body = format!("{head}c{id}-{n}{tail}");
-                create_raw(&http, &collection, body).await?;
-            }
-            WriteKind::Update => {
-                current["metadata"]["annotations"]["bench/n"] = Value::String(n.to_string());
-                let name = current["metadata"]["name"].as_str().context("name")?.to_string();
-                let resp = http.put(format!("{collection}/{name}")).json(&current).send().await?;
-                current = expect(resp, StatusCode::OK, "PUT").await?;
-            }
-        }
-        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-        n += 1;
+    current: Value,
+    /// The create body around its name: made once, so the client spends its
+    /// share of the two cores on requests, not on building and serialising
+    /// JSON trees.
+    head: String,
+    tail: String,
+}
+
+impl Writer {
+    async fn new(base: &str, ns: &str, kind: WriteKind, id: usize) -> anyhow::Result<Writer> {
+        let http = client()?;
+        let collection = tasks_url(base, ns);
+        let current = match kind {
+            WriteKind::Create => Value::Null,
+            WriteKind::Update => create(&http, &collection, &task(ns, &format!("u{id}"), json!({}))).await?,
+        };
+        let template = serde_json::to_string(&task(ns, NAME_SLOT, json!({})))?;
+        let (head, tail) = template.split_once(NAME_SLOT).context("the name slot is in the template")?;
+        Ok(Writer { http, collection, kind, id, current, head: head.into(), tail: tail.into() })
     }
-    Ok(latencies)
+
+    /// Writes until `deadline` or until `started` reaches `count`; returns
+    /// each write's latency in ms.
+    async fn run(
+        &mut self,
+        deadline: tokio::time::Instant,
+        started: &AtomicU64,
+        count: u64,
+    ) -> anyhow::Result<Vec<f64>> {
+        let mut latencies = Vec::new();
+        let mut n = 0u64;
+        while tokio::time::Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < count {
+            let sent = Instant::now();
+            match self.kind {
+                WriteKind::Create => {
+                    let body = format!("{}c{}-{n}{}", self.head, self.id, self.tail);
+                    create_raw(&self.http, &self.collection, body).await?;
+                }
+                WriteKind::Update => {
+                    let current = &mut self.current;
+                    current["metadata"]["annotations"]["bench/n"] = Value::String(n.to_string());
+                    let name = current["metadata"]["name"].as_str().context("name")?.to_string();
+                    let resp = self.http.put(format!("{}/{name}", self.collection)).json(&*current).send().await?;
+                    *current = expect(resp, StatusCode::OK, "PUT").await?;
+                }
+            }
+            latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+            n += 1;
+        }
+        Ok(latencies)
+    }
 }
 
 /// Stands for the name in the create template (no JSON escaping needed).

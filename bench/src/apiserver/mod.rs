@@ -83,10 +83,47 @@ impl Server {
         };
         Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
+
+    /// CPU seconds (user + system, all threads) the server has used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far.
+pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on
+/// every Linux architecture the bench runs on).
+const USER_HZ: f64 = 100.0;
+
+/// `utime + stime` of a `/proc/<pid>/stat` file, in seconds.
+fn cpu_seconds_of(path: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // The command name may hold spaces: the fields start after its `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("no `)` in stat")?.1.split_whitespace().collect();
+    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the name.
+    let ticks = |i: usize| -> anyhow::Result<f64> { Ok(fields.get(i).context("short stat")?.parse::<f64>()?) };
+    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
 }
 
 impl Drop for Server {
+    /// Stops the server with SIGTERM (so a server run under a profiler such
+    /// as `valgrind --tool=callgrind` writes its output), killing it when it
+    /// has not exited after 30 s.
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use meseta_bench::apiserver::load::{self, WriteKind};
+use meseta_bench::apiserver::load::{self, WriteKind, WriteRun};
 use meseta_bench::apiserver::{find_binary, watch, Server};
 
 #[derive(Parser, Debug)]
@@ -49,6 +49,12 @@ struct Args {
     /// Creates per second while measuring watch latency.
     #[arg(long, default_value_t = 200)]
     watch_rate: u32,
+    /// Ends each write run after this many writes in all (default: only `--seconds`).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Write runs: create, update (default both).
+    #[arg(long, value_delimiter = ',', default_value = "create,update")]
+    kinds: Vec<String>,
     /// Sections to run: writes, watch, list (default all).
     #[arg(long, value_delimiter = ',', default_value = "writes,watch,list")]
     only: Vec<String>,
@@ -68,6 +74,14 @@ async fn main() -> anyhow::Result<()> {
         if !["writes", "watch", "list"].contains(&section.as_str()) {
             bail!("unknown section {section:?}: expected writes, watch or list");
         }
+    }
+    let mut kinds = Vec::new();
+    for k in &args.kinds {
+        kinds.push(match k.as_str() {
+            "create" => WriteKind::Create,
+            "update" => WriteKind::Update,
+            other => bail!("unknown write kind {other:?}: expected create or update"),
+        });
     }
     let wants = |s: &str| args.only.iter().any(|o| o == s);
     let mut figures = Vec::new();
@@ -91,19 +105,23 @@ async fn main() -> anyhow::Result<()> {
         }
         if wants("writes") {
             println!(
-                "{:<8} {:>8} {:>12} {:>10} {:>10} {:>10}",
-                "write", "clients", "writes/s", "p50 ms", "p99 ms", "writes"
+                "{:<8} {:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}",
+                "write", "clients", "writes/s", "p50 ms", "p99 ms", "writes", "server µs/wr", "client µs/wr"
             );
-            for kind in [WriteKind::Create, WriteKind::Update] {
+            for &kind in &kinds {
                 let label = if kind == WriteKind::Create { "create" } else { "update" };
                 for &c in &args.clients {
                     let ns = format!("{label}-c{c}");
-                    let f = load::writes(&server.base, &ns, kind, c, Duration::from_secs_f64(seconds)).await?;
+                    let run =
+                        WriteRun { kind, clients: c, duration: Duration::from_secs_f64(seconds), count: args.count };
+                    let f = load::writes(&server.base, &ns, run, &|| server.cpu_seconds()).await?;
                     println!(
-                        "{label:<8} {c:>8} {:>12.0} {:>10.2} {:>10.2} {:>10}",
-                        f.per_s, f.p50_ms, f.p99_ms, f.writes
+                        "{label:<8} {c:>8} {:>12.0} {:>10.2} {:>10.2} {:>10} {:>14.1} {:>14.1}",
+                        f.per_s, f.p50_ms, f.p99_ms, f.writes, f.server_cpu_us, f.client_cpu_us
                     );
                     figures.push(Figure(format!("{label}.c{c}"), f.per_s, "writes/s"));
+                    figures.push(Figure(format!("{label}.c{c}.server_cpu"), f.server_cpu_us, "us/write"));
+                    figures.push(Figure(format!("{label}.c{c}.client_cpu"), f.client_cpu_us, "us/write"));
                 }
             }
         }
