@@ -379,3 +379,55 @@ async fn create_to_exit_latency_of_bin_true() {
     times.sort();
     println!("bench agentd.container.true.create_to_exit.median {:.1} ms", times[5].as_secs_f64() * 1e3);
 }
+
+#[tokio::test]
+async fn containers_share_one_rootfs_yet_see_only_their_own_tmp_and_leave_nothing_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let writer = config("rootfs-writer", shell("echo a > /tmp/mine && sleep 1 && cat /tmp/mine"));
+    let reader = config("rootfs-reader", shell("sleep 0.3; ls -A /tmp; test ! -e /tmp/mine"));
+    for c in [&writer, &reader] {
+        rt.create(c).await.unwrap();
+    }
+    for c in [&writer, &reader] {
+        rt.start(&c.id).await.unwrap();
+    }
+    assert_eq!(code_of(&wait_exit(&rt, &writer.id, Duration::from_secs(60)).await), 0);
+    assert_eq!(
+        code_of(&wait_exit(&rt, &reader.id, Duration::from_secs(60)).await),
+        0,
+        "{}",
+        read(&rt, &reader.id, "stderr")
+    );
+    assert_eq!(read(&rt, &writer.id, "stdout"), "a\n");
+    assert_eq!(read(&rt, &reader.id, "stdout"), "", "the other container's /tmp is not seen");
+
+    let rootfs = dir.path().canonicalize().unwrap().join("rootfs");
+    for c in [&writer, &reader] {
+        let bundle = dir.path().join("containers").join(c.id.as_str()).join("bundle/config.json");
+        let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+        assert_eq!(Path::new(spec["root"]["path"].as_str().unwrap()).canonicalize().unwrap(), rootfs);
+    }
+    for c in [&writer, &reader] {
+        rt.delete(&c.id).await.unwrap();
+    }
+    // Only mount points (the sandbox's is nested) and the host's top-level symlinks: nothing was written through.
+    let mut dirs = vec![rootfs.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                assert_eq!(d, rootfs, "only top-level symlinks: {:?}", entry.path());
+                assert!(
+                    Path::new("/").join(entry.file_name()).is_symlink(),
+                    "{:?} copies a host symlink",
+                    entry.path()
+                );
+            } else {
+                assert!(kind.is_dir(), "{:?} is a mount point, not a file", entry.path());
+                dirs.push(entry.path());
+            }
+        }
+    }
+}
