@@ -31,6 +31,7 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
     if given.is_some() && given != stored {
         return;
     }
+    let came_with_entries = given.is_some();
     let sub = subresource(mode);
     let Some(current) = current else {
         let owned = fields::encode_shape(next, |key| key_in_scope(key, mode, has_status));
@@ -42,15 +43,23 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
     };
     let changed = changed_fields(current, next, mode, has_status);
     if changed.is_empty() {
-        if let Some(s) = stored {
+        if let Some(s) = stored.filter(|_| !came_with_entries) {
             object::meta_mut(next).insert("managedFields".into(), s.clone());
         }
         return;
     }
-    if let Some(kept) =
+    if let Some(mine) =
         stored.and_then(Value::as_array).and_then(|list| owned_alone(list, &changed, next, manager, sub))
     {
-        object::meta_mut(next).insert("managedFields".into(), Value::Array(kept));
+        // `next` carries the stored entries already when it came with them
+        // (a client sending back what it read): only the time is set there.
+        if !came_with_entries {
+            object::meta_mut(next).insert("managedFields".into(), stored.cloned().unwrap_or_default());
+        }
+        let entry = object::meta_mut(next).get_mut("managedFields").and_then(|l| l.get_mut(mine));
+        if let Some(e) = entry.and_then(Value::as_object_mut) {
+            e.insert("time".into(), Value::String(object::now_timestamp()));
+        }
         return;
     }
     let mut entries = fields::read(current);
@@ -75,16 +84,10 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
     fields::write(next, &entries);
 }
 
-/// The stored entries with only `manager`'s `Update` entry's time moved,
-/// when that is all the write changes: every changed field is still set in
-/// `next` and owned by that entry and by no other. `None` otherwise.
-fn owned_alone(
-    list: &[Value],
-    changed: &FieldSet,
-    next: &Value,
-    manager: &str,
-    sub: Option<&str>,
-) -> Option<Vec<Value>> {
+/// The index of `manager`'s `Update` entry in the stored entries when
+/// moving its time is all the write changes: every changed field is still
+/// set in `next` and owned by that entry and by no other. `None` otherwise.
+fn owned_alone(list: &[Value], changed: &FieldSet, next: &Value, manager: &str, sub: Option<&str>) -> Option<usize> {
     let mine = list.iter().position(|e| fields::entry_is(e, manager, "Update", sub))?;
     for path in changed {
         if !fields::is_leaf(next, path) {
@@ -97,11 +100,7 @@ fn owned_alone(
             }
         }
     }
-    let mut kept = list.to_vec();
-    if let Some(e) = kept[mine].as_object_mut() {
-        e.insert("time".into(), Value::String(object::now_timestamp()));
-    }
-    Some(kept)
+    Some(mine)
 }
 
 /// The fields whose value differs between `current` and `next` (each a
@@ -241,6 +240,13 @@ mod tests {
         let (before, after) = (&created["metadata"]["managedFields"][0], &next["metadata"]["managedFields"][0]);
         assert_eq!(before["fieldsV1"], after["fieldsV1"]);
         assert_ne!(after["time"], "2000-01-01T00:00:00Z");
+        // A client that leaves managedFields out keeps the stored entries too.
+        let mut bare = created.clone();
+        bare["metadata"].as_object_mut().unwrap().remove("managedFields");
+        bare["metadata"]["annotations"]["n"] = json!("2");
+        track_update(Some(&created), &mut bare, "m", UpdateMode::Main, false);
+        assert_eq!(bare["metadata"]["managedFields"][0]["fieldsV1"], before["fieldsV1"]);
+        assert_ne!(bare["metadata"]["managedFields"][0]["time"], "2000-01-01T00:00:00Z");
         // Another manager's change takes the field over.
         let mut other = next.clone();
         other["metadata"]["annotations"]["n"] = json!("3");
