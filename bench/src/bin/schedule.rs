@@ -12,12 +12,15 @@
 //! `FakeRuntime` (containers start at once and run until killed).
 //!
 //! Once every agent is `Ready`, `--jobs` service Jobs (0.1 cpu / 32 MiB per
-//! instance) are created at once. Progress is read from the Jobs' status
-//! counts (one list of `--jobs` objects per second); when they say every
-//! instance runs, all tasks are listed once and the figures are taken from
-//! their `taskEvents`: total time from the first Job create to the last
+//! instance) are created at once. Every 5 s the bench's tasks are listed;
+//! once every instance runs, the figures are taken from their `taskEvents`: total time from the first Job create to the last
 //! RUNNING, tasks/s, and per task PENDING → ASSIGNED (MTTA) and PENDING →
 //! RUNNING (MTTR).
+//!
+//! The apiserver and the controllers run on runtimes of their own, so the
+//! CPU time of each part (apiserver, controllers, agents with the bench,
+//! other threads such as the store's) is read from this process's threads
+//! and printed per task (`schedule.cpu_per_task.<part>`, ms).
 //!
 //! Prints `bench schedule.<figure> <value> <unit>` lines; progress goes to
 //! stderr, and so do the control plane's logs at the level
@@ -29,6 +32,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
+use meseta_bench::schedule::cpu::PartsCpu;
 use meseta_bench::schedule::stats::{quantile, Timings, PHASES};
 use meseta_client::{Api, Client, ListParams};
 use meseta_schemas::{Job, JobSpec, JobType, Resources, Task, TaskSpec};
@@ -137,6 +141,11 @@ async fn main() -> anyhow::Result<()> {
         quantile(&t.run_s, 1.0)
     );
     println!("schedule: Jobs created in {:.2} s", m.create_s);
+    let cpu_total: f64 = m.cpu.0.values().sum();
+    println!(
+        "schedule: CPU from the first create to the look that saw all RUNNING: {cpu_total:.1} s ({})",
+        m.cpu.0.iter().map(|(part, s)| format!("{part} {s:.1} s")).collect::<Vec<_>>().join(", ")
+    );
     for (state, (n, message)) in &t.by_state {
         println!("schedule: {n:>7} tasks {state} (last message: {message:?})");
     }
@@ -151,6 +160,10 @@ async fn main() -> anyhow::Result<()> {
         ("mttr.p50".into(), quantile(&t.run_s, 0.5), "s"),
         ("mttr.p99".into(), quantile(&t.run_s, 0.99), "s"),
     ];
+    let per_task = |s: f64| s * 1e3 / instances as f64;
+    let cpu_figures = m.cpu.0.iter().map(|(part, s)| (format!("cpu_per_task.{part}"), per_task(*s), "ms"));
+    let figures =
+        figures.into_iter().chain(cpu_figures).chain([("cpu_per_task.all".into(), per_task(cpu_total), "ms")]);
     for (name, value, unit) in figures {
         let shown = if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") };
         println!("bench schedule.{name} {shown} {unit}");
@@ -167,6 +180,9 @@ struct Measured {
     /// When the first Job create was sent.
     started: meseta_schemas::Time,
     timings: Timings,
+    /// CPU seconds per part of the process over the same span (to the
+    /// look at the tasks that found them all RUNNING).
+    cpu: PartsCpu,
 }
 
 /// Creates the Jobs, follows their status until every instance runs (or the
@@ -183,6 +199,7 @@ async fn measure(
     let started_wall = chrono::Utc::now();
     tracing::info!(at = %started_wall, "first Job create");
     let started = Instant::now();
+    let cpu_before = PartsCpu::now();
     futures::stream::iter(0..jobs)
         .map(|i| {
             let api = api.clone();
@@ -226,7 +243,8 @@ async fn measure(
         if timings.running >= instances {
             let last = timings.last_running.context("no task has a RUNNING event")?;
             let total_s = (last - started_wall).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            return Ok(Measured { total_s, create_s, started: started_wall, timings });
+            let cpu = PartsCpu::now().since(&cpu_before);
+            return Ok(Measured { total_s, create_s, started: started_wall, timings, cpu });
         }
         if now >= deadline {
             bail!(

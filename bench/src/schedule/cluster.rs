@@ -3,6 +3,10 @@
 //! `run_all`, and simulated agents (the real agent loop on its own fake
 //! runtime each).
 //!
+//! The apiserver and the controllers each run on a Tokio runtime of their
+//! own (threads named as [`super::cpu`] expects, so their CPU time can be
+//! told apart); the agents run on the caller's runtime.
+//!
 //! Owns start-up and the wait for agents to be `Ready`. It must not measure
 //! anything: the bench binary does.
 
@@ -16,7 +20,10 @@ use meseta_agentd::{Agent as AgentLoop, AgentConfig};
 use meseta_client::{Api, Client, ListParams};
 use meseta_controllers::manager::{run_all, ManagerConfig};
 use meseta_schemas::{Agent, Resources};
+
+use super::cpu::{APISERVER_THREADS, CONTROLLERS_THREADS};
 use tempfile::TempDir;
+use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +46,17 @@ pub struct SimCluster {
     pub cancel: CancellationToken,
     _dir: TempDir,
     handles: Vec<JoinHandle<()>>,
+    /// The apiserver's and the controllers' runtimes.
+    runtimes: Vec<Runtime>,
+}
+
+/// A multi-threaded runtime (one worker per core) whose threads are named `name`.
+fn runtime(name: &str) -> anyhow::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .with_context(|| format!("building the {name} runtime"))
 }
 
 impl SimCluster {
@@ -49,11 +67,17 @@ impl SimCluster {
     pub async fn start(config: ManagerConfig) -> anyhow::Result<SimCluster> {
         let dir = tempfile::Builder::new().prefix("meseta-bench-schedule-").tempdir().context("creating a temp dir")?;
         let store = meseta_apiserver::open_sled(dir.path()).context("opening the store")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
-        let server = tokio::spawn(async move {
+        let (api_rt, controllers_rt) = (runtime(APISERVER_THREADS)?, runtime(CONTROLLERS_THREADS)?);
+        let server = api_rt.spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => return eprintln!("schedule: cannot listen: {e}"),
+            };
             let state = meseta_apiserver::AppState::new(store);
             if let Err(e) = meseta_apiserver::serve(listener, state, async move { stop.cancelled().await }).await {
                 eprintln!("schedule: the apiserver failed: {e}");
@@ -61,14 +85,20 @@ impl SimCluster {
         });
         let client = Client::new(&url)?;
         let c = cancel.clone();
-        let controllers = tokio::spawn(async move {
+        let controllers = controllers_rt.spawn(async move {
             if let Err(e) = run_all(client, config, c.clone()).await {
                 if !c.is_cancelled() {
                     eprintln!("schedule: the controllers failed: {e:#}");
                 }
             }
         });
-        Ok(SimCluster { url, cancel, _dir: dir, handles: vec![server, controllers] })
+        Ok(SimCluster {
+            url,
+            cancel,
+            _dir: dir,
+            handles: vec![server, controllers],
+            runtimes: vec![api_rt, controllers_rt],
+        })
     }
 
     /// Starts `n` agents `sim-0..` shaped as `shape`, each with its own
@@ -113,10 +143,25 @@ impl SimCluster {
     }
 
     /// Stops everything and waits (briefly) for the loops to end.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.cancel.cancel();
-        let all = futures::future::join_all(self.handles);
+        // The controllers go first, so none of their writes meets a stopped apiserver.
+        if let Some(controllers) = self.runtimes.pop() {
+            controllers.shutdown_background();
+        }
+        let all = futures::future::join_all(std::mem::take(&mut self.handles));
         let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+    }
+}
+
+impl Drop for SimCluster {
+    /// Stops the runtimes without waiting (a runtime must not be dropped
+    /// from within async code).
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        for rt in self.runtimes.drain(..) {
+            rt.shutdown_background();
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Support of the `schedule` bench: the simulated cluster it drives
-//! ([`cluster`]) and the figures read from the tasks' history ([`stats`]).
+//! ([`cluster`]), the figures read from the tasks' history ([`stats`]) and
+//! the CPU time of each part of the process ([`cpu`]).
 
 pub mod cluster;
+pub mod cpu;
 pub mod stats;

@@ -1,0 +1,110 @@
+//! CPU time of the schedule bench's parts, read from this process's threads.
+//!
+//! The bench runs the apiserver and the controllers each on a runtime of its
+//! own whose threads carry a name prefix ([`APISERVER_THREADS`],
+//! [`CONTROLLERS_THREADS`]); the simulated agents and the bench itself run
+//! on the main runtime's workers, the store's commit and I/O threads count
+//! as `store`, and the main thread (the bench's own loop) as `other`. Summing `utime + stime` of `/proc/self/task/*/stat`
+//! by thread name gives each part's CPU seconds, which moves far less with
+//! other load on the machine than wall-clock throughput does.
+//!
+//! Owns reading and grouping those counters. It must not start or stop anything.
+
+use std::collections::BTreeMap;
+
+/// Name prefix of the apiserver runtime's threads.
+pub const APISERVER_THREADS: &str = "rt-apiserver";
+/// Name prefix of the controllers runtime's threads.
+pub const CONTROLLERS_THREADS: &str = "rt-controllers";
+
+/// Clock ticks per second of `/proc` times (`USER_HZ`, 100 on every Linux ABI).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// CPU seconds (user + system) per part of the process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartsCpu(pub BTreeMap<&'static str, f64>);
+
+impl PartsCpu {
+    /// The parts' CPU seconds now. Threads that ended are not counted, so
+    /// the bench reads this while everything still runs.
+    pub fn now() -> PartsCpu {
+        let mut parts = BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return PartsCpu(parts) };
+        for entry in dir.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            if let Some((name, ticks)) = parse_stat(&stat) {
+                *parts.entry(part_of(name)).or_insert(0.0) += ticks as f64 / CLOCK_TICKS;
+            }
+        }
+        PartsCpu(parts)
+    }
+
+    /// What each part spent from `earlier` to `self`.
+    pub fn since(&self, earlier: &PartsCpu) -> PartsCpu {
+        let parts = self.0.iter().map(|(part, s)| (*part, s - earlier.0.get(part).copied().unwrap_or(0.0))).collect();
+        PartsCpu(parts)
+    }
+}
+
+/// The part a thread named `name` works for.
+fn part_of(name: &str) -> &'static str {
+    if name.starts_with(APISERVER_THREADS) {
+        "apiserver"
+    } else if name.starts_with(CONTROLLERS_THREADS) {
+        "controllers"
+    } else if name.starts_with("tokio-r") {
+        // The main runtime's workers ("tokio-rt-worker"): the agents.
+        "agents"
+    } else if name.starts_with("sled") || name.starts_with("meseta-store") {
+        // The apiserver's store: sled's I/O threads and the commit thread.
+        "store"
+    } else {
+        // The main thread (the bench's own loop) and anything else.
+        "other"
+    }
+}
+
+/// Thread name and `utime + stime` (clock ticks) of a `/proc/*/stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = &stat[open + 1..close];
+    // Fields after the name start at field 3 (state); utime and stime are 14 and 15.
+    let mut rest = stat[close + 1..].split_whitespace().skip(11);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some((name, utime + stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_name_and_cpu_ticks() {
+        let line = "42 (rt-apiserver-3) S 1 42 42 0 -1 4194368 10 0 0 0 150 25 0 0 20 0 1 0 100 0 0";
+        assert_eq!(parse_stat(line), Some(("rt-apiserver-3", 175)));
+        assert_eq!(part_of("rt-apiserver-3"), "apiserver");
+        assert_eq!(part_of("rt-controllers-"), "controllers");
+        assert_eq!(part_of("tokio-rt-worker"), "agents");
+        assert_eq!(part_of("sled-io-3"), "store");
+        assert_eq!(part_of("meseta-store-co"), "store");
+        assert_eq!(part_of("schedule"), "other");
+    }
+
+    #[test]
+    fn names_with_parentheses_and_spaces_parse() {
+        let line = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0";
+        assert_eq!(parse_stat(line), Some(("a (b) c", 7)));
+    }
+
+    #[test]
+    fn since_subtracts_per_part() {
+        let a = PartsCpu([("apiserver", 1.0), ("agents", 2.0)].into_iter().collect());
+        let b = PartsCpu([("apiserver", 4.0), ("agents", 2.5), ("other", 1.0)].into_iter().collect());
+        let d = b.since(&a);
+        assert_eq!(d.0["apiserver"], 3.0);
+        assert_eq!(d.0["agents"], 0.5);
+        assert_eq!(d.0["other"], 1.0);
+    }
+}
