@@ -10,6 +10,7 @@
 //! - [`frameworks`]: framework liveness from leases, failover, decline filters.
 //! - [`manager`]: runs every loop under leader election; `/metrics`.
 //! - [`reservations`]: admission of dynamic Reservations.
+//! - [`watches`]: the Task watch the loops of one process share.
 
 pub mod allocator;
 pub mod clock;
@@ -19,3 +20,4 @@ pub mod liveness;
 pub mod manager;
 pub mod reservations;
 pub mod tasks;
+pub mod watches;

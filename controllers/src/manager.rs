@@ -25,6 +25,7 @@ use crate::allocator::{self, AllocatorConfig};
 use crate::jobs::{self, JobsConfig};
 use crate::liveness::{self, LivenessConfig};
 use crate::tasks::{self, TasksConfig};
+use crate::watches::Watches;
 
 /// Namespace of the controllers' leader lease.
 pub const LEASE_NAMESPACE: &str = "meseta-system";
@@ -102,11 +103,13 @@ pub async fn run_all(client: Client, config: ManagerConfig, cancel: Cancellation
 
 async fn run_loops(client: Client, config: ManagerConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     let guard = cancel.clone().drop_guard();
+    // One Task watch for every loop.
+    let watches = Watches::new(client.clone(), cancel.clone());
     let result = tokio::try_join!(
-        allocator::run(client.clone(), config.allocator, cancel.clone()),
-        tasks::run(client.clone(), config.tasks, cancel.clone()),
-        liveness::run(client.clone(), config.liveness, cancel.clone()),
-        jobs::run(client, config.jobs, cancel.clone()),
+        allocator::run_shared(client.clone(), config.allocator, &watches, cancel.clone()),
+        tasks::run_shared(client.clone(), config.tasks, &watches, cancel.clone()),
+        liveness::run_shared(client.clone(), config.liveness, &watches, cancel.clone()),
+        jobs::run_shared(client, config.jobs, &watches, cancel.clone()),
     );
     drop(guard);
     result.map(|_| ())

@@ -24,6 +24,7 @@
 //!   still shows it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use meseta_client::ObjectRef;
@@ -34,9 +35,9 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub(crate) struct Believed {
     /// Offers that stand: charged and subject to rescinds.
-    pub(crate) standing: Vec<Offer>,
+    pub(crate) standing: Vec<Arc<Offer>>,
     /// Offers that vanished recently: charged only.
-    pub(crate) consumed: Vec<Offer>,
+    pub(crate) consumed: Vec<Arc<Offer>>,
 }
 
 /// An offer the watch reported deleted, and the revision that deleted it
@@ -46,11 +47,11 @@ pub(crate) type Gone = (ObjectRef, u64);
 /// The allocator's offer bookkeeping; see the module docs.
 #[derive(Default)]
 pub(crate) struct Ledger {
-    created: HashMap<ObjectRef, (Offer, Instant)>,
+    created: HashMap<ObjectRef, (Arc<Offer>, Instant)>,
     deleted: HashMap<ObjectRef, Instant>,
     /// Consumed offers: since when, and the revision that deleted them (0: unknown).
-    vanished: HashMap<ObjectRef, (Offer, Instant, u64)>,
-    seen: HashMap<ObjectRef, Offer>,
+    vanished: HashMap<ObjectRef, (Arc<Offer>, Instant, u64)>,
+    seen: HashMap<ObjectRef, Arc<Offer>>,
 }
 
 pub(crate) fn key(o: &Offer) -> ObjectRef {
@@ -63,7 +64,7 @@ impl Ledger {
     /// revision the tasks cache has applied (read before the tasks are).
     pub(crate) fn believe(
         &mut self,
-        cached: Vec<Offer>,
+        cached: Vec<Arc<Offer>>,
         gone: &[Gone],
         tasks_seen: u64,
         now: Instant,
@@ -71,7 +72,7 @@ impl Ledger {
         grace: Duration,
     ) -> Believed {
         let stale = offer_timeout + grace;
-        let current: HashMap<ObjectRef, Offer> = cached.into_iter().map(|o| (key(&o), o)).collect();
+        let current: HashMap<ObjectRef, Arc<Offer>> = cached.into_iter().map(|o| (key(&o), o)).collect();
         let deleted_at: HashMap<&ObjectRef, u64> = gone.iter().map(|(k, rev)| (k, *rev)).collect();
         let revision = |k: &ObjectRef| deleted_at.get(k).copied().unwrap_or(0);
         for (k, o) in self.seen.drain() {
@@ -94,7 +95,7 @@ impl Ledger {
             !current.contains_key(k) && now.duration_since(*at) < grace && !tasks_cached
         });
         self.seen = current.clone();
-        let mut standing: Vec<Offer> =
+        let mut standing: Vec<Arc<Offer>> =
             current.into_iter().filter(|(k, _)| !self.deleted.contains_key(k)).map(|(_, o)| o).collect();
         standing.extend(self.created.values().map(|(o, _)| o.clone()));
         Believed { standing, consumed: self.vanished.values().map(|(o, _, _)| o.clone()).collect() }
@@ -102,7 +103,7 @@ impl Ledger {
 
     /// Notes that this cycle creates `offer`.
     pub(crate) fn created(&mut self, offer: &Offer, now: Instant) {
-        self.created.insert(key(offer), (offer.clone(), now));
+        self.created.insert(key(offer), (Arc::new(offer.clone()), now));
     }
 
     /// Notes that creating `k` failed.

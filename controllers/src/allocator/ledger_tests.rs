@@ -12,7 +12,7 @@ fn offer(name: &str) -> Offer {
     Offer::new(name, OfferSpec { framework: "fw".into(), agent: "a1".into(), ..Default::default() }).in_namespace("r")
 }
 
-fn names(offers: &[Offer]) -> Vec<&str> {
+fn names(offers: &[Arc<Offer>]) -> Vec<&str> {
     let mut v: Vec<&str> = offers.iter().map(|o| o.metadata.name.as_str()).collect();
     v.sort_unstable();
     v
@@ -34,7 +34,7 @@ fn look_at(
     now: Instant,
 ) -> (Vec<String>, Vec<String>) {
     let gone: Vec<Gone> = gone.iter().map(|(n, rev)| (key(&offer(n)), *rev)).collect();
-    let b = l.believe(cached.iter().map(|n| offer(n)).collect(), &gone, tasks_seen, now, TIMEOUT, GRACE);
+    let b = l.believe(cached.iter().map(|n| Arc::new(offer(n))).collect(), &gone, tasks_seen, now, TIMEOUT, GRACE);
     let own = |v: Vec<&str>| v.into_iter().map(str::to_string).collect();
     (own(names(&b.standing)), own(names(&b.consumed)))
 }

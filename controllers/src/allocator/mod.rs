@@ -42,6 +42,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::tasks::cache::{spawn_cache, spawn_cache_observing, wait_tick};
+use crate::watches::Watches;
 
 pub use plan::{plan_cycle, CyclePlan, Snapshot, LABEL_AGENT, LABEL_FRAMEWORK};
 
@@ -107,8 +108,54 @@ fn owned<K: Resource + Clone>(store: &Store<K>) -> Vec<K> {
     store.list().iter().map(|k| (**k).clone()).collect()
 }
 
+/// Owned copies of a cache's objects, copied again only when the cache changed
+/// (agents change seldom; a cycle runs up to ten times a second).
+struct Owned<K> {
+    /// The cached objects the copies were made from, in name order.
+    from: Vec<Arc<K>>,
+    copies: Vec<K>,
+}
+
+impl<K> Default for Owned<K> {
+    fn default() -> Self {
+        Owned { from: Vec::new(), copies: Vec::new() }
+    }
+}
+
+impl<K: Resource + Clone> Owned<K> {
+    /// Copies of every object of `store` (taken out: hand them back with [`Owned::keep`]).
+    fn current(&mut self, store: &Store<K>) -> Vec<K> {
+        let mut now = store.list();
+        now.sort_unstable_by(|a, b| (&a.meta().namespace, &a.meta().name).cmp(&(&b.meta().namespace, &b.meta().name)));
+        let same = now.len() == self.from.len()
+            && self.copies.len() == now.len()
+            && now.iter().zip(&self.from).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            self.copies = now.iter().map(|k| (**k).clone()).collect();
+            self.from = now;
+        }
+        std::mem::take(&mut self.copies)
+    }
+
+    /// Takes back the copies [`Owned::current`] handed out.
+    fn keep(&mut self, copies: Vec<K>) {
+        self.copies = copies;
+    }
+}
+
 /// Runs the allocator until `cancel`.
 pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let watches = Watches::new(client.clone(), cancel.clone());
+    run_shared(client, config, &watches, cancel).await
+}
+
+/// [`run`], with the Task cache of `watches`.
+pub async fn run_shared(
+    client: Client,
+    config: AllocatorConfig,
+    watches: &Watches,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let w = WatchParams::default();
     // Offers the watch reported deleted since the last cycle, with the
@@ -129,13 +176,7 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
     };
     let caches = Caches {
         agents: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
-        tasks: spawn_cache_observing(
-            Api::all(client.clone()),
-            w.clone(),
-            changed.clone(),
-            cancel.clone(),
-            record_tasks,
-        ),
+        tasks: watches.tasks(changed.clone(), record_tasks),
         offers: spawn_cache_observing(
             Api::all(client.clone()),
             w.clone(),
@@ -151,6 +192,7 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
     };
     let metrics = write::Metrics::new(config.registry.as_ref());
     let mut ledger = ledger::Ledger::default();
+    let mut agents = Owned::default();
     let offer_timeout = chrono::Duration::from_std(config.offer_timeout).unwrap_or(chrono::Duration::seconds(30));
     while wait_tick(&changed, config.interval, config.min_interval, &cancel).await {
         if !caches.ready() {
@@ -163,7 +205,7 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
         // Read before the tasks below: every task at or below it is in them.
         let tasks_seen = tasks_seen.load(Ordering::Acquire);
         let believed = ledger.believe(
-            owned(&caches.offers),
+            caches.offers.list(),
             &gone_now,
             tasks_seen,
             started,
@@ -171,7 +213,7 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
             config.consumed_grace,
         );
         let snap = Snapshot {
-            agents: owned(&caches.agents),
+            agents: agents.current(&caches.agents),
             tasks: caches.tasks.list(),
             offers: believed.standing,
             consumed: believed.consumed,
@@ -179,10 +221,18 @@ pub async fn run(client: Client, config: AllocatorConfig, cancel: CancellationTo
             reservations: owned(&caches.reservations),
             quotas: owned(&caches.quotas),
             roles: owned(&caches.roles),
-            leases: owned(&caches.leases).into_iter().filter(|l| l.metadata.name.starts_with("framework-")).collect(),
+            // Framework leases only: the agents' heartbeats are many and not read here.
+            leases: caches
+                .leases
+                .list()
+                .iter()
+                .filter(|l| l.metadata.name.starts_with("framework-"))
+                .map(|l| (**l).clone())
+                .collect(),
         };
         let seed = rand::random::<u64>();
         let plan = plan_cycle(&snap, config.clock.now(), offer_timeout, seed);
+        agents.keep(snap.agents);
         let (offered, rescinded) = (plan.create.len(), plan.rescind.len());
         let span = tracing::debug_span!("allocation_cycle", offers = offered, rescinds = rescinded);
         let now = Instant::now();

@@ -42,12 +42,12 @@ pub struct Snapshot {
     /// Every task (shared with the cache: tasks are never cloned per cycle).
     pub tasks: Vec<Arc<Task>>,
     /// Every offer believed to stand (charged, and rescinded when it may
-    /// no longer stand).
-    pub offers: Vec<Offer>,
+    /// no longer stand); shared with the cache.
+    pub offers: Vec<Arc<Offer>>,
     /// Offers that vanished (accepted, declined) so recently that the tasks
     /// they launched may not be in `tasks` yet: charged to their framework,
     /// never rescinded.
-    pub consumed: Vec<Offer>,
+    pub consumed: Vec<Arc<Offer>>,
     /// Every framework.
     pub frameworks: Vec<Framework>,
     /// Every reservation.
@@ -175,7 +175,7 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
         ..Default::default()
     });
     let mut room: HashMap<&str, Buckets> = free.agents.iter().map(|a| (a.name.as_str(), Buckets::free(a))).collect();
-    let mut offers: Vec<&Offer> = snap.offers.iter().collect();
+    let mut offers: Vec<&Offer> = snap.offers.iter().map(|o| &**o).collect();
     offers.sort_by(|a, b| {
         (a.metadata.creation_timestamp, &a.metadata.name).cmp(&(b.metadata.creation_timestamp, &b.metadata.name))
     });
@@ -190,7 +190,7 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
     }
 
     // 4. Weighted DRF over the rest (and what recently consumed offers hold).
-    kept.extend(snap.consumed.iter().cloned());
+    kept.extend(snap.consumed.iter().map(|o| (**o).clone()));
     let mut input = AllocationInput::from_objects(&ClusterObjects {
         agents: &snap.agents,
         tasks: &snap.tasks,

@@ -51,7 +51,7 @@ fn a_fresh_cluster_gets_one_offer_per_agent() {
     assert!(p.create[0].metadata.name.starts_with("fw-a1-"));
     // The same cycle with that offer standing offers nothing more.
     let mut s = snapshot();
-    s.offers = p.create.clone();
+    s.offers = p.create.iter().cloned().map(Arc::new).collect();
     let again = plan(&s);
     assert!(again.create.is_empty() && again.rescind.is_empty(), "{again:?}");
 }
@@ -60,7 +60,7 @@ fn a_fresh_cluster_gets_one_offer_per_agent() {
 fn rescind_reasons() {
     type Edit = fn(&mut Snapshot);
     let cases: [(&str, Edit, &str); 6] = [
-        ("expired", |s| s.offers[0].spec.expires_at = Some(now()), "expired"),
+        ("expired", |s| Arc::make_mut(&mut s.offers[0]).spec.expires_at = Some(now()), "expired"),
         ("agent gone", |s| s.agents.clear(), "gone"),
         ("agent not ready", |s| s.agents[0].status = None, "not Ready"),
         ("suppressed", |s| s.frameworks[0].spec.suppressed = true, "suppressed"),
@@ -79,7 +79,7 @@ fn rescind_reasons() {
     for (name, edit, why) in cases {
         let mut s = snapshot();
         s.frameworks[0].metadata.creation_timestamp = Some(now() - chrono::Duration::seconds(10));
-        s.offers = vec![offer(4.0)];
+        s.offers = vec![Arc::new(offer(4.0))];
         edit(&mut s);
         let p = plan(&s);
         assert_eq!(p.rescind.len(), 1, "{name}: {p:?}");
@@ -93,7 +93,7 @@ fn status_is_listed_only_when_it_changes() {
     let p = plan(&s);
     assert_eq!(p.frameworks.len(), 1);
     let mut s2 = s.clone();
-    s2.offers = p.create.clone();
+    s2.offers = p.create.iter().cloned().map(Arc::new).collect();
     s2.frameworks = p.frameworks.clone();
     assert!(plan(&s2).frameworks.is_empty(), "an unchanged status was written again");
 }
@@ -104,7 +104,7 @@ fn consumed_offers_are_charged_but_never_rescinded() {
     let mut gone = offer(4.0);
     gone.spec.expires_at = Some(now() - chrono::Duration::seconds(1));
     gone.spec.resources = Resources::scalars(4.0, 4096.0, 0.0, 0.0);
-    s.consumed = vec![gone];
+    s.consumed = vec![Arc::new(gone)];
     let p = plan(&s);
     assert!(p.rescind.is_empty(), "a consumed offer was rescinded: {:?}", p.rescind);
     assert!(p.create.is_empty(), "the agent was offered twice: {:?}", p.create);

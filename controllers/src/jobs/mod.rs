@@ -12,7 +12,9 @@
 //! - `instances`: the pure job planner ([`instances::plan_job`]).
 //! - `plan`: the pure launch planner ([`plan::plan_launches`]).
 //! - `constraints`, `cron`, `update`, `preempt`, `demand`: pure rules.
-//! - `apply`: the writes.
+//! - `reconcile`: the job plans' writes (status, creates, kills).
+//! - `place`: accepts, declines and offer demand.
+//! - `apply`: registration, preemption.
 //!
 //! A Task created without `spec.framework` (and without a Job) belongs to
 //! `meseta` and is placed like a one-instance adhoc job: placed once, never
@@ -23,8 +25,10 @@ pub mod constraints;
 pub mod cron;
 pub mod demand;
 pub mod instances;
+mod place;
 pub mod plan;
 pub mod preempt;
+mod reconcile;
 pub mod update;
 
 use std::collections::{HashMap, HashSet};
@@ -35,11 +39,13 @@ use meseta_client::reflector::Store;
 use meseta_client::{Api, Client, WatchParams};
 use meseta_schemas::kinds::{Agent, Job, Offer, Task, TaskState};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::tasks::cache;
+use crate::watches::Watches;
 pub use instances::PlanConfig;
 
 /// Name of the built-in framework in every role.
@@ -59,13 +65,18 @@ pub struct JobsConfig {
     pub idle_suppress_after: Duration,
     /// How often everything is looked at even without a change. Default 1 s.
     pub resync: Duration,
-    /// How long a burst of changes is coalesced. Default 20 ms.
+    /// How long a burst of changes is coalesced. Default 20 ms; a pass is
+    /// not started sooner after the last than that one's planning took.
     pub settle: Duration,
     /// How many writes run at once. Default 64.
     pub concurrency: usize,
     /// How many tasks one pass creates at most (Kubernetes' `burstReplicas`);
     /// the next pass creates more. Default 10,000.
     pub max_creates_per_pass: usize,
+    /// The shortest time between two status writes of one Job, so a Job
+    /// whose tasks change all the time is not written every pass (like the
+    /// Kubernetes job controller's sync batch period). Default 1 s.
+    pub status_period: Duration,
     /// Where "now" comes from (cron, backoff, preemption delay).
     pub clock: Clock,
 }
@@ -81,6 +92,7 @@ impl Default for JobsConfig {
             settle: Duration::from_millis(20),
             concurrency: 64,
             max_creates_per_pass: 10_000,
+            status_period: Duration::from_secs(1),
             clock: Clock::system(),
         }
     }
@@ -118,11 +130,22 @@ impl InFlight {
 
 /// Runs the jobs controller until `cancel`.
 pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let watches = Watches::new(client.clone(), cancel.clone());
+    run_shared(client, config, &watches, cancel).await
+}
+
+/// [`run`], with the Task cache of `watches`.
+pub async fn run_shared(
+    client: Client,
+    config: JobsConfig,
+    watches: &Watches,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let wp = WatchParams::default;
     let caches = Caches {
         jobs: cache::spawn_cache(Api::<Job>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
-        tasks: cache::spawn_cache(Api::<Task>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
+        tasks: watches.tasks(changed.clone(), |_| {}),
         offers: cache::spawn_cache(
             Api::<Offer>::all(client.clone()),
             wp().fields(format!("spec.framework={FRAMEWORK}")),
@@ -134,12 +157,18 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
     let mut memory = Memory::default();
     let mut registered: HashMap<String, Instant> = HashMap::new();
     let mut creating: HashMap<(String, String), Instant> = HashMap::new();
-    while cache::wait_tick(&changed, config.resync, config.settle, &cancel).await {
+    let mut status_at: HashMap<(String, String), Instant> = HashMap::new();
+    // The task writes of an earlier pass (creates, kills) while they run,
+    // and how many tasks they create.
+    let mut job_writes: Option<(JoinHandle<()>, usize)> = None;
+    let mut busy = Duration::ZERO;
+    while cache::wait_tick(&changed, config.resync, cache::paced_settle(config.settle, busy), &cancel).await {
         if !(caches.jobs.is_ready() && caches.tasks.is_ready() && caches.offers.is_ready() && caches.agents.is_ready())
         {
             continue;
         }
-        memory.in_flight.prune(Instant::now());
+        let started = Instant::now();
+        memory.in_flight.prune(started);
         let tasks = caches.tasks.list();
         let roles: HashSet<String> = caches
             .jobs
@@ -148,31 +177,41 @@ pub async fn run(client: Client, config: JobsConfig, cancel: CancellationToken) 
             .filter_map(|j| j.metadata.namespace.clone())
             .chain(tasks.iter().filter(|t| is_ours(t)).filter_map(|t| t.metadata.namespace.clone()))
             .collect();
-        let started = Instant::now();
+        let mut cpu = started.elapsed();
         apply::register(&client, &roles, &mut registered).await;
         let registered_at = Instant::now();
-        let writes = apply::reconcile_jobs(&client, &caches, &tasks, &config, &mut creating).await;
+        // The Jobs are planned again once the task writes of the last plan
+        // are done; meanwhile passes place the tasks the cache shows, so
+        // creating and placing run side by side.
+        let mut created = 0;
+        if job_writes.as_ref().is_none_or(|(h, _)| h.is_finished()) {
+            let writes =
+                reconcile::reconcile_jobs(&client, &caches, &tasks, &config, &mut creating, &mut status_at).await;
+            created = writes.created;
+            job_writes = (!writes.is_empty()).then(|| (tokio::spawn(writes.run(config.concurrency)), created));
+        }
         let planned_at = Instant::now();
         // Tasks being created are not in `tasks`: offers are not declined
-        // for want of them. Creating and placing run side by side.
-        let decline = writes.created == 0;
-        let created = writes.created;
-        tokio::join!(
-            writes.run(config.concurrency),
-            apply::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline)
-        );
+        // for want of them.
+        let decline = !job_writes.as_ref().is_some_and(|(h, n)| *n > 0 && !h.is_finished());
+        cpu += place::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline).await;
         let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;
+        busy = cpu;
         let ms = |a: Instant, b: Instant| b.duration_since(a).as_secs_f64() * 1e3;
         tracing::debug!(
             tasks = tasks.len(),
             created,
             register_ms = ms(started, registered_at),
             jobs_ms = ms(registered_at, planned_at),
-            write_and_place_ms = ms(planned_at, placed_at),
+            place_ms = ms(planned_at, placed_at),
             preempt_ms = ms(placed_at, Instant::now()),
+            busy_ms = busy.as_secs_f64() * 1e3,
             "jobs pass"
         );
+    }
+    if let Some((writes, _)) = job_writes {
+        writes.abort();
     }
     Ok(())
 }

@@ -30,9 +30,13 @@ use tokio_util::sync::CancellationToken;
 pub use self::plan::{plan, Limits, LivenessAction, Memory, Snapshot, UNREACHABLE};
 use crate::clock::Clock;
 use crate::tasks::{cache, transition_task};
+use crate::watches::Watches;
 
 /// Namespace of agent heartbeat leases.
 pub const LEASE_NAMESPACE: &str = "meseta-system";
+
+/// How long a burst of changes is coalesced before a pass.
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// Settings of the liveness controller.
 #[derive(Debug, Clone)]
@@ -77,6 +81,17 @@ impl LivenessConfig {
 
 /// Runs the liveness controller until `cancel`.
 pub async fn run(client: Client, config: LivenessConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let watches = Watches::new(client.clone(), cancel.clone());
+    run_shared(client, config, &watches, cancel).await
+}
+
+/// [`run`], with the Task cache of `watches`.
+pub async fn run_shared(
+    client: Client,
+    config: LivenessConfig,
+    watches: &Watches,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let wp = WatchParams::default;
     let agents = cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone());
@@ -86,14 +101,16 @@ pub async fn run(client: Client, config: LivenessConfig, cancel: CancellationTok
         changed.clone(),
         cancel.clone(),
     );
-    let tasks = cache::spawn_cache(Api::<Task>::all(client.clone()), wp(), changed.clone(), cancel.clone());
+    // Task changes do not wake this loop: its decisions follow leases and
+    // agents, and the tasks of an unreachable agent are read at the next
+    // pass (a change of those, or the resync).
+    let tasks = watches.tasks(Arc::new(Notify::new()), |_| {});
     let offers = cache::spawn_cache(Api::<Offer>::all(client.clone()), wp(), changed.clone(), cancel.clone());
     let frameworks = cache::spawn_cache(Api::<Framework>::all(client.clone()), wp(), changed.clone(), cancel.clone());
     let mut memory = Memory::default();
-    // Passes over every task are not started again sooner than the last
-    // one kept the CPU busy.
+    // Passes look at every task: with many tasks they are paced by their cost.
     let mut busy = Duration::ZERO;
-    while cache::wait_tick(&changed, config.resync, busy.max(Duration::from_millis(20)), &cancel).await {
+    while cache::wait_tick(&changed, config.resync, cache::paced_settle(SETTLE, busy), &cancel).await {
         if ![agents.is_ready(), leases.is_ready(), tasks.is_ready(), offers.is_ready(), frameworks.is_ready()]
             .iter()
             .all(|r| *r)

@@ -188,7 +188,8 @@ pub fn plan(memory: &mut Memory, snapshot: Snapshot<'_>, now: Time, limits: Limi
             }
             memory.admitted.insert(name.to_string());
         }
-        for t in tasks {
+        // Most passes find no agent admitted: no task to look at.
+        for t in tasks.iter().filter(|_| !memory.admitted.is_empty()) {
             let Some(agent) = t.spec.agent.as_deref() else { continue };
             let state = t.state();
             if !memory.admitted.contains(agent) || state.is_terminal() || state == TaskState::Partitioned {

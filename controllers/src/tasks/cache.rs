@@ -1,9 +1,11 @@
 //! Reflector caches that wake a controller loop when anything changes.
 //!
-//! Owns spawning a watcher + reflector per kind and a shared [`Notify`]. It
-//! must not interpret objects.
+//! Owns spawning a watcher + reflector per kind and a shared [`Notify`]
+//! (or several: [`crate::watches`] shares one cache between loops), and the
+//! pacing of passes. It must not interpret objects.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use meseta_client::backoff::StreamBackoffExt;
@@ -33,7 +35,26 @@ pub(crate) fn spawn_cache_observing<K: Resource>(
     params: WatchParams,
     changed: Arc<Notify>,
     cancel: CancellationToken,
-    mut observe: impl FnMut(&Event<K>) + Send + 'static,
+    observe: impl FnMut(&Event<K>) + Send + 'static,
+) -> Store<K> {
+    let subscribers: Subscribers<K> = Arc::new(Mutex::new(vec![(changed, Box::new(observe))]));
+    spawn_hub(api, params, subscribers, cancel)
+}
+
+/// What a cache hands each event to, after its store applied it.
+pub(crate) type Observer<K> = Box<dyn FnMut(&Event<K>) + Send>;
+
+/// The loops a cache wakes: each its [`Notify`] and [`Observer`]. More may
+/// be added while the cache runs.
+pub(crate) type Subscribers<K> = Arc<Mutex<Vec<(Arc<Notify>, Observer<K>)>>>;
+
+/// Keeps a [`Store`] of `api`'s objects current until `cancel`, handing
+/// every event to each of `subscribers` and notifying it.
+pub(crate) fn spawn_hub<K: Resource>(
+    api: Api<K>,
+    params: WatchParams,
+    subscribers: Subscribers<K>,
+    cancel: CancellationToken,
 ) -> Store<K> {
     let (store, writer) = reflector::store::<K>();
     let stream = reflector::reflector(writer, watcher(api, params).default_backoff());
@@ -44,8 +65,10 @@ pub(crate) fn spawn_cache_observing<K: Resource>(
                 _ = cancel.cancelled() => return,
                 ev = stream.next() => match ev {
                     Some(Ok(ev)) => {
-                        observe(&ev);
-                        changed.notify_one();
+                        for (changed, observe) in subscribers.lock().expect("subscribers lock").iter_mut() {
+                            observe(&ev);
+                            changed.notify_one();
+                        }
                     }
                     Some(Err(e)) => tracing::debug!(kind = K::KIND, error = %e, "watch failed; retrying"),
                     None => return,
@@ -54,6 +77,13 @@ pub(crate) fn spawn_cache_observing<K: Resource>(
         }
     });
     store
+}
+
+/// How long a loop whose passes look at every object waits after a change
+/// before its next pass: `settle`, but no less than its last pass kept the
+/// CPU busy, so such passes take at most about half of a core.
+pub(crate) fn paced_settle(settle: Duration, last_pass_busy: Duration) -> Duration {
+    last_pass_busy.max(settle)
 }
 
 /// Waits for `changed` (then a short `settle` to coalesce bursts) or `every`,

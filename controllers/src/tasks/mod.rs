@@ -20,15 +20,19 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meseta_client::{Api, Client, DeleteParams, WatchParams};
+use meseta_client::{Api, Client, DeleteParams};
 use meseta_schemas::kinds::{Task, TaskState};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::watches::Watches;
 pub use metrics::TaskMetrics;
 use plan::TaskAction;
 pub use write::transition_task;
+
+/// How long a burst of changes is coalesced before a pass.
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// Settings of the tasks controller.
 #[derive(Debug, Clone)]
@@ -59,15 +63,25 @@ impl Default for TasksConfig {
 
 /// Runs the tasks controller until `cancel`.
 pub async fn run(client: Client, config: TasksConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let watches = Watches::new(client.clone(), cancel.clone());
+    run_shared(client, config, &watches, cancel).await
+}
+
+/// [`run`], with the Task cache of `watches`.
+pub async fn run_shared(
+    client: Client,
+    config: TasksConfig,
+    watches: &Watches,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let api: Api<Task> = Api::all(client.clone());
-    let tasks = cache::spawn_cache(api.clone(), WatchParams::default(), changed.clone(), cancel.clone());
+    let tasks = watches.tasks(changed.clone(), |_| {});
     let metrics = TaskMetrics::new(config.registry.as_ref());
     let mut observed = metrics::Observed::default();
-    // A pass looks at every task: with many tasks it is not started again
-    // sooner than the last one kept the CPU busy (at most half the time).
+    // A pass looks at every task: with many tasks it is paced by its cost.
     let mut busy = Duration::ZERO;
-    while cache::wait_tick(&changed, config.resync, busy.max(Duration::from_millis(20)), &cancel).await {
+    while cache::wait_tick(&changed, config.resync, cache::paced_settle(SETTLE, busy), &cancel).await {
         if !tasks.is_ready() {
             continue;
         }

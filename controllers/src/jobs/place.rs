@@ -1,0 +1,220 @@
+//! The jobs controller's placement: PENDING tasks on the built-in
+//! framework's offers (accepts and declines) and the offer demand
+//! (suppress / revive) per role.
+//!
+//! Owns turning launch plans into API calls, tolerating a stale cache (uses
+//! of consumed offers are expected; their tasks are placed again). It must
+//! not decide anything the pure planners decide.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use meseta_client::{Api, Client};
+use meseta_schemas::kinds::{Framework, Task};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::apply::{attributes_of, group_of, jobs_by_key};
+use super::constraints::{AgentAttributes, ConstraintContext};
+use super::demand::Change;
+use super::plan::{plan_launches, OfferView, PendingTask};
+use super::{waits_for_offer, Caches, JobsConfig, Memory, FRAMEWORK};
+
+/// A role and names of its tasks.
+type RoleTasks = (String, Vec<String>);
+
+/// Places PENDING tasks on the built-in framework's offers, per role;
+/// returns how long the planning took (the writes not counted).
+pub(crate) async fn place(
+    client: &Client,
+    caches: &Caches,
+    tasks: &[Arc<Task>],
+    cfg: &JobsConfig,
+    memory: &mut Memory,
+    roles: &HashSet<String>,
+    decline: bool,
+) -> Duration {
+    let started = Instant::now();
+    let Memory { in_flight, demand } = memory;
+    let attrs = attributes_of(caches);
+    let jobs = jobs_by_key(caches);
+    let mut ctx = ConstraintContext::new();
+    let mut pending: BTreeMap<String, Vec<(Arc<Task>, PendingTask)>> = BTreeMap::new();
+    // Every task waiting for an offer, its accept in flight or not.
+    let mut waiting_by_role: HashMap<String, Vec<String>> = HashMap::new();
+    for t in tasks {
+        let ns = t.metadata.namespace.clone().unwrap_or_default();
+        let (group, constraints) = group_of(t, &jobs);
+        if t.state().holds_resources() {
+            if let Some(a) = t.spec.agent.as_deref().and_then(|a| attrs.get(a)) {
+                ctx.record(&group, &constraints, a);
+            }
+            continue;
+        }
+        if !waits_for_offer(t) {
+            continue;
+        }
+        waiting_by_role.entry(ns.clone()).or_default().push(t.metadata.name.clone());
+        if in_flight.tasks.contains_key(&(ns.clone(), t.metadata.name.clone())) {
+            continue;
+        }
+        let p = PendingTask {
+            name: t.metadata.name.clone(),
+            group,
+            resources: t.spec.resources.clone(),
+            ports: t.spec.ports.iter().map(|p| p.port).collect(),
+            constraints,
+            revocable: t.spec.revocable,
+        };
+        pending.entry(ns).or_default().push((t.clone(), p));
+    }
+    let mut offers_by_role: BTreeMap<String, Vec<OfferView>> = BTreeMap::new();
+    for o in caches.offers.list() {
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        if o.spec.framework != FRAMEWORK || in_flight.offers.contains_key(&(ns.clone(), o.metadata.name.clone())) {
+            continue;
+        }
+        let a = attrs
+            .get(&o.spec.agent)
+            .cloned()
+            .unwrap_or_else(|| AgentAttributes { hostname: o.spec.hostname.clone(), ..Default::default() });
+        offers_by_role.entry(ns).or_default().push(OfferView {
+            name: o.metadata.name.clone(),
+            agent: o.spec.agent.clone(),
+            attributes: a,
+            resources: o.spec.resources.add(&o.spec.reserved),
+            revocable: o.spec.revocable.clone(),
+        });
+    }
+    let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let (mut accepts, mut declines, mut revives, mut unplaced) = (0, 0, 0, 0);
+    let pending_count: usize = pending.values().map(Vec::len).sum();
+    let offer_count: usize = offers_by_role.values().map(Vec::len).sum();
+    let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    // The tasks of accepts the apiserver refused, with their role.
+    let refused: Arc<std::sync::Mutex<Vec<RoleTasks>>> = Arc::default();
+    for role in roles {
+        let waiting = waiting_by_role.get(role).into_iter().flatten().map(String::as_str);
+        if let Some(change) = demand.step(role, waiting, Instant::now(), cfg.idle_suppress_after) {
+            revives += usize::from(change == Change::Revive);
+            let (client, role, unwritten) = (client.clone(), role.clone(), unwritten.clone());
+            work.push(Box::pin(async move {
+                if !set_demand(&client, &role, change).await {
+                    unwritten.lock().expect("unwritten demand lock").push(role);
+                }
+            }));
+        }
+    }
+    let now = Instant::now();
+    for (role, offers) in offers_by_role {
+        let mut list = pending.remove(&role).unwrap_or_default();
+        list.sort_by(|(a, _), (b, _)| {
+            b.spec.production.cmp(&a.spec.production).then(b.spec.priority.cmp(&a.spec.priority)).then(
+                a.metadata
+                    .creation_timestamp
+                    .cmp(&b.metadata.creation_timestamp)
+                    .then(a.metadata.name.cmp(&b.metadata.name)),
+            )
+        });
+        let tasks: Vec<PendingTask> = list.into_iter().map(|(_, p)| p).collect();
+        let mut plan = plan_launches(&offers, &tasks, &mut ctx);
+        if !decline {
+            // Tasks were just created that this pass does not see: the
+            // offers may fit them next pass.
+            plan.declines.clear();
+        }
+        if !plan.declines.is_empty() {
+            demand.declined(&role, waiting_by_role.get(&role).into_iter().flatten().map(String::as_str));
+        }
+        let api = Api::<Task>::namespaced(client.clone(), &role);
+        accepts += plan.accepts.len();
+        declines += plan.declines.len();
+        unplaced += plan.unplaced.len();
+        for accept in plan.accepts {
+            in_flight.offers.insert((role.clone(), accept.offer.clone()), now);
+            for t in &accept.tasks {
+                in_flight.tasks.insert((role.clone(), t.clone()), now);
+            }
+            let (api, refused, role) = (api.clone(), refused.clone(), role.clone());
+            work.push(Box::pin(async move {
+                let body = json!({
+                    "framework": FRAMEWORK,
+                    "operations": [{"type": "Launch", "taskNames": accept.tasks}],
+                    "filters": {"refuseSeconds": 1},
+                });
+                let r: meseta_client::Result<Value> =
+                    api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
+                if let Err(e) = r {
+                    tracing::debug!(offer = %accept.offer, error = %e, "accept refused; the tasks stay PENDING");
+                    refused.lock().expect("refused accepts lock").push((role, accept.tasks));
+                }
+            }));
+        }
+        for offer in plan.declines {
+            in_flight.offers.insert((role.clone(), offer.clone()), now);
+            let api = api.clone();
+            let refuse = cfg.decline_refuse_seconds;
+            work.push(Box::pin(async move {
+                let body = json!({"framework": FRAMEWORK, "filters": {"refuseSeconds": refuse}});
+                let r: meseta_client::Result<Value> = api_offers(&api).post_subresource(&offer, "decline", &body).await;
+                if let Err(e) = r {
+                    tracing::debug!(%offer, error = %e, "decline refused");
+                }
+            }));
+        }
+    }
+    tracing::debug!(pending = pending_count, offers = offer_count, accepts, declines, unplaced, revives, "placing");
+    let planning = started.elapsed();
+    futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
+    // Decided again next pass, as after a restart.
+    for role in unwritten.lock().expect("unwritten demand lock").drain(..) {
+        demand.unknown(&role);
+    }
+    // Not bound: placed again next pass, not after the in-flight timeout.
+    for (role, names) in refused.lock().expect("refused accepts lock").drain(..) {
+        for name in names {
+            in_flight.tasks.remove(&(role.clone(), name));
+        }
+    }
+    planning
+}
+
+/// Writes a demand change on the role's built-in framework: a suppression,
+/// or a revive (filters cleared, suppression lifted). Writes nothing when
+/// the framework already is that way. False when it could not be written.
+async fn set_demand(client: &Client, role: &str, change: Change) -> bool {
+    let api = Api::<Framework>::namespaced(client.clone(), role);
+    let fw = match api.get(FRAMEWORK).await {
+        Ok(fw) => fw,
+        Err(e) => {
+            tracing::debug!(%role, error = %e, "cannot read the framework");
+            return false;
+        }
+    };
+    let patch = match change {
+        Change::Suppress if fw.spec.suppressed => return true,
+        Change::Suppress => json!({"spec": {"suppressed": true}}),
+        Change::Revive if !fw.spec.suppressed && fw.status.as_ref().is_none_or(|s| s.filters.is_empty()) => {
+            return true
+        }
+        Change::Revive => {
+            json!({"spec": {"suppressed": false, "reviveGeneration": fw.spec.revive_generation.wrapping_add(1)}})
+        }
+    };
+    match api.patch_merge(FRAMEWORK, &patch).await {
+        Ok(_) => {
+            tracing::debug!(%role, ?change, "offer demand changed");
+            true
+        }
+        Err(e) => {
+            tracing::debug!(%role, error = %e, "cannot change the offer demand");
+            false
+        }
+    }
+}
+
+fn api_offers(tasks: &Api<Task>) -> Api<meseta_schemas::kinds::Offer> {
+    Api::namespaced(tasks.client().clone(), tasks.namespace().unwrap_or_default())
+}
