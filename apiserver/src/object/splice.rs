@@ -23,19 +23,7 @@ pub fn splice_point(stored: &[u8]) -> Option<(usize, bool)> {
             if found.is_some() {
                 return None;
             }
-            if scan.peek()? != b'{' {
-                return None;
-            }
-            let at = scan.i + 1;
-            let mut empty = true;
-            scan.object(|scan, key| {
-                empty = false;
-                if key == b"resourceVersion" {
-                    return None;
-                }
-                scan.value()
-            })?;
-            found = Some((at, empty));
+            found = Some(scan.metadata_start()?);
             return Some(());
         }
         scan.value()
@@ -57,19 +45,7 @@ pub fn splice_point_of_json(stored: &[u8]) -> Option<(usize, bool)> {
         if key != b"metadata" {
             return scan.value();
         }
-        if scan.peek()? != b'{' {
-            return None;
-        }
-        let at = scan.i + 1;
-        let mut empty = true;
-        scan.object(|scan, key| {
-            empty = false;
-            if key == b"resourceVersion" {
-                return None;
-            }
-            scan.value()
-        })?;
-        found = Some((at, empty));
+        found = Some(scan.metadata_start()?);
         // Stop: the rest of the object is not needed.
         None
     });
@@ -161,6 +137,25 @@ impl<'a> Scan<'a> {
     /// Walks an object starting at `{`, calling `each` with the scanner at
     /// the start of each value (after `:`); `each` must consume the value.
     /// Keys with escapes are refused.
+    /// Reads the `metadata` object at the cursor: the index right after its
+    /// `{` and whether it is empty; `None` when it is not an object or
+    /// already holds a `resourceVersion`.
+    fn metadata_start(&mut self) -> Option<(usize, bool)> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        let at = self.i + 1;
+        let mut empty = true;
+        self.object(|scan, key| {
+            empty = false;
+            if key == b"resourceVersion" {
+                return None;
+            }
+            scan.value()
+        })?;
+        Some((at, empty))
+    }
+
     fn object(&mut self, mut each: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
         self.ws();
         if self.peek()? != b'{' {
