@@ -176,21 +176,23 @@ impl Default for Stack {
 }
 
 impl SimCluster {
-    /// Starts the allocator, tasks, liveness and jobs controllers.
+    /// Starts the allocator, tasks, liveness and jobs controllers the way
+    /// `meseta-controllers` runs them: one manager, one shared Task watch.
     pub fn start_control_plane(&self, stack: Stack) {
-        use meseta_controllers::{allocator, jobs, liveness, tasks};
-        let alloc = allocator::AllocatorConfig {
-            interval: Duration::from_millis(200),
-            min_interval: Duration::from_millis(20),
-            offer_timeout: Duration::from_secs(5),
-            ..Default::default()
+        use meseta_controllers::{allocator, liveness, manager, tasks};
+        let config = manager::ManagerConfig {
+            allocator: allocator::AllocatorConfig {
+                interval: Duration::from_millis(200),
+                min_interval: Duration::from_millis(20),
+                offer_timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            tasks: tasks::TasksConfig { resync: Duration::from_millis(100), ..Default::default() },
+            liveness: liveness::LivenessConfig { resync: Duration::from_millis(100), ..Default::default() },
+            jobs: stack.jobs,
+            leader_election: None,
         };
-        self.spawn("allocator", allocator::run(self.client.clone(), alloc, self.cancel.clone()));
-        let t = tasks::TasksConfig { resync: Duration::from_millis(100), ..Default::default() };
-        self.spawn("tasks", tasks::run(self.client.clone(), t, self.cancel.clone()));
-        let l = liveness::LivenessConfig { resync: Duration::from_millis(100), ..Default::default() };
-        self.spawn("liveness", liveness::run(self.client.clone(), l, self.cancel.clone()));
-        self.spawn("jobs", jobs::run(self.client.clone(), stack.jobs, self.cancel.clone()));
+        self.spawn("controllers", manager::run_all(self.client.clone(), config, self.cancel.clone()));
     }
 
     /// Adds `n` agents `a0..` with `cpus` and `mem`, attribute `rack` = `racks[i % len]`.
