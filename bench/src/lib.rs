@@ -2,4 +2,5 @@
 
 pub mod apiserver;
 pub mod launch;
+pub mod procstat;
 pub mod schedule;

@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use crate::procstat::ProcCpu;
+
 /// The API group prefix of namespaced collections.
 pub const API: &str = "/apis/meseta.io/v1";
 
@@ -86,27 +88,13 @@ impl Server {
 
     /// CPU seconds (user + system, all threads) the server has used so far.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds_of(&format!("/proc/{}/stat", self.pid()))
+        Ok(ProcCpu::of(&self.pid().to_string())?.own_ms / 1000.0)
     }
 }
 
 /// CPU seconds (user + system, all threads) this process has used so far.
 pub fn own_cpu_seconds() -> anyhow::Result<f64> {
-    cpu_seconds_of("/proc/self/stat")
-}
-
-/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on
-/// every Linux architecture the bench runs on).
-const USER_HZ: f64 = 100.0;
-
-/// `utime + stime` of a `/proc/<pid>/stat` file, in seconds.
-fn cpu_seconds_of(path: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    // The command name may hold spaces: the fields start after its `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')').context("no `)` in stat")?.1.split_whitespace().collect();
-    // Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the name.
-    let ticks = |i: usize| -> anyhow::Result<f64> { Ok(fields.get(i).context("short stat")?.parse::<f64>()?) };
-    Ok((ticks(11)? + ticks(12)?) / USER_HZ)
+    Ok(ProcCpu::of("self")?.own_ms / 1000.0)
 }
 
 impl Drop for Server {

@@ -31,7 +31,8 @@ use meseta_bench::apiserver::{find_binary as find_apiserver, Server};
 use meseta_bench::launch::agent::{find_binary as find_agentd, AgentProc};
 use meseta_bench::launch::oci::{self, Bundle, PrivateMounts};
 use meseta_bench::launch::tasks::{self, Tracker};
-use meseta_bench::launch::{ProcCpu, Summary};
+use meseta_bench::launch::Summary;
+use meseta_bench::procstat::ProcCpu;
 use meseta_client::{Api, Client};
 use meseta_schemas::kinds::{Task, TaskState};
 

@@ -59,8 +59,8 @@ impl AgentProc {
     }
 
     /// CPU of the agent, and of its shims and containers, so far.
-    pub fn cpu(&self) -> anyhow::Result<super::ProcCpu> {
-        super::ProcCpu::of(&self.child.id().to_string())
+    pub fn cpu(&self) -> anyhow::Result<crate::procstat::ProcCpu> {
+        crate::procstat::ProcCpu::of(&self.child.id().to_string())
     }
 
     /// Waits until the `Agent` object says Ready (or the process ended).

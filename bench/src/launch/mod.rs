@@ -14,40 +14,6 @@ pub mod agent;
 pub mod oci;
 pub mod tasks;
 
-/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux ABI).
-const CLOCK_TICKS: f64 = 100.0;
-
-/// CPU milliseconds of a process, from `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ProcCpu {
-    /// Its own: `utime + stime`.
-    pub own_ms: f64,
-    /// The children it has waited for, theirs included: `cutime + cstime`.
-    /// For the agent: its shims and the containers' processes (each shim
-    /// reaps its container, the agent reaps its shims); for this bench: the
-    /// peer runs it waited for.
-    pub children_ms: f64,
-}
-
-impl ProcCpu {
-    /// Process `pid`'s figures now (`"self"` for this one).
-    pub fn of(pid: &str) -> anyhow::Result<ProcCpu> {
-        let path = format!("/proc/{pid}/stat");
-        let stat = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
-        // Fields after the command name (which may hold spaces) follow the last ')'; utime is field 14.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let ticks: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
-        let [utime, stime, cutime, cstime] = ticks[..] else { anyhow::bail!("{path}: no CPU times in {stat:?}") };
-        let ms = |t: u64| t as f64 / CLOCK_TICKS * 1000.0;
-        Ok(ProcCpu { own_ms: ms(utime + stime), children_ms: ms(cutime + cstime) })
-    }
-
-    /// Own and children's together.
-    pub fn total_ms(&self) -> f64 {
-        self.own_ms + self.children_ms
-    }
-}
-
 /// Percentiles of a sample, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -74,20 +40,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::Summary;
-
-    #[test]
-    fn cpu_of_this_process_is_read_and_grows() {
-        let before = super::ProcCpu::of("self").unwrap();
-        let start = std::time::Instant::now();
-        let mut x = 0u64;
-        while start.elapsed() < std::time::Duration::from_millis(60) {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-        }
-        let after = super::ProcCpu::of("self").unwrap();
-        assert!(after.own_ms > before.own_ms, "{before:?} -> {after:?}");
-        assert!(after.total_ms() >= after.own_ms);
-        assert!(super::ProcCpu::of("999999999").is_err());
-    }
 
     #[test]
     fn percentiles_come_from_the_sorted_samples() {

@@ -12,13 +12,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::procstat;
+
 /// Name prefix of the apiserver runtime's threads.
 pub const APISERVER_THREADS: &str = "rt-apiserver";
 /// Name prefix of the controllers runtime's threads.
 pub const CONTROLLERS_THREADS: &str = "rt-controllers";
-
-/// Clock ticks per second of `/proc` times (`USER_HZ`, 100 on every Linux ABI).
-const CLOCK_TICKS: f64 = 100.0;
 
 /// CPU seconds (user + system) per part of the process.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,8 +31,8 @@ impl PartsCpu {
         let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return PartsCpu(parts) };
         for entry in dir.flatten() {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            if let Some((name, ticks)) = parse_stat(&stat) {
-                *parts.entry(part_of(name)).or_insert(0.0) += ticks as f64 / CLOCK_TICKS;
+            if let Some(s) = procstat::parse(&stat) {
+                *parts.entry(part_of(s.name)).or_insert(0.0) += (s.utime + s.stime) as f64 / procstat::USER_HZ;
             }
         }
         PartsCpu(parts)
@@ -64,38 +63,18 @@ fn part_of(name: &str) -> &'static str {
     }
 }
 
-/// Thread name and `utime + stime` (clock ticks) of a `/proc/*/stat` line.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = &stat[open + 1..close];
-    // Fields after the name start at field 3 (state); utime and stime are 14 and 15.
-    let mut rest = stat[close + 1..].split_whitespace().skip(11);
-    let utime: u64 = rest.next()?.parse().ok()?;
-    let stime: u64 = rest.next()?.parse().ok()?;
-    Some((name, utime + stime))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_name_and_cpu_ticks() {
-        let line = "42 (rt-apiserver-3) S 1 42 42 0 -1 4194368 10 0 0 0 150 25 0 0 20 0 1 0 100 0 0";
-        assert_eq!(parse_stat(line), Some(("rt-apiserver-3", 175)));
+    fn threads_are_grouped_by_name_prefix() {
         assert_eq!(part_of("rt-apiserver-3"), "apiserver");
         assert_eq!(part_of("rt-controllers-"), "controllers");
         assert_eq!(part_of("tokio-rt-worker"), "agents");
         assert_eq!(part_of("sled-io-3"), "store");
         assert_eq!(part_of("meseta-store-co"), "store");
         assert_eq!(part_of("schedule"), "other");
-    }
-
-    #[test]
-    fn names_with_parentheses_and_spaces_parse() {
-        let line = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0";
-        assert_eq!(parse_stat(line), Some(("a (b) c", 7)));
     }
 
     #[test]
