@@ -1,16 +1,23 @@
 //! Decoding of a watch response: newline-delimited JSON events.
 //!
-//! Owns [`WatchEvent`] and the line splitter over the response body. It must
-//! not reconnect or re-list: that is [`crate::watcher`]'s job.
+//! Owns [`WatchEvent`] and the line splitter over the response body. Each
+//! line is decoded in one pass, straight into the typed object (no
+//! intermediate `serde_json::Value`), except in the rare event whose
+//! `object` comes before its `type`. It must not reconnect or re-list: that
+//! is [`crate::watcher`]'s job.
+
+use std::fmt;
+use std::marker::PhantomData;
 
 use bytes::{Buf, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use meseta_schemas::Resource;
-use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::error::{decode, decode_value, Error, Result, StatusBody};
+use crate::error::{decode, Error, Result, StatusBody};
 
 /// One event of a watch.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +40,7 @@ pub enum WatchEvent<K> {
 /// A stream of watch events; ends when the server closes the watch.
 pub type WatchStream<K> = BoxStream<'static, Result<WatchEvent<K>>>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 enum EventType {
     Added,
@@ -43,31 +50,114 @@ enum EventType {
     Error,
 }
 
+/// The keys of an event line; others are skipped.
 #[derive(Deserialize)]
-struct RawEvent {
-    #[serde(rename = "type")]
-    type_: EventType,
-    #[serde(default)]
-    object: Value,
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Type,
+    Object,
+    #[serde(other)]
+    Other,
 }
 
-/// Decodes one line of a watch body.
+/// The part of a BOOKMARK's object that matters.
+#[derive(Deserialize, Default)]
+struct BookmarkObject {
+    #[serde(default)]
+    metadata: BookmarkMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct BookmarkMeta {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<Value>,
+}
+
+impl BookmarkObject {
+    fn into_event<K>(self) -> WatchEvent<K> {
+        let resource_version = match self.metadata.resource_version {
+            Some(Value::String(rv)) => rv,
+            _ => String::new(),
+        };
+        WatchEvent::Bookmark { resource_version }
+    }
+}
+
+/// Decodes an event's `object` once its `type` is known.
+struct ObjectSeed<K>(EventType, PhantomData<K>);
+
+impl<'de, K: DeserializeOwned> DeserializeSeed<'de> for ObjectSeed<K> {
+    type Value = WatchEvent<K>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        Ok(match self.0 {
+            EventType::Added => WatchEvent::Added(K::deserialize(de)?),
+            EventType::Modified => WatchEvent::Modified(K::deserialize(de)?),
+            EventType::Deleted => WatchEvent::Deleted(K::deserialize(de)?),
+            EventType::Bookmark => Option::<BookmarkObject>::deserialize(de)?.unwrap_or_default().into_event(),
+            EventType::Error => WatchEvent::Error(Box::new(StatusBody::deserialize(de)?)),
+        })
+    }
+}
+
+/// A whole event line: `{"type": ..., "object": ...}`.
+struct Line<K>(WatchEvent<K>);
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Line<K> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_map(LineVisitor(PhantomData))
+    }
+}
+
+struct LineVisitor<K>(PhantomData<K>);
+
+impl<'de, K: DeserializeOwned> Visitor<'de> for LineVisitor<K> {
+    type Value = Line<K>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a watch event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<K>, A::Error> {
+        let mut type_: Option<EventType> = None;
+        let mut event: Option<WatchEvent<K>> = None;
+        // An object sent before its type: kept as a value until the type comes.
+        let mut early: Option<Value> = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Type if type_.is_some() => return Err(de::Error::duplicate_field("type")),
+                Field::Type => type_ = Some(map.next_value()?),
+                Field::Object if event.is_some() || early.is_some() => {
+                    return Err(de::Error::duplicate_field("object"))
+                }
+                Field::Object => match type_ {
+                    Some(t) => event = Some(map.next_value_seed(ObjectSeed(t, PhantomData))?),
+                    None => early = Some(map.next_value()?),
+                },
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let type_ = type_.ok_or_else(|| de::Error::missing_field("type"))?;
+        match event {
+            Some(event) => Ok(Line(event)),
+            // A missing object reads as `null`, as before the typed decode.
+            None => ObjectSeed(type_, PhantomData)
+                .deserialize(early.unwrap_or(Value::Null))
+                .map(Line)
+                .map_err(de::Error::custom),
+        }
+    }
+}
+
+/// Decodes one line of a watch body, straight into `K`. Only a line that
+/// fails is decoded again, to name the failing field.
 pub(crate) fn decode_event<K: Resource>(line: &[u8]) -> Result<WatchEvent<K>> {
-    let raw: RawEvent = decode("watch event", line)?;
-    Ok(match raw.type_ {
-        EventType::Added => WatchEvent::Added(decode_value(K::KIND, raw.object)?),
-        EventType::Modified => WatchEvent::Modified(decode_value(K::KIND, raw.object)?),
-        EventType::Deleted => WatchEvent::Deleted(decode_value(K::KIND, raw.object)?),
-        EventType::Bookmark => WatchEvent::Bookmark {
-            resource_version: raw
-                .object
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        },
-        EventType::Error => WatchEvent::Error(decode_value("watch error Status", raw.object)?),
-    })
+    match serde_json::from_slice::<Line<K>>(line) {
+        Ok(Line(event)) => Ok(event),
+        Err(_) => decode::<Line<K>>(&format!("{} watch event", K::KIND), line).map(|Line(event)| event),
+    }
 }
 
 struct LineState {
@@ -143,10 +233,44 @@ mod tests {
     }
 
     #[test]
+    fn keys_in_any_order_and_unknown_keys_are_read() {
+        let late_type =
+            br#"{"object":{"kind":"Task","metadata":{"name":"a","resourceVersion":"7"}},"type":"MODIFIED"}"#;
+        match decode_event::<Task>(late_type).unwrap() {
+            WatchEvent::Modified(t) => assert_eq!((t.metadata.name.as_str(), t.revision()), ("a", 7)),
+            other => panic!("unexpected {other:?}"),
+        }
+        let extra = br#"{"type":"DELETED","extra":[1,{"x":2}],"object":{"kind":"Task","metadata":{"name":"b"}}}"#;
+        match decode_event::<Task>(extra).unwrap() {
+            WatchEvent::Deleted(t) => assert_eq!(t.metadata.name, "b"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let late_error = br#"{"object":{"kind":"Status","code":410,"reason":"Gone"},"type":"ERROR"}"#;
+        match decode_event::<Task>(late_error).unwrap() {
+            WatchEvent::Error(s) => assert_eq!((s.code, s.reason.as_str()), (410, "Gone")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bookmark_without_a_version_reads_empty() {
+        for line in [&br#"{"type":"BOOKMARK"}"#[..], br#"{"type":"BOOKMARK","object":{"metadata":{}}}"#] {
+            let event = decode_event::<Task>(line).unwrap();
+            assert_eq!(event, WatchEvent::Bookmark { resource_version: String::new() });
+        }
+    }
+
+    #[test]
     fn bad_events_name_the_field() {
         let err = decode_event::<Task>(br#"{"type":"ADDED","object":{"metadata":{"name":5}}}"#).unwrap_err();
         assert!(err.to_string().contains("metadata.name"), "{err}");
         let err = decode_event::<Task>(br#"{"type":"WHATEVER","object":{}}"#).unwrap_err();
         assert!(err.to_string().contains("type"), "{err}");
+        let err = decode_event::<Task>(br#"{"object":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `type`"), "{err}");
+        let err = decode_event::<Task>(br#"{"type":"ADDED"}"#).unwrap_err();
+        assert!(err.to_string().contains("null"), "{err}");
+        let err = decode_event::<Task>(br#"{"type":"ADDED","type":"ADDED","object":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `type`"), "{err}");
     }
 }
