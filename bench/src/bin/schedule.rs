@@ -71,6 +71,9 @@ struct Args {
     /// The jobs controller's `max_creates_per_pass` (default: the controller's).
     #[arg(long)]
     max_creates_per_pass: Option<usize>,
+    /// The jobs controller's `tasks_per_offer` (default: the controller's).
+    #[arg(long)]
+    tasks_per_offer: Option<usize>,
     /// Give up after this many seconds from the first Job create.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -107,6 +110,9 @@ async fn main() -> anyhow::Result<()> {
     let mut config = meseta_controllers::manager::ManagerConfig::default();
     if let Some(n) = args.max_creates_per_pass {
         config.jobs.max_creates_per_pass = n.max(1);
+    }
+    if let Some(n) = args.tasks_per_offer {
+        config.jobs.tasks_per_offer = n.max(1);
     }
     let mut cluster = SimCluster::start(config).await?;
     let shape =

@@ -77,6 +77,13 @@ pub struct JobsConfig {
     /// whose tasks change all the time is not written every pass (like the
     /// Kubernetes job controller's sync batch period). Default 1 s.
     pub status_period: Duration,
+    /// How many tasks the launch planner puts on one offer before the next
+    /// offer gets its turn (like Marathon's `max_tasks_per_offer`, but an
+    /// offer gets another turn once every offer had one). More makes fewer,
+    /// larger accepts (each accept consumes the agent's whole offer, which
+    /// the allocator then makes again); fewer spreads a small batch over
+    /// more agents. Default 8.
+    pub tasks_per_offer: usize,
     /// Where "now" comes from (cron, backoff, preemption delay).
     pub clock: Clock,
 }
@@ -93,6 +100,7 @@ impl Default for JobsConfig {
             concurrency: 64,
             max_creates_per_pass: 10_000,
             status_period: Duration::from_secs(1),
+            tasks_per_offer: 8,
             clock: Clock::system(),
         }
     }

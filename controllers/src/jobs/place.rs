@@ -44,12 +44,17 @@ pub(crate) async fn place(
     let mut pending: BTreeMap<String, Vec<(Arc<Task>, PendingTask)>> = BTreeMap::new();
     // Every task waiting for an offer, its accept in flight or not.
     let mut waiting_by_role: HashMap<String, Vec<String>> = HashMap::new();
+    // How many tasks each agent holds, of any framework.
+    let mut load: HashMap<&str, usize> = HashMap::new();
     for t in tasks {
         let ns = t.metadata.namespace.clone().unwrap_or_default();
         let (group, constraints) = group_of(t, &jobs);
         if t.state().holds_resources() {
-            if let Some(a) = t.spec.agent.as_deref().and_then(|a| attrs.get(a)) {
-                ctx.record(&group, &constraints, a);
+            if let Some(agent) = t.spec.agent.as_deref() {
+                *load.entry(agent).or_default() += 1;
+                if let Some(a) = attrs.get(agent) {
+                    ctx.record(&group, &constraints, a);
+                }
             }
             continue;
         }
@@ -86,10 +91,11 @@ pub(crate) async fn place(
             attributes: a,
             resources: o.spec.resources.add(&o.spec.reserved),
             revocable: o.spec.revocable.clone(),
+            load: load.get(o.spec.agent.as_str()).copied().unwrap_or(0),
         });
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let (mut accepts, mut declines, mut revives, mut unplaced) = (0, 0, 0, 0);
+    let (mut accepts, mut placed, mut declines, mut revives, mut unplaced) = (0, 0, 0, 0, 0);
     let pending_count: usize = pending.values().map(Vec::len).sum();
     let offer_count: usize = offers_by_role.values().map(Vec::len).sum();
     let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
@@ -119,7 +125,7 @@ pub(crate) async fn place(
             )
         });
         let tasks: Vec<PendingTask> = list.into_iter().map(|(_, p)| p).collect();
-        let mut plan = plan_launches(&offers, &tasks, &mut ctx);
+        let mut plan = plan_launches(&offers, &tasks, &mut ctx, cfg.tasks_per_offer);
         if !decline {
             // Tasks were just created that this pass does not see: the
             // offers may fit them next pass.
@@ -130,6 +136,7 @@ pub(crate) async fn place(
         }
         let api = Api::<Task>::namespaced(client.clone(), &role);
         accepts += plan.accepts.len();
+        placed += plan.accepts.iter().map(|a| a.tasks.len()).sum::<usize>();
         declines += plan.declines.len();
         unplaced += plan.unplaced.len();
         for accept in plan.accepts {
@@ -165,7 +172,16 @@ pub(crate) async fn place(
             }));
         }
     }
-    tracing::debug!(pending = pending_count, offers = offer_count, accepts, declines, unplaced, revives, "placing");
+    tracing::debug!(
+        pending = pending_count,
+        offers = offer_count,
+        accepts,
+        placed,
+        declines,
+        unplaced,
+        revives,
+        "placing"
+    );
     let planning = started.elapsed();
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
     // Decided again next pass, as after a restart.

@@ -15,8 +15,16 @@
 //! - Each task is placed at most once; each offer is either accepted (with
 //!   at least one task) or declined, never both.
 //! - Tasks are tried in the order given (callers sort by production,
-//!   priority and age); offers are tried round-robin from where the last
-//!   task went, so consecutive tasks spread over agents.
+//!   priority and age). Offers are tried least loaded first (fewest tasks
+//!   on the agent, then most free cpus, then agent name), in turns: an
+//!   offer takes up to `per_offer` consecutive tasks before the next offer
+//!   gets its turn, and after the last offer the first gets a second turn.
+//!   One accept therefore carries several tasks (an accept consumes the
+//!   agent's whole offer, so one task per accept would make the allocator
+//!   offer each agent again for every task), while tasks still spread over
+//!   the least loaded agents: with offers that fit every task and no
+//!   constraints, `T` tasks use `min(offers, ceil(T / per_offer))` offers and
+//!   no offer gets more than `per_offer` tasks more than another.
 
 use std::collections::HashSet;
 
@@ -38,6 +46,9 @@ pub struct OfferView {
     pub resources: Resources,
     /// Revocable resources.
     pub revocable: Resources,
+    /// How many tasks the agent already holds; less loaded agents' offers
+    /// are tried first.
+    pub load: usize,
 }
 
 /// A PENDING task waiting for an offer.
@@ -111,19 +122,35 @@ fn pick_ports(wanted: &[u16], free: &[PortRange]) -> Option<Vec<PortRange>> {
     Some(taken)
 }
 
-/// Plans which `pending` tasks launch on which `offers`; see the module docs.
+/// Plans which `pending` tasks launch on which `offers`, at most
+/// `per_offer` (at least 1) tasks on an offer per turn; see the module docs.
 /// `ctx` must already count the groups' active instances; it is updated with
 /// the placements made.
-pub fn plan_launches(offers: &[OfferView], pending: &[PendingTask], ctx: &mut ConstraintContext) -> LaunchPlan {
-    let mut slots: Vec<Slot<'_>> = offers
-        .iter()
+pub fn plan_launches(
+    offers: &[OfferView],
+    pending: &[PendingTask],
+    ctx: &mut ConstraintContext,
+    per_offer: usize,
+) -> LaunchPlan {
+    let per_offer = per_offer.max(1);
+    let mut order: Vec<&OfferView> = offers.iter().collect();
+    order.sort_by(|a, b| {
+        a.load
+            .cmp(&b.load)
+            .then(b.resources.cpus.total_cmp(&a.resources.cpus))
+            .then(a.agent.cmp(&b.agent))
+            .then(a.name.cmp(&b.name))
+    });
+    let mut slots: Vec<Slot<'_>> = order
+        .into_iter()
         .map(|o| Slot { offer: o, free: o.resources.clone(), revocable: o.revocable.clone(), tasks: Vec::new() })
         .collect();
     let mut plan = LaunchPlan::default();
     // A task shape that fit nowhere fits nowhere for its twins either
     // (same group, same needs): skip them without scanning every offer again.
     let mut hopeless: HashSet<String> = HashSet::new();
-    let mut cursor = 0usize;
+    // The offer whose turn it is, and how many tasks it took in this turn.
+    let (mut cursor, mut turn) = (0usize, 0usize);
     for task in pending {
         let shape = format!("{}|{:?}|{:?}|{}", task.group, scalars(&task.resources), task.ports, task.revocable);
         if slots.is_empty() || hopeless.contains(&shape) {
@@ -156,7 +183,13 @@ pub fn plan_launches(offers: &[OfferView], pending: &[PendingTask], ctx: &mut Co
             }
             slot.tasks.push(task.name.clone());
             ctx.record(&task.group, &task.constraints, &slot.offer.attributes);
-            cursor = (i + 1) % slots.len();
+            // A task that skipped the offer whose turn it was starts the
+            // turn of the offer it went to.
+            turn = if i == cursor { turn + 1 } else { 1 };
+            cursor = i;
+            if turn >= per_offer {
+                (cursor, turn) = ((i + 1) % slots.len(), 0);
+            }
             placed = true;
             break;
         }
