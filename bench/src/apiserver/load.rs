@@ -1,9 +1,10 @@
 //! Write and list load against a running apiserver.
 //!
 //! Owns the closed-loop writers (each client task sends one request, waits for
-//! its answer, sends the next, over its own keep-alive connection) and the list
-//! timings. It must not start or stop the server.
+//! its answer, sends the next, over its own keep-alive connection, see
+//! [`raw`]) and the list timings. It must not start or stop the server.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
 
-use super::{client, percentile, task, tasks_url};
+use super::{client, percentile, raw, task, tasks_url};
 
 /// What a write run measured.
 #[derive(Debug, Clone, Copy)]
@@ -104,29 +105,41 @@ pub async fn writes(
 
 /// One closed-loop client with its connection and, for updates, its Task.
 struct Writer {
-    http: reqwest::Client,
-    collection: String,
+    conn: raw::Connection,
+    /// Where the writes go: the collection for creates, the Task for updates.
+    path: String,
     kind: WriteKind,
     id: usize,
-    current: Value,
-    /// The create body around its name: made once, so the client spends its
-    /// share of the two cores on requests, not on building and serialising
-    /// JSON trees.
-    head: String,
-    tail: String,
+    /// The body, made once with slots for what changes between writes
+    /// (a create's name; an update's `resourceVersion` and counter), so the
+    /// client spends its share of the two cores on requests, not on building
+    /// and serialising JSON trees.
+    template: raw::Template,
+    /// An update client's Task's current `resourceVersion`.
+    resource_version: String,
 }
 
 impl Writer {
     async fn new(base: &str, ns: &str, kind: WriteKind, id: usize) -> anyhow::Result<Writer> {
-        let http = client()?;
         let collection = tasks_url(base, ns);
-        let current = match kind {
-            WriteKind::Create => Value::Null,
-            WriteKind::Update => create(&http, &collection, &task(ns, &format!("u{id}"), json!({}))).await?,
+        let collection_path = collection.strip_prefix(base).context("the collection is under the base URL")?;
+        let (path, template, resource_version) = match kind {
+            WriteKind::Create => {
+                let template = serde_json::to_string(&task(ns, NAME_SLOT, json!({})))?;
+                (collection_path.to_string(), raw::Template::new(&template, &[NAME_SLOT])?, String::new())
+            }
+            WriteKind::Update => {
+                let name = format!("u{id}");
+                let mut current = create(&client()?, &collection, &task(ns, &name, json!({}))).await?;
+                let rv = current["metadata"]["resourceVersion"].as_str().context("resourceVersion")?.to_string();
+                current["metadata"]["resourceVersion"] = json!(RV_SLOT);
+                current["metadata"]["annotations"]["bench/n"] = json!(N_SLOT);
+                let template = serde_json::to_string(&current)?;
+                (format!("{collection_path}/{name}"), raw::Template::new(&template, &[RV_SLOT, N_SLOT])?, rv)
+            }
         };
-        let template = serde_json::to_string(&task(ns, NAME_SLOT, json!({})))?;
-        let (head, tail) = template.split_once(NAME_SLOT).context("the name slot is in the template")?;
-        Ok(Writer { http, collection, kind, id, current, head: head.into(), tail: tail.into() })
+        let conn = raw::Connection::open(base).await?;
+        Ok(Writer { conn, path, kind, id, template, resource_version })
     }
 
     /// Writes until `deadline` or until `started` reaches `count`; returns
@@ -139,19 +152,22 @@ impl Writer {
     ) -> anyhow::Result<Vec<f64>> {
         let mut latencies = Vec::new();
         let mut n = 0u64;
+        let mut slot = Vec::with_capacity(32);
         while tokio::time::Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < count {
             let sent = Instant::now();
+            slot.clear();
             match self.kind {
                 WriteKind::Create => {
-                    let body = format!("{}c{}-{n}{}", self.head, self.id, self.tail);
-                    create_raw(&self.http, &self.collection, body).await?;
+                    write!(slot, "c{}-{n}", self.id)?;
+                    let answer = self.conn.send("POST", &self.path, &self.template, &[&slot]).await?;
+                    expect_status(&answer, 201, "POST")?;
                 }
                 WriteKind::Update => {
-                    let current = &mut self.current;
-                    current["metadata"]["annotations"]["bench/n"] = Value::String(n.to_string());
-                    let name = current["metadata"]["name"].as_str().context("name")?.to_string();
-                    let resp = self.http.put(format!("{}/{name}", self.collection)).json(&*current).send().await?;
-                    *current = expect(resp, StatusCode::OK, "PUT").await?;
+                    write!(slot, "{n}")?;
+                    let values: [&[u8]; 2] = [self.resource_version.as_bytes(), &slot];
+                    let answer = self.conn.send("PUT", &self.path, &self.template, &values).await?;
+                    expect_status(&answer, 200, "PUT")?;
+                    self.resource_version = raw::resource_version(answer.body)?;
                 }
             }
             latencies.push(sent.elapsed().as_secs_f64() * 1e3);
@@ -161,18 +177,16 @@ impl Writer {
     }
 }
 
-/// Stands for the name in the create template (no JSON escaping needed).
+/// Stand for the create's name, the update's `resourceVersion` and counter
+/// in the templates (no JSON escaping needed).
 const NAME_SLOT: &str = "NAME-SLOT";
+const RV_SLOT: &str = "RV-SLOT";
+const N_SLOT: &str = "N-SLOT";
 
-/// `POST`s the JSON `body` to `collection` and checks for 201 Created, without
-/// decoding the answer.
-async fn create_raw(http: &reqwest::Client, collection: &str, body: String) -> anyhow::Result<()> {
-    let resp =
-        http.post(collection).header(reqwest::header::CONTENT_TYPE, "application/json").body(body).send().await?;
-    let status = resp.status();
-    let answer = resp.bytes().await?;
-    if status != StatusCode::CREATED {
-        bail!("POST answered {status} (expected 201 Created): {}", String::from_utf8_lossy(&answer));
+/// Fails unless `answer` has status `want`.
+fn expect_status(answer: &raw::Answer<'_>, want: u16, what: &str) -> anyhow::Result<()> {
+    if answer.status != want {
+        bail!("{what} answered {} (expected {want}): {}", answer.status, String::from_utf8_lossy(answer.body));
     }
     Ok(())
 }

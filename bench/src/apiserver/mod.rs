@@ -6,6 +6,7 @@
 //! through the binary and its HTTP API, as a client would.
 
 pub mod load;
+pub mod raw;
 pub mod watch;
 
 use std::io::{BufRead, BufReader};
