@@ -25,6 +25,11 @@ use super::{waits_for_offer, Caches, JobsConfig, Memory, FRAMEWORK};
 /// A role and names of its tasks.
 type RoleTasks = (String, Vec<String>);
 
+/// Offers that expire sooner than this are left alone: an accept could reach
+/// the apiserver after the expiry and be refused, and its tasks would wait
+/// a pass longer. The allocator offers the agent again once it expired.
+const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// Places PENDING tasks on the built-in framework's offers, per role;
 /// returns how long the planning took (the writes not counted).
 pub(crate) async fn place(
@@ -76,9 +81,14 @@ pub(crate) async fn place(
         pending.entry(ns).or_default().push((t.clone(), p));
     }
     let mut offers_by_role: BTreeMap<String, Vec<OfferView>> = BTreeMap::new();
+    // The apiserver judges expiry on its own clock, not on `cfg.clock`.
+    let expiring = chrono::Utc::now() + EXPIRY_MARGIN;
     for o in caches.offers.list() {
         let ns = o.metadata.namespace.clone().unwrap_or_default();
-        if o.spec.framework != FRAMEWORK || in_flight.offers.contains_key(&(ns.clone(), o.metadata.name.clone())) {
+        if o.spec.framework != FRAMEWORK
+            || o.spec.expires_at.is_some_and(|at| at <= expiring)
+            || in_flight.offers.contains_key(&(ns.clone(), o.metadata.name.clone()))
+        {
             continue;
         }
         let a = attrs
