@@ -1,7 +1,8 @@
 //! The `meseta-agentd` binary: flags → [`meseta_agentd::AgentConfig`] →
 //! [`meseta_agentd::Agent`] on the real Linux runtime, stopped gracefully on
-//! SIGTERM / ctrl-c; plus the hidden `shim` subcommand the runtime runs once
-//! per container.
+//! SIGTERM / ctrl-c; plus two hidden subcommands: `fork-server`, which the
+//! runtime starts once and which forks a shim per container, and `shim`,
+//! the same shim run on its own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -81,6 +82,13 @@ enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Forks a shim per container on request (run by the agent itself).
+    #[command(hide = true, name = meseta_agentd::runtime::forkserver::SUBCOMMAND)]
+    ForkServer {
+        /// The agent's work dir.
+        #[arg(long)]
+        work_dir: PathBuf,
+    },
 }
 
 /// `--hostname`: a DNS-1123 hostname.
@@ -90,8 +98,13 @@ fn parse_hostname(s: &str) -> Result<String, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Shim { work_dir, id }) = cli.command {
-        std::process::exit(meseta_agentd::shim::run(&work_dir, &id));
+    match cli.command {
+        Some(Command::Shim { work_dir, id }) => std::process::exit(meseta_agentd::shim::run(&work_dir, &id)),
+        // Single-threaded from here on: no runtime, no logger (see `forkserver`).
+        Some(Command::ForkServer { work_dir }) => {
+            std::process::exit(meseta_agentd::runtime::forkserver::serve(&work_dir))
+        }
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

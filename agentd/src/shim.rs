@@ -1,6 +1,8 @@
-//! The per-container shim: what `meseta-agentd shim --work-dir W --id ID`
-//! runs. It owns one container from `build` to `delete` so the agent's
-//! multi-threaded tokio process never forks through libcontainer.
+//! The per-container shim: what the runtime's fork server runs in each child
+//! it forks (see [`crate::runtime::forkserver`]), and what `meseta-agentd
+//! shim --work-dir W --id ID` runs on its own. It owns one container from
+//! `build` to `delete` so the agent's multi-threaded tokio process never
+//! forks through libcontainer.
 //!
 //! # Expected flow
 //! 1. Leaves the agent's session (`setsid`) and becomes a child subreaper,
@@ -38,6 +40,7 @@ use nix::unistd::Pid;
 
 use crate::runtime::cgroups::{ScopeCgroups, TaskCgroup};
 use crate::runtime::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
+use crate::runtime::seccomp_bpf::{self, FilterExecutor};
 use crate::runtime::{ContainerId, RuntimeError};
 
 /// Runs the shim for container `id` under `work_dir`; returns the shim's
@@ -129,6 +132,8 @@ impl Shim {
         let stdout = open("stdout")?;
         let stderr = open("stderr")?;
         let stdin = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+        // Never run the task unfiltered: a filter that cannot be read fails the start.
+        let bpf = self.cp.seccomp_bpf.as_deref().map(seccomp_bpf::read).transpose()?.map(std::sync::Arc::new);
         // The scope's cgroup dirs must not be removed while the container's is created in them.
         let scope_lock = layout::lock_cgroups(&self.layout, false).map_err(|e| e.to_string())?;
         // The container's processes are forked in `build`: they get the default SIGPIPE action.
@@ -139,6 +144,7 @@ impl Shim {
             .with_stdin(stdin)
             .with_stdout(stdout)
             .with_stderr(stderr)
+            .with_executor(FilterExecutor { bpf })
             .validate_id()
             .map_err(|e| e.to_string())?
             .as_init(self.layout.bundle(&self.id))

@@ -90,3 +90,45 @@ async fn creating_a_namespace_is_refused_even_to_root_in_the_container() {
         assert!(err.contains("unshare failed: Operation not permitted"), "{user:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_filter_is_compiled_once_per_work_dir_and_installed_once_in_each_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let compiled: Vec<_> = std::fs::read_dir(dir.path().join("seccomp")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
+
+    let spec = TaskSpec { command: Some("true".into()), ..Default::default() };
+    let c = ContainerConfig::from_task("test", &format!("bundle-{}", std::process::id()), &spec, &[]).unwrap();
+    rt.create(&c).await.unwrap();
+    let config = dir.path().join("containers").join(c.id.as_str()).join("bundle/config.json");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
+    assert!(config["linux"].get("seccomp").is_none(), "libcontainer would compile it again: {}", config["linux"]);
+    let named = config["annotations"][meseta_agentd::runtime::seccomp_bpf::ANNOTATION].as_str().unwrap();
+    assert_eq!(Path::new(named), compiled[0]);
+    rt.delete(&c.id).await.unwrap();
+
+    let (code, out, err) = run(&rt, "filters", None, "grep -E '^Seccomp(_filters)?:' /proc/self/status").await;
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["Seccomp:", "2", "Seccomp_filters:", "1"]);
+}
+
+#[tokio::test]
+async fn a_task_whose_filter_is_missing_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let spec = TaskSpec { command: Some("echo ran".into()), ..Default::default() };
+    let c = ContainerConfig::from_task("test", &format!("nofilter-{}", std::process::id()), &spec, &[]).unwrap();
+    rt.create(&c).await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("seccomp")).unwrap();
+    rt.start(&c.id).await.unwrap();
+    match rt.state(&c.id).await.unwrap() {
+        ContainerState::Exited { code, message, .. } => {
+            assert_eq!(code, 128, "{message}");
+            assert!(message.contains("seccomp filter"), "{message}");
+        }
+        other => panic!("started without its filter: {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(rt.sandbox_dir(&c.id).join("stdout")).unwrap(), "");
+    rt.delete(&c.id).await.unwrap();
+}

@@ -184,12 +184,23 @@ async fn run(shared: &Shared, id: &ContainerId, task: &Task, mut kill: watch::Re
 /// Creates and starts the container; the state after start, or why it failed.
 async fn launch(ctx: &Ctx<'_>) -> Result<ContainerState, String> {
     let begin = Instant::now();
-    ctx.push(ctx.update().state(TaskState::Starting, "preparing the sandbox"));
+    let starting = ctx.update().state(TaskState::Starting, "preparing the sandbox");
     let ports = ctx.task.status.as_ref().map(|s| s.ports.clone()).unwrap_or_default();
-    let config = ContainerConfig::from_task(ctx.id.namespace(), ctx.id.name(), &ctx.task.spec, &ports)
-        .map_err(|e| e.to_string())?;
+    let config = match ContainerConfig::from_task(ctx.id.namespace(), ctx.id.name(), &ctx.task.spec, &ports) {
+        Ok(config) => config,
+        Err(e) => {
+            ctx.push(starting);
+            return Err(e.to_string());
+        }
+    };
     let rt = ctx.shared.runtime.as_ref();
-    rt.create(&config).await.map_err(|e| format!("cannot create the container: {e}"))?;
+    // The create runs on a blocking thread while STARTING is written (and
+    // fsynced) to the queue here: `join!` polls the create first, which
+    // hands it to its thread. STARTING is queued before anything later.
+    let (created, ()) = tokio::join!(biased; rt.create(&config), async {
+        ctx.push(starting);
+    });
+    created.map_err(|e| format!("cannot create the container: {e}"))?;
     rt.start(ctx.id).await.map_err(|e| format!("cannot start the container: {e}"))?;
     ctx.shared.metrics.container_starts.inc();
     ctx.shared.metrics.start_latency.observe(begin.elapsed().as_secs_f64());

@@ -11,6 +11,8 @@
 //! <work>/containers/<id>/exit.json   written by the shim once the process exited
 //! <work>/containers/<id>/shim.log    the shim's own log
 //! <work>/run/                        libcontainer's state root (per work dir)
+//! <work>/fork-server.log             the shim fork server's own log (see `forkserver`)
+//! <work>/seccomp/<hash>.bpf          the tasks' seccomp filter, compiled once (see `seccomp_bpf`)
 //! <work>/cgroups.lock                held shared while a shim places a container in
 //!                                    the agent's cgroup scope, exclusively while the
 //!                                    empty scope is removed
@@ -66,6 +68,15 @@ impl Layout {
     pub(crate) fn libcontainer_root(&self) -> PathBuf {
         self.root.join("run")
     }
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+    pub(crate) fn fork_server_log(&self) -> PathBuf {
+        self.root.join("fork-server.log")
+    }
+    pub(crate) fn seccomp(&self) -> PathBuf {
+        self.root.join("seccomp")
+    }
     pub(crate) fn cgroup_lock(&self) -> PathBuf {
         self.root.join("cgroups.lock")
     }
@@ -94,6 +105,10 @@ pub(crate) struct Checkpoint {
     pub(crate) gid: u32,
     /// The OCI `cgroupsPath`.
     pub(crate) cgroups_path: String,
+    /// The compiled seccomp filter the shim installs (see `seccomp_bpf`);
+    /// `None`: libcontainer installs the profile of `config.json`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seccomp_bpf: Option<PathBuf>,
 }
 
 /// Written by the shim when the container's process runs.

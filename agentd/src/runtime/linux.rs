@@ -3,8 +3,10 @@
 //!
 //! The agent process never calls libcontainer's `build` / `start` (they fork
 //! and change the cwd, unsafe in a multi-threaded tokio process): `start`
-//! runs one shim per container ([`crate::shim`]), the agent's own binary
-//! with the hidden `shim` subcommand. Signals go through
+//! has one shim per container ([`crate::shim`]) forked by the runtime's
+//! fork server ([`super::forkserver`]: the agent's own binary with the hidden
+//! `fork-server` subcommand, started with the first container and kept
+//! while the runtime lives). Signals go through
 //! `Container::load(..).kill(..)` on a blocking thread, which is safe.
 //!
 //! Everything is kept on disk (see `layout`), so a new `LinuxRuntime` on the
@@ -17,19 +19,21 @@
 //! removes this one's containers or cgroups.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use libcontainer::container::Container;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use super::cgroups::{self, CgroupVersion, ScopeCgroups, TaskCgroup};
+use super::forkserver::ForkServer;
 use super::layout::{self, Checkpoint, ExitRecord, Layout, ShimRecord};
+use super::seccomp_bpf;
 use super::spec::{self, HostFeatures, NOT_BOUND};
 use super::{
     ContainerConfig, ContainerId, ContainerRuntime, ContainerState, RuntimeError, Signal, Usage, SANDBOX_MOUNT,
@@ -53,6 +57,13 @@ pub struct LinuxRuntime {
     /// This runtime's cgroup scope (see [`cgroups::scope_of`]).
     scope: String,
     seccomp: bool,
+    /// The seccomp profile compiled once (see [`seccomp_bpf`]); `None`
+    /// when seccomp is off, or when compiling failed (libcontainer then
+    /// compiles the profile in every container).
+    seccomp_bpf: Option<PathBuf>,
+    /// The fork server that forks this runtime's shims, started with the
+    /// first container (see [`super::forkserver`]).
+    forks: Arc<Mutex<Option<ForkServer>>>,
     /// Containers this runtime started, each with what its shim's pipe said
     /// so far, and whether [`ContainerRuntime::exited`] has told it.
     exits: Arc<Mutex<HashMap<ContainerId, ShimPipe>>>,
@@ -101,8 +112,26 @@ impl LinuxRuntime {
             std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::io(&dir, e))?;
         }
         let scope = cgroups::scope_of(&work_dir).map_err(|e| RuntimeError::io(&work_dir, e))?;
-        let runtime =
-            LinuxRuntime { layout, shim, cgroup_version, scope, seccomp: seccomp_available(), exits: Arc::default() };
+        let seccomp = seccomp_available();
+        let seccomp_bpf = seccomp
+            .then(|| match seccomp_bpf::compile_cached(&layout.seccomp(), &super::seccomp_profile()) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot precompile the seccomp profile; every container compiles it");
+                    None
+                }
+            })
+            .flatten();
+        let runtime = LinuxRuntime {
+            layout,
+            shim,
+            cgroup_version,
+            scope,
+            seccomp,
+            seccomp_bpf,
+            forks: Arc::default(),
+            exits: Arc::default(),
+        };
         runtime.remove_leftover_cgroups()?;
         Ok(runtime)
     }
@@ -161,7 +190,7 @@ impl LinuxRuntime {
     /// (how the process ended, sent before the cleanup), then its `exited`
     /// line (written after `exit.json`) or the end of the pipe.
     /// [`ContainerRuntime::exited`] waits for the first, `delete` for the last.
-    fn follow_exit(&self, id: &ContainerId, mut reader: BufReader<tokio::process::ChildStdout>) {
+    fn follow_exit<R: AsyncRead + Unpin + Send + 'static>(&self, id: &ContainerId, mut reader: BufReader<R>) {
         let (tx, rx) = watch::channel(ShimProgress::default());
         self.exits.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), (rx, false));
         tokio::spawn(async move {
@@ -198,6 +227,44 @@ impl LinuxRuntime {
             }
         }
         self.exits.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Has the fork server fork the shim of `id` (reporting on `stdout`,
+    /// logging to `log`), starting the server first if it is not running;
+    /// one more try with a new server if the request fails. Returns the
+    /// shim's pid.
+    fn fork_shim(
+        &self,
+        id: &ContainerId,
+        stdout: std::os::fd::OwnedFd,
+        log: std::fs::File,
+    ) -> Result<u32, RuntimeError> {
+        let mut server = self.forks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = None;
+        for _ in 0..2 {
+            if !server.as_mut().is_some_and(ForkServer::alive) {
+                let path = self.layout.fork_server_log();
+                let server_log = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .map_err(|e| RuntimeError::io(&path, e))?;
+                let started = ForkServer::spawn(&self.shim, self.layout.root(), server_log)
+                    .map_err(|e| RuntimeError::io(&self.shim, e))?;
+                *server = Some(started);
+            }
+            let Some(s) = server.as_ref() else { continue };
+            match s.fork_shim(id.as_str(), stdout.as_fd(), log.as_fd()) {
+                Ok(pid) => return Ok(pid),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shim fork server failed; starting a new one");
+                    *server = None;
+                    last = Some(e);
+                }
+            }
+        }
+        let message = format!("forking the shim: {}", last.map(|e| e.to_string()).unwrap_or_default());
+        Err(RuntimeError::Container { id: id.clone(), message })
     }
 
     fn checkpoint(&self, id: &ContainerId) -> Result<Checkpoint, RuntimeError> {
@@ -247,11 +314,17 @@ impl LinuxRuntime {
 
         let rootfs = self.layout.rootfs();
         let host_dirs = prepare_rootfs(&rootfs)?;
-        let checkpoint =
-            Checkpoint { config: config.clone(), uid, gid, cgroups_path: cgroups::cgroups_path(&self.scope, id) };
+        let checkpoint = Checkpoint {
+            config: config.clone(),
+            uid,
+            gid,
+            cgroups_path: cgroups::cgroups_path(&self.scope, id),
+            seccomp_bpf: self.seccomp_bpf.clone(),
+        };
         let host = HostFeatures {
             host_dirs,
             seccomp: self.seccomp,
+            seccomp_bpf: self.seccomp_bpf.as_ref().map(|p| p.display().to_string()),
             memsw: self.cgroup_version == CgroupVersion::V1 && cgroups::memsw_available(),
             sandbox: sandbox.display().to_string(),
             rootfs: rootfs.display().to_string(),
@@ -334,33 +407,28 @@ impl ContainerRuntime for LinuxRuntime {
 
     #[tracing::instrument(skip(self))]
     async fn start(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let state = self.state(id).await?;
-        if state != ContainerState::Created {
-            return Err(RuntimeError::InvalidState { id: id.clone(), op: "start", state: format!("{state:?}") });
-        }
         let log_path = self.layout.shim_log(id);
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log_path)
-            .map_err(|e| RuntimeError::io(&log_path, e))?;
-        let mut child = tokio::process::Command::new(&self.shim)
-            .arg("shim")
-            .arg("--work-dir")
-            .arg(self.layout.containers().parent().unwrap_or(Path::new("/")))
-            .arg("--id")
-            .arg(id.as_str())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|e| RuntimeError::io(&self.shim, e))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        // Reap the shim whenever it ends; it outlives this runtime if need be.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        let (shim, ours) = {
+            let (id, log_path) = (id.clone(), log_path.clone());
+            self.blocking(move |rt| {
+                let state = rt.state_blocking(&id)?;
+                if state != ContainerState::Created {
+                    return Err(RuntimeError::InvalidState { id, op: "start", state: format!("{state:?}") });
+                }
+                let log = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log_path)
+                    .map_err(|e| RuntimeError::io(&log_path, e))?;
+                let (ours, theirs) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| RuntimeError::io(&log_path, e.into()))?;
+                Ok((rt.fork_shim(&id, theirs, log)?, ours))
+            })
+            .await?
+        };
+        tracing::debug!(shim, "shim forked");
+        let stdout =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(ours).map_err(|e| RuntimeError::io(&log_path, e))?;
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let read = tokio::time::timeout(SHIM_REPORT_TIMEOUT, reader.read_line(&mut line)).await;

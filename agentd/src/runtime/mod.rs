@@ -22,9 +22,11 @@
 pub mod cgroups;
 pub mod config;
 pub mod fake;
+pub mod forkserver;
 pub(crate) mod layout;
 pub mod linux;
 mod seccomp;
+pub mod seccomp_bpf;
 mod spec;
 
 use std::fmt;
@@ -36,6 +38,13 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{ContainerConfig, DEFAULT_PIDS_LIMIT, SANDBOX_MOUNT};
 pub use nix::sys::signal::Signal;
+
+/// The OCI `linux.seccomp` profile every task runs under (see
+/// [`seccomp_bpf`] for how it is installed), for peers that run a task's
+/// `config.json` with another runtime.
+pub fn seccomp_profile() -> serde_json::Value {
+    seccomp::profile()
+}
 
 /// Identity of a container: `<namespace>_<task>`.
 ///

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::config::SANDBOX_MOUNT;
 use super::layout::Checkpoint;
-use super::seccomp;
+use super::{seccomp, seccomp_bpf};
 use meseta_schemas::kinds::task::NetworkMode;
 
 /// Host top-level directories that are not bound into a container: the
@@ -55,6 +55,9 @@ pub(crate) struct HostFeatures {
     pub(crate) host_dirs: Vec<String>,
     /// Whether to install the seccomp profile.
     pub(crate) seccomp: bool,
+    /// The profile compiled (see `seccomp_bpf`): named by an annotation
+    /// instead of the profile itself.
+    pub(crate) seccomp_bpf: Option<String>,
     /// Whether v1 memory+swap can be limited.
     pub(crate) memsw: bool,
     /// Host path of the sandbox.
@@ -135,8 +138,11 @@ pub(crate) fn build(cp: &Checkpoint, host: &HostFeatures) -> Value {
         "readonlyPaths": READ_ONLY.to_vec(),
         "rootfsPropagation": "private",
     });
-    if host.seccomp {
-        linux["seccomp"] = seccomp::profile();
+    let mut annotations = json!({});
+    match (&host.seccomp_bpf, host.seccomp) {
+        (Some(bpf), true) => annotations[seccomp_bpf::ANNOTATION] = json!(bpf),
+        (None, true) => linux["seccomp"] = seccomp::profile(),
+        (_, false) => {}
     }
 
     json!({
@@ -154,6 +160,7 @@ pub(crate) fn build(cp: &Checkpoint, host: &HostFeatures) -> Value {
         },
         "mounts": mounts,
         "linux": linux,
+        "annotations": annotations,
     })
 }
 
@@ -170,13 +177,15 @@ mod tests {
         spec.resources.mem = mem;
         let mut config = ContainerConfig::from_task("ns", "t", &spec, &[]).unwrap();
         config.network = network;
-        Checkpoint { config, uid: 65534, gid: 65534, cgroups_path: "/meseta/agent-0123456789abcdef/ns_t".into() }
+        let cgroups_path = "/meseta/agent-0123456789abcdef/ns_t".into();
+        Checkpoint { config, uid: 65534, gid: 65534, cgroups_path, seccomp_bpf: None }
     }
 
     fn host() -> HostFeatures {
         HostFeatures {
             host_dirs: vec!["usr".into()],
             seccomp: true,
+            seccomp_bpf: None,
             memsw: true,
             sandbox: "/w/s".into(),
             rootfs: "/w/rootfs".into(),
@@ -191,6 +200,17 @@ mod tests {
         assert_eq!(linux.cgroups_path().as_deref(), Some(std::path::Path::new("/meseta/agent-0123456789abcdef/ns_t")));
         let seccomp = linux.seccomp().as_ref().unwrap();
         assert_eq!(seccomp.default_action(), oci_spec::runtime::LinuxSeccompAction::ScmpActErrno);
+    }
+
+    #[test]
+    fn a_compiled_filter_replaces_the_profile_by_an_annotation() {
+        let host = HostFeatures { seccomp_bpf: Some("/w/seccomp/1.bpf".into()), ..host() };
+        let v = build(&checkpoint(0.0, 0.0, NetworkMode::Host), &host);
+        assert!(v["linux"].get("seccomp").is_none(), "libcontainer must not compile it again");
+        assert_eq!(v["annotations"][seccomp_bpf::ANNOTATION], "/w/seccomp/1.bpf");
+        let off = HostFeatures { seccomp: false, ..host };
+        let v = build(&checkpoint(0.0, 0.0, NetworkMode::Host), &off);
+        assert!(v["linux"].get("seccomp").is_none() && v["annotations"].get(seccomp_bpf::ANNOTATION).is_none());
     }
 
     #[test]

@@ -58,9 +58,20 @@ impl AgentProc {
         Ok(AgentProc { child, name: name.into(), work_dir: work_dir.into() })
     }
 
-    /// CPU of the agent, and of its shims and containers, so far.
+    /// CPU of the agent, and of its shims and containers, so far: the
+    /// agent's own and its waited-for children's, plus those of its children
+    /// still running (its shim fork server, which reaps the shims it forked,
+    /// is reaped by the agent only when it ends).
     pub fn cpu(&self) -> anyhow::Result<crate::procstat::ProcCpu> {
-        crate::procstat::ProcCpu::of(&self.child.id().to_string())
+        let pid = self.child.id().to_string();
+        let mut cpu = crate::procstat::ProcCpu::of(&pid)?;
+        for child in live_children(&pid) {
+            // A child may end between the listing and the read: it then counts once it is reaped.
+            if let Ok(c) = crate::procstat::ProcCpu::of(&child) {
+                cpu.children_ms += c.total_ms();
+            }
+        }
+        Ok(cpu)
     }
 
     /// Waits until the `Agent` object says Ready (or the process ended).
@@ -88,4 +99,15 @@ impl Drop for AgentProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pids of process `pid`'s running children, from each of its threads'
+/// `/proc/<pid>/task/<tid>/children`.
+fn live_children(pid: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }

@@ -3,7 +3,9 @@
 //! The bundle's `config.json` is the agent's own, captured from a running
 //! task's bundle (same namespaces, seccomp profile, capabilities, masked
 //! paths, cgroup limits, user `nobody`), with only the process (`/bin/true`),
-//! the cgroup path, the sandbox bind source and the rootfs path changed. The
+//! the cgroup path, the sandbox bind source and the rootfs path changed, and
+//! the agent's seccomp profile put back where its `config.json` names the
+//! precompiled filter its shims install instead. The
 //! rootfs is built the agent's way: an empty directory of mount points, the
 //! host's top-level directories bound read-only, its top-level symlinks
 //! copied. Runs happen inside one private mount namespace without the
@@ -49,6 +51,12 @@ impl Bundle {
         config["process"]["args"] = json!(["/bin/true"]);
         config["root"]["path"] = json!(rootfs.display().to_string());
         config["linux"]["cgroupsPath"] = json!(format!("/{CGROUP_PARENT}/peer"));
+        // The agent's shim installs its precompiled filter itself; a peer compiles the profile.
+        if let Some(a) = config["annotations"].as_object_mut() {
+            if a.remove(meseta_agentd::runtime::seccomp_bpf::ANNOTATION).is_some() {
+                config["linux"]["seccomp"] = meseta_agentd::runtime::seccomp_profile();
+            }
+        }
         let mounts = config["mounts"].as_array_mut().context("config.json has no mounts")?;
         let sandbox_mount = mounts
             .iter_mut()
