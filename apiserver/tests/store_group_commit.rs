@@ -1,6 +1,6 @@
-//! Group commit under concurrent writers racing for the same keys: the
-//! committer applies a batch while the flusher makes the previous one
-//! durable, and no writer may hear of a state that is not durable yet.
+//! Group commit under concurrent writers racing for the same keys: batches
+//! mix winners and losers of the same compare, and no writer may hear of a
+//! state that is not durable yet.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,8 +21,7 @@ fn create(key: &str, value: String) -> Txn {
 
 /// Each round, every writer tries to create the same key: exactly one wins,
 /// every other one is told who did, and only once that winner's revision is
-/// durable (`Store::revision` is the durable revision). Writers of other
-/// rounds keep batches and flushes overlapping meanwhile.
+/// durable (`Store::revision` is the durable revision).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_are_answered_only_against_durable_writes() {
     let dir = tempfile::tempdir().unwrap();

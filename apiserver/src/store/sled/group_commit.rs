@@ -1,14 +1,12 @@
 //! Group commit: one committer thread applies queued transactions in
-//! batches; one flusher thread makes them durable with one flush per group of
-//! batches and then publishes them. Applying the next batch overlaps with the
-//! flush of the previous one.
+//! batches, makes them durable with one flush per batch and then publishes
+//! them.
 //!
 //! Owns the revision bookkeeping shared by writers, readers, watchers and the
 //! committer (`applied`, `durable`, `compacted`), the queue of submitted
-//! transactions, the hand-over of applied batches from the committer to the
-//! flusher, the live broadcast and the routed watchers' registry
-//! (`dispatch`). It must not evaluate transactions itself (that is `commit`)
-//! or read trees; the two threads' loops are `pipeline`'s.
+//! transactions, the live broadcast and the routed watchers' registry
+//! (`dispatch`). It must not evaluate transactions
+//! itself (that is `commit`) or read trees.
 //!
 //! # Expected flow
 //!
@@ -17,24 +15,19 @@
 //! 2. The committer wakes, takes everything queued (after the last batch had
 //!    several writers, waiting up to half a millisecond for as many again)
 //!    and applies it as one batch (`commit::apply_batch`, one sled
-//!    transaction), then hands the batch to the flusher. It applies the next
-//!    batch only once the flusher has taken the previous one, so at most one
-//!    applied batch waits while another is being flushed, and writers
-//!    arriving meanwhile gather into the next batch.
-//! 3. The flusher takes every handed-over batch, runs one `Db::flush`
-//!    (fsync) for them, then, under the publish lock, sets `durable`, queues
-//!    their events for routed watchers and broadcasts them to the others,
-//!    then answers their writers. Concurrent writers share both the sled
-//!    transaction and the fsync, and the disk's flush time no longer stalls
-//!    the applying of the next batch.
-//! 4. A transaction whose compare failed wrote nothing; it is answered once
-//!    every write applied before it is durable (at once when that is so
-//!    already), so a conflict is never reported against a write that a crash
-//!    could still undo.
+//!    transaction). Transactions whose compare failed wrote nothing; they
+//!    are answered at once when the batch committed nothing, else after its
+//!    flush, since their compare may have seen a write of the batch.
+//! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
+//!    lock, sets `durable`, queues the batch's events for routed watchers
+//!    and broadcasts them to the others, then answers
+//!    the batch's committed writers. Transactions submitted meanwhile form
+//!    the next batch, so concurrent writers share both the sled transaction
+//!    and the fsync.
 //!
-//! Dedicated threads rather than tasks: the apply and the flush block, and a
-//! thread that sleeps on a condition variable costs one wake-up per batch
-//! instead of a hop to the blocking pool per flush.
+//! A dedicated thread rather than a task: the apply and the flush block, and
+//! a thread that sleeps on the queue's condition variable costs one wake-up
+//! per batch instead of a hop to the blocking pool per flush.
 //!
 //! # Guarantees
 //!
@@ -51,27 +44,28 @@
 //!
 //! # Errors
 //!
-//! A failed flush poisons the store: waiting, applied, queued and later
-//! writers get `StoreError::Backend` with the sled error text, since nothing
-//! can be promised durable any more. A batch whose sled transaction fails wrote
+//! A failed flush poisons the store: waiting (including the batch's failed
+//! compares), queued and later writers get
+//! `StoreError::Backend` with the sled error text, since nothing can be
+//! promised durable any more. A batch whose sled transaction fails wrote
 //! nothing: its writers get the error, the store carries on.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 
+use super::commit::{self, Applied};
 use super::dispatch::{Dispatch, Subscription};
-use super::pipeline::Unflushed;
+use super::{compact, Handles};
 use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent, WatchIndex};
 
 /// A batch of durable events, in revision order, as sent to live watchers.
 pub(super) type EventBatch = Arc<Vec<WatchEvent>>;
 
 /// Where a submitted transaction's answer goes.
-pub(super) type Reply = oneshot::Sender<Result<TxnOutcome, StoreError>>;
+type Reply = oneshot::Sender<Result<TxnOutcome, StoreError>>;
 
 /// Resolves with a submitted transaction's outcome: at once when a compare
 /// failed, once durable when it committed.
@@ -97,28 +91,14 @@ impl Default for Queue {
     }
 }
 
-/// Batches handed from the committer to the flusher, in revision order.
-#[derive(Default)]
-struct Handover {
-    batches: VecDeque<Unflushed>,
-    /// Set when the committer has stopped: the flusher ends once it has
-    /// answered everything handed over.
-    done: bool,
-}
-
 /// State shared between the store, its watchers and the committer.
 pub(super) struct Shared {
-    pub(super) applied: AtomicU64,
+    applied: AtomicU64,
     durable: AtomicU64,
     pub(super) compacted: AtomicU64,
     queue: Mutex<Queue>,
     /// Signalled when the queue stops being empty, or on close.
     wake: Condvar,
-    /// Applied batches waiting for the flusher.
-    handover: Mutex<Handover>,
-    /// Signalled when a batch is handed over (wakes the flusher), when the
-    /// flusher takes them (wakes the committer), and when the committer stops.
-    handed: Condvar,
     live: broadcast::Sender<EventBatch>,
     /// Routed watchers; kept apart so that holding it does not keep the
     /// broadcast open.
@@ -126,9 +106,9 @@ pub(super) struct Shared {
     publish: Mutex<()>,
     /// Guards the background jobs' access to the trees against the store's drop.
     pub(super) gate: Mutex<bool>,
-    pub(super) failure: OnceLock<String>,
-    pub(super) flushes: AtomicU64,
-    pub(super) compacting: AtomicBool,
+    failure: OnceLock<String>,
+    flushes: AtomicU64,
+    compacting: AtomicBool,
     /// Serializes compactions.
     pub(super) compact_lock: Mutex<()>,
 }
@@ -142,8 +122,6 @@ impl Shared {
             compacted: AtomicU64::new(compacted),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            handover: Mutex::new(Handover::default()),
-            handed: Condvar::new(),
             live: broadcast::channel(live_buffer.max(1)).0,
             dispatch: Arc::new(Dispatch::new(live_buffer, revision)),
             publish: Mutex::new(()),
@@ -201,7 +179,7 @@ impl Shared {
     /// before taking a non-empty queue: every batch costs sled two buffer
     /// writes and the flush whatever its size, so fuller batches cost less
     /// per write. A lone writer is never held back.
-    pub(super) fn next_batch(&self, gather: usize) -> Option<(Vec<Txn>, Vec<Reply>)> {
+    fn next_batch(&self, gather: usize) -> Option<(Vec<Txn>, Vec<Reply>)> {
         let mut queue = lock(&self.queue);
         let mut deadline = None;
         loop {
@@ -256,7 +234,7 @@ impl Shared {
 
     /// Marks `target` durable and broadcasts `events` (everything applied up
     /// to it).
-    pub(super) fn publish(&self, target: Revision, events: Vec<WatchEvent>) {
+    fn publish(&self, target: Revision, events: Vec<WatchEvent>) {
         let _publish = lock(&self.publish);
         self.durable.store(target, Ordering::Release);
         if events.is_empty() {
@@ -270,7 +248,7 @@ impl Shared {
 
     /// Refuses every write from now on; answers `waiting` and the queued
     /// transactions with the reason.
-    pub(super) fn poison(&self, reason: String, waiting: Vec<Reply>) {
+    fn poison(&self, reason: String, waiting: Vec<Reply>) {
         tracing::error!(error = %reason, "store flush failed; refusing further writes");
         let queued = {
             let mut queue = lock(&self.queue);
@@ -283,48 +261,8 @@ impl Shared {
         }
     }
 
-    /// Waits until the flusher has taken every batch handed to it, so that
-    /// at most one applied batch waits while another is being flushed.
-    pub(super) fn wait_for_room(&self) {
-        let mut handover = lock(&self.handover);
-        while !handover.batches.is_empty() {
-            handover = self.handed.wait(handover).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    /// Hands an applied batch to the flusher.
-    pub(super) fn hand_over(&self, batch: Unflushed) {
-        lock(&self.handover).batches.push_back(batch);
-        self.handed.notify_all();
-    }
-
-    /// Tells the flusher that no more batches come.
-    pub(super) fn committer_done(&self) {
-        lock(&self.handover).done = true;
-        self.handed.notify_all();
-    }
-
-    /// Waits for handed-over batches and takes them all; `None` once the
-    /// committer has stopped and everything was taken.
-    pub(super) fn next_flush(&self) -> Option<Vec<Unflushed>> {
-        let mut handover = lock(&self.handover);
-        loop {
-            if !handover.batches.is_empty() {
-                let batches = handover.batches.drain(..).collect();
-                drop(handover);
-                // The committer may be waiting for room.
-                self.handed.notify_all();
-                return Some(batches);
-            }
-            if handover.done {
-                return None;
-            }
-            handover = self.handed.wait(handover).unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
     /// Whether the log holds more than `watch_window` revisions plus slack.
-    pub(super) fn log_over_window(&self, watch_window: u64) -> bool {
+    fn log_over_window(&self, watch_window: u64) -> bool {
         let slack = (watch_window / 16).max(1);
         let held = self.durable().saturating_sub(self.compacted.load(Ordering::Acquire));
         held > watch_window.saturating_add(slack)
@@ -337,6 +275,119 @@ impl Shared {
         self.wake.notify_one();
         self.dispatch.close();
     }
+}
+
+/// The committer thread's loop: runs until the store is dropped or a flush
+/// fails.
+pub(super) fn run_committer(
+    shared: Arc<Shared>,
+    handles: Weak<Handles>,
+    watch_window: u64,
+    runtime: tokio::runtime::Handle,
+) {
+    // Background compactions go to the runtime's blocking pool.
+    let _runtime = runtime.enter();
+    let mut gather = 1;
+    while let Some((txns, replies)) = shared.next_batch(gather) {
+        gather = txns.len();
+        let Some(trees) = upgrade(&shared, &handles) else { return };
+        let first = shared.applied() + 1;
+        let outcomes = match commit::apply_batch(&trees, txns, first) {
+            Ok(outcomes) => outcomes,
+            Err(err) => {
+                tracing::warn!(error = %err, "applying a batch of transactions failed");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+                }
+                continue;
+            }
+        };
+        let mut events = Vec::new();
+        let mut waiting = Vec::new();
+        let mut failed = Vec::new();
+        for (outcome, reply) in outcomes.into_iter().zip(replies) {
+            match outcome {
+                Applied::Committed { revision, events: mut produced } => {
+                    if events.is_empty() {
+                        events = produced;
+                    } else {
+                        events.append(&mut produced);
+                    }
+                    waiting.push((revision, reply));
+                }
+                Applied::Failed { compare, current } => failed.push((reply, TxnOutcome::Failed { compare, current })),
+            }
+        }
+        let Some(&(target, _)) = waiting.last() else {
+            // Every compare saw durable state (earlier batches are flushed).
+            answer_failed(failed);
+            continue;
+        };
+        shared.applied.store(target, Ordering::Release);
+        if let Err(err) = trees.db.flush() {
+            let mut waiting: Vec<Reply> = waiting.into_iter().map(|(_, reply)| reply).collect();
+            waiting.extend(failed.into_iter().map(|(reply, _)| reply));
+            return shared.poison(err.to_string(), waiting);
+        }
+        drop(trees);
+        shared.flushes.fetch_add(1, Ordering::Relaxed);
+        shared.publish(target, events);
+        for (revision, done) in waiting {
+            // The writer may have given up waiting (its future was dropped).
+            let _ = done.send(Ok(TxnOutcome::Committed { revision }));
+        }
+        // A failed compare may have seen a write of this batch: answered
+        // only now that it is durable.
+        answer_failed(failed);
+        maybe_compact(&shared, &handles, watch_window);
+    }
+}
+
+/// Answers writers whose compare failed; they wrote nothing.
+fn answer_failed(failed: Vec<(Reply, TxnOutcome)>) {
+    for (reply, outcome) in failed {
+        let _ = reply.send(Ok(outcome));
+    }
+}
+
+/// Starts a background compaction when the log holds noticeably more than
+/// `watch_window` revisions; the slack keeps compactions infrequent. The job
+/// re-checks after it ends, so the bound holds even for writes that arrived
+/// while it ran.
+fn maybe_compact(shared: &Arc<Shared>, handles: &Weak<Handles>, watch_window: u64) {
+    if !shared.log_over_window(watch_window) || shared.compacting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some(trees) = upgrade(shared, handles) else {
+        shared.compacting.store(false, Ordering::Release);
+        return;
+    };
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let target = shared.durable().saturating_sub(watch_window);
+            if let Err(err) = compact::compact_blocking(&trees, &shared, target) {
+                tracing::warn!(error = %err, target, "background change-log compaction failed");
+                shared.compacting.store(false, Ordering::Release);
+                break;
+            }
+            shared.compacting.store(false, Ordering::Release);
+            let closed = *lock(&shared.gate);
+            if closed || !shared.log_over_window(watch_window) || shared.compacting.swap(true, Ordering::AcqRel) {
+                break;
+            }
+        }
+        drop(trees);
+    });
+}
+
+/// A strong handle to the trees, unless the store is closing.
+fn upgrade(shared: &Shared, handles: &Weak<Handles>) -> Option<Arc<Handles>> {
+    let closed = lock(&shared.gate);
+    if *closed {
+        return None;
+    }
+    handles.upgrade()
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the

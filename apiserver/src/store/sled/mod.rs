@@ -9,12 +9,9 @@
 //! - `codec`: byte layouts of the three trees.
 //! - `commit`: compares and the atomic multi-tree write of a batch of
 //!   transactions.
-//! - `group_commit`: revision bookkeeping, the queue of writers, the
-//!   hand-over between the store's two threads and the live event broadcast.
-//! - `pipeline`: the committer thread that applies concurrent writers'
-//!   transactions in batches sharing one sled transaction, and the flusher
-//!   thread that makes them durable with one fsync per group of batches
-//!   while the next batch is applied.
+//! - `group_commit`: revision bookkeeping, the committer thread that applies
+//!   concurrent writers' transactions in batches sharing one sled transaction
+//!   and one fsync, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `dispatch`: routing live events to narrowed watchers by index value.
 //! - `compact`: change-log compaction.
@@ -41,7 +38,6 @@ mod commit;
 mod compact;
 mod dispatch;
 mod group_commit;
-mod pipeline;
 mod watch;
 
 use std::ops::Bound;
@@ -120,21 +116,11 @@ impl SledStore {
 
         let trees = Arc::new(trees);
         let shared = Arc::new(Shared::new(revision, compacted, opts.live_buffer));
-        let (flusher_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
-        std::thread::Builder::new()
-            .name("meseta-store-flush".into())
-            .spawn(move || pipeline::run_flusher(flusher_shared, handles, opts.watch_window, runtime))
-            .map_err(|err| StoreError::Backend(format!("starting the store's flusher thread: {err}")))?;
         let (committer_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
-        let committer = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("meseta-store-commit".into())
-            .spawn(move || pipeline::run_committer(committer_shared, handles));
-        if let Err(err) = committer {
-            // The flusher stops once told that no batches come.
-            shared.close();
-            shared.committer_done();
-            return Err(StoreError::Backend(format!("starting the store's committer thread: {err}")));
-        }
+            .spawn(move || group_commit::run_committer(committer_shared, handles, opts.watch_window, runtime))
+            .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
         Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone() }))
     }
 
