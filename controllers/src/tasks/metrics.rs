@@ -1,8 +1,9 @@
 //! Task metrics: MTTA (PENDING→ASSIGNED) and MTTR (PENDING→RUNNING)
 //! histograms, and task counts by state.
 //!
-//! Owns reading the durations off `taskEvents`; each task is observed once
-//! per phase. It must not write anything to the API.
+//! Owns reading the durations off `taskEvents` (each task is observed once
+//! per phase) and the per-state counts, kept from single changes between
+//! full passes. It must not write anything to the API.
 
 use std::collections::HashMap;
 
@@ -78,12 +79,20 @@ impl TaskMetrics {
     }
 }
 
-/// Which tasks (by uid) have been observed for MTTA and MTTR.
+/// Which tasks (by uid) have been observed for MTTA and MTTR, and how many
+/// tasks are in each state.
+///
+/// Kept current two ways: [`Observed::update`] looks at every task (a full
+/// pass: counts recomputed, tasks gone forgotten), [`Observed::observe`] and
+/// [`Observed::forget`] at one task each (from the events seen between full
+/// passes). Both keep the counts equal to the tasks tracked.
 #[derive(Default)]
 pub(crate) struct Observed {
-    /// Per task uid: whether its MTTA / MTTR were observed, and the pass
-    /// that last saw it.
+    /// Per task uid: whether its MTTA / MTTR were observed, its state, and
+    /// the full pass that last saw it.
     seen: HashMap<String, Seen>,
+    /// Tasks per state, indexed like [`TaskState::ALL`].
+    counts: [i64; TaskState::ALL.len()],
     pass: u64,
 }
 
@@ -91,51 +100,93 @@ pub(crate) struct Observed {
 struct Seen {
     assigned: bool,
     running: bool,
+    state: usize,
     pass: u64,
 }
 
+fn state_index(state: TaskState) -> usize {
+    TaskState::ALL.iter().position(|s| *s == state).unwrap_or(0)
+}
+
 impl Observed {
-    /// Observes every task not yet observed and sets the per-state counts;
-    /// forgets tasks no longer present. Allocates only for tasks seen for
-    /// the first time: it runs on every pass over every task.
+    /// Observes every task not yet observed and recomputes the per-state
+    /// counts; forgets tasks no longer present. Allocates only for tasks
+    /// seen for the first time.
     pub(crate) fn update(&mut self, metrics: &TaskMetrics, tasks: &[std::sync::Arc<Task>]) {
         self.pass += 1;
         let pass = self.pass;
-        let mut counts = [0i64; TaskState::ALL.len()];
+        self.counts = [0; TaskState::ALL.len()];
         let mut present = 0;
         for t in tasks {
-            counts[TaskState::ALL.iter().position(|s| *s == t.state()).unwrap_or(0)] += 1;
+            let state = state_index(t.state());
+            self.counts[state] += 1;
             let Some(uid) = t.metadata.uid.as_deref() else { continue };
             let seen = match self.seen.get_mut(uid) {
                 Some(s) => s,
                 None => self.seen.entry(uid.to_string()).or_default(),
             };
+            seen.state = state;
             if seen.pass != pass {
                 seen.pass = pass;
                 present += 1;
             }
-            if seen.assigned && seen.running {
-                continue;
-            }
-            let ns = t.metadata.namespace.as_deref().unwrap_or_default();
-            if !seen.assigned {
-                if let Some(s) = seconds_to(t, TaskState::Assigned) {
-                    metrics.mtta.with_label_values(&[ns]).observe(s);
-                    seen.assigned = true;
-                }
-            }
-            if !seen.running {
-                if let Some(s) = seconds_to(t, TaskState::Running) {
-                    metrics.mttr.with_label_values(&[ns]).observe(s);
-                    seen.running = true;
-                }
-            }
+            observe_durations(metrics, seen, t);
         }
         if self.seen.len() > present {
             self.seen.retain(|_, s| s.pass == pass);
         }
-        for (state, n) in TaskState::ALL.iter().zip(counts) {
+        self.publish(metrics);
+    }
+
+    /// Observes one task that changed or appeared since the last look, and
+    /// moves it between the per-state counts. A task without a uid is
+    /// counted at the next [`Observed::update`] only.
+    pub(crate) fn observe(&mut self, metrics: &TaskMetrics, task: &Task) {
+        let Some(uid) = task.metadata.uid.as_deref() else { return };
+        let state = state_index(task.state());
+        let seen = match self.seen.get_mut(uid) {
+            Some(seen) => {
+                self.counts[seen.state] -= 1;
+                seen
+            }
+            None => self.seen.entry(uid.to_string()).or_insert(Seen { pass: self.pass, ..Default::default() }),
+        };
+        seen.state = state;
+        self.counts[state] += 1;
+        observe_durations(metrics, seen, task);
+    }
+
+    /// Forgets the task `uid` (deleted): it leaves the per-state counts.
+    pub(crate) fn forget(&mut self, uid: &str) {
+        if let Some(seen) = self.seen.remove(uid) {
+            self.counts[seen.state] -= 1;
+        }
+    }
+
+    /// Sets the per-state gauges from the counts.
+    pub(crate) fn publish(&self, metrics: &TaskMetrics) {
+        for (state, n) in TaskState::ALL.iter().zip(self.counts) {
             metrics.by_state.with_label_values(&[state.as_str()]).set(n);
+        }
+    }
+}
+
+/// Observes `task`'s MTTA and MTTR, each once.
+fn observe_durations(metrics: &TaskMetrics, seen: &mut Seen, task: &Task) {
+    if seen.assigned && seen.running {
+        return;
+    }
+    let ns = task.metadata.namespace.as_deref().unwrap_or_default();
+    if !seen.assigned {
+        if let Some(s) = seconds_to(task, TaskState::Assigned) {
+            metrics.mtta.with_label_values(&[ns]).observe(s);
+            seen.assigned = true;
+        }
+    }
+    if !seen.running {
+        if let Some(s) = seconds_to(task, TaskState::Running) {
+            metrics.mttr.with_label_values(&[ns]).observe(s);
+            seen.running = true;
         }
     }
 }
@@ -209,5 +260,37 @@ mod tests {
         assert!(observed.seen.is_empty(), "a deleted task is forgotten");
         observed.update(&metrics, std::slice::from_ref(&running));
         assert_eq!((count(&metrics.mtta), count(&metrics.mttr)), (2, 2));
+    }
+
+    #[test]
+    fn one_task_at_a_time_keeps_the_counts_and_observes_once() {
+        let metrics = TaskMetrics::new(None);
+        let mut observed = Observed::default();
+        let with_uid = |mut t: Task, uid: &str| {
+            t.metadata.uid = Some(uid.into());
+            t.metadata.namespace = Some("r".into());
+            t
+        };
+        let gauge = |s: TaskState| metrics.by_state.with_label_values(&[s.as_str()]).get();
+        let count = |h: &HistogramVec| h.with_label_values(&["r"]).get_sample_count();
+        let pending = with_uid(task(0, &[(TaskState::Pending, 0)]), "u1");
+        let assigned = with_uid(task(0, &[(TaskState::Pending, 0), (TaskState::Assigned, 500)]), "u1");
+        let other = with_uid(task(0, &[(TaskState::Pending, 0)]), "u2");
+        observed.update(&metrics, &[std::sync::Arc::new(pending.clone())]);
+        assert_eq!((gauge(TaskState::Pending), gauge(TaskState::Assigned)), (1, 0));
+        observed.observe(&metrics, &assigned);
+        observed.observe(&metrics, &assigned);
+        observed.observe(&metrics, &other);
+        observed.publish(&metrics);
+        assert_eq!((gauge(TaskState::Pending), gauge(TaskState::Assigned)), (1, 1), "u1 moved, u2 came");
+        assert_eq!(count(&metrics.mtta), 1, "MTTA once");
+        observed.forget("u2");
+        observed.forget("u2");
+        observed.publish(&metrics);
+        assert_eq!((gauge(TaskState::Pending), gauge(TaskState::Assigned)), (0, 1), "u2 gone once");
+        // A full pass agrees with what the single steps kept.
+        observed.update(&metrics, &[std::sync::Arc::new(assigned)]);
+        assert_eq!((gauge(TaskState::Pending), gauge(TaskState::Assigned)), (0, 1));
+        assert_eq!(count(&metrics.mtta), 1);
     }
 }

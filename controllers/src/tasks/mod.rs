@@ -8,12 +8,15 @@
 //!
 //! # Layout
 //! - `plan`: the pure rules, [`plan::plan`].
+//! - `passes`: which tasks a pass looks at (those whose events came, every
+//!   task at the first pass, after a re-list and every `resync`).
 //! - `write`: [`transition_task`], the conflict-retrying status write every controller here uses.
 //! - `metrics`: [`TaskMetrics`].
 //! - `cache`: reflector caches that wake a loop.
 
 pub(crate) mod cache;
 pub mod metrics;
+mod passes;
 pub mod plan;
 mod write;
 
@@ -28,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::watches::Watches;
 pub use metrics::TaskMetrics;
+use passes::{Passes, Rules};
 use plan::TaskAction;
 pub use write::transition_task;
 
@@ -41,7 +45,10 @@ pub struct TasksConfig {
     pub transient_timeout: Duration,
     /// How long finished tasks not owned by a Job are kept. Default 1 h.
     pub retention: Duration,
-    /// How often everything is looked at even without a change. Default 1 s.
+    /// How often every task is looked at (the transient timeout, the
+    /// retention, the per-state counts); between those full passes a pass
+    /// looks only at the tasks whose events came since the last one.
+    /// Default 10 s.
     pub resync: Duration,
     /// Where "now" comes from. Default: the system clock.
     pub clock: Clock,
@@ -54,7 +61,7 @@ impl Default for TasksConfig {
         TasksConfig {
             transient_timeout: Duration::from_secs(300),
             retention: Duration::from_secs(3600),
-            resync: Duration::from_secs(1),
+            resync: Duration::from_secs(10),
             clock: Clock::system(),
             registry: None,
         }
@@ -76,49 +83,56 @@ pub async fn run_shared(
 ) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let api: Api<Task> = Api::all(client.clone());
-    let tasks = watches.tasks(changed.clone(), |_| {});
+    let mut passes = Passes::new(config.resync);
+    let tasks = watches.tasks(changed.clone(), passes.changes().observer());
     let metrics = TaskMetrics::new(config.registry.as_ref());
-    let mut observed = metrics::Observed::default();
-    // A pass looks at every task: with many tasks it is paced by its cost.
+    let rules = Rules { transient_timeout: config.transient_timeout, retention: config.retention };
+    // A full pass looks at every task: with many tasks the passes are paced by its cost.
     let mut busy = Duration::ZERO;
-    while cache::wait_tick(&changed, config.resync, cache::paced_settle(SETTLE, busy), &cancel).await {
+    loop {
+        let until_full = passes.until_full(tokio::time::Instant::now());
+        if !cache::wait_tick(&changed, until_full, cache::paced_settle(SETTLE, busy), &cancel).await {
+            break;
+        }
         if !tasks.is_ready() {
             continue;
         }
         let started = std::time::Instant::now();
-        let all = tasks.list();
-        observed.update(&metrics, &all);
         let now = config.clock.now();
-        let mut work = Vec::new();
-        for t in all {
-            if let Some(action) = plan::plan(&t, now, config.transient_timeout, config.retention) {
-                work.push((t, action));
-            }
-        }
+        let planned = passes.plan(&tasks, &metrics, rules, now, tokio::time::Instant::now());
         busy = started.elapsed();
-        let writes = work.into_iter().map(|(t, action)| apply(&api, t, action, now));
+        if planned.full {
+            tracing::debug!(tasks = planned.looked_at, actions = planned.work.len(), ?busy, "full tasks pass");
+        }
+        let (api, changes) = (&api, passes.changes());
+        let writes = planned.work.into_iter().map(|(t, action)| async move {
+            if !apply(api, &t, action, now).await {
+                changes.retry(&t);
+            }
+        });
         futures::future::join_all(writes).await;
     }
     Ok(())
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(task = %task.metadata.name, ?action))]
-async fn apply(api: &Api<Task>, task: Arc<Task>, action: TaskAction, now: meseta_schemas::Time) {
+/// Applies `action` to `task`; `false` when it failed (to be retried).
+async fn apply(api: &Api<Task>, task: &Task, action: TaskAction, now: meseta_schemas::Time) -> bool {
     let result = match &action {
         TaskAction::KillUnbound => {
             let chain = [TaskState::Killing, TaskState::Killed];
             let still =
                 |t: &Task| t.spec.kill_requested && matches!(t.state(), TaskState::Pending | TaskState::Throttled);
-            transition_task(api, &task, &chain, "killed before it was placed", now, still).await.map(|_| ())
+            transition_task(api, task, &chain, "killed before it was placed", now, still).await.map(|_| ())
         }
         TaskAction::Killing => {
             let still = |t: &Task| t.spec.kill_requested && !t.state().is_terminal();
-            transition_task(api, &task, &[TaskState::Killing], "kill requested", now, still).await.map(|_| ())
+            transition_task(api, task, &[TaskState::Killing], "kill requested", now, still).await.map(|_| ())
         }
         TaskAction::Lost(why) => {
             let state = task.state();
             let still = move |t: &Task| t.state() == state;
-            transition_task(api, &task, &[TaskState::Lost], why, now, still).await.map(|_| ())
+            transition_task(api, task, &[TaskState::Lost], why, now, still).await.map(|_| ())
         }
         TaskAction::Delete => {
             let ns = task.metadata.namespace.clone().unwrap_or_default();
@@ -131,5 +145,7 @@ async fn apply(api: &Api<Task>, task: Arc<Task>, action: TaskAction, now: meseta
     };
     if let Err(e) = result {
         tracing::warn!(task = %task.metadata.name, error = %e, "task action failed; retrying next round");
+        return false;
     }
+    true
 }
