@@ -23,6 +23,7 @@ pub mod cgroups;
 pub mod config;
 pub mod fake;
 pub mod forkserver;
+mod host;
 pub(crate) mod layout;
 pub mod linux;
 mod seccomp;
