@@ -95,7 +95,7 @@ pub(super) fn encode_shape(obj: &Value, keep: impl Fn(&str) -> bool) -> Map<Stri
                 let node: Map<String, Value> = m
                     .iter()
                     .filter(|(mk, _)| is_owned_metadata(mk))
-                    .map(|(mk, mv)| (format!("f:{mk}"), shape(mv)))
+                    .map(|(mk, mv)| (field_key(mk), shape(mv)))
                     .collect();
                 if !node.is_empty() {
                     out.insert("f:metadata".into(), Value::Object(node));
@@ -103,7 +103,7 @@ pub(super) fn encode_shape(obj: &Value, keep: impl Fn(&str) -> bool) -> Map<Stri
             }
             continue;
         }
-        out.insert(format!("f:{k}"), shape(v));
+        out.insert(field_key(k), shape(v));
     }
     out
 }
@@ -111,9 +111,17 @@ pub(super) fn encode_shape(obj: &Value, keep: impl Fn(&str) -> bool) -> Map<Stri
 /// The `FieldsV1` node of a value all of whose leaves are owned.
 fn shape(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, c)| (format!("f:{k}"), shape(c))).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, c)| (field_key(k), shape(c))).collect()),
         _ => Value::Object(Map::new()),
     }
+}
+
+/// `f:<key>`, the `FieldsV1` key of a field (without the formatting machinery).
+fn field_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 2);
+    out.push_str("f:");
+    out.push_str(key);
+    out
 }
 
 /// Whether the `FieldsV1` value `fields` holds the field `path` (as
@@ -193,7 +201,7 @@ fn encode_level(paths: &[&FieldPath], depth: usize) -> Map<String, Value> {
         if is_field && !child.is_empty() {
             child.insert(".".into(), Value::Object(Map::new()));
         }
-        node.insert(format!("f:{key}"), Value::Object(child));
+        node.insert(field_key(key), Value::Object(child));
         start = end;
     }
     node
@@ -289,7 +297,7 @@ pub(super) fn entry_is(e: &Value, manager: &str, operation: &str, subresource: O
 
 /// The object's `managedFields` entries (malformed entries are skipped).
 pub(super) fn read(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    let Some(list) = crate::object::meta(obj).get("managedFields").and_then(Value::as_array) else { return Vec::new() };
     list.iter()
         .filter_map(|e| {
             let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);

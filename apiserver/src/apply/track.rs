@@ -26,8 +26,9 @@ use meseta_schemas::API_VERSION;
 /// Records a non-apply write by `manager`: `next` is the object about to be
 /// written, `current` the stored one (`None` on create).
 pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mode: UpdateMode, has_status: bool) {
-    let stored = current.and_then(|c| c.pointer("/metadata/managedFields"));
-    let given = next.pointer("/metadata/managedFields").filter(|v| !v.is_null());
+    // `meta(..).get` rather than `pointer`, which allocates for each step.
+    let stored = current.and_then(|c| object::meta(c).get("managedFields"));
+    let given = object::meta(next).get("managedFields").filter(|v| !v.is_null());
     if given.is_some() && given != stored {
         return;
     }

@@ -102,7 +102,7 @@ fn not_allowed(method: &Method, rest: &str) -> ApiError {
 pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Written) -> Response {
     let revision = crate::object::meta_str(&written.object, "resourceVersion").and_then(|rv| rv.parse().ok());
     let spliced = written.stored.as_deref().zip(revision).and_then(|(stored, rev)| {
-        let point = crate::object::splice_point_of_json(stored)?;
+        let point = written.splice_at.or_else(|| crate::object::splice_point_of_json(stored))?;
         let mut body = Vec::with_capacity(stored.len() + 40);
         crate::object::append_spliced(&mut body, stored, point, rev);
         Some(body)

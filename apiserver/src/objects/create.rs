@@ -222,9 +222,9 @@ async fn create_checked(
         if store.get(&key).await?.is_some() {
             return Err(ApiError::AlreadyExists { resource: resource_name(kind), name });
         }
-        return Ok(Written { object: obj, warnings, stored: None });
+        return Ok(Written { object: obj, warnings, stored: None, splice_at: None });
     }
-    let stored = object::to_stored(&obj);
+    let (stored, splice_at) = object::encode_stored(&obj, 1024);
     let txn = Txn {
         compares: vec![Compare::ModRevision { key: key.clone(), revision: 0 }],
         ops: vec![Op::Put { key, value: stored.clone() }],
@@ -232,7 +232,7 @@ async fn create_checked(
     match store.txn(txn).await? {
         TxnOutcome::Committed { revision } => {
             object::set_resource_version(&mut obj, revision);
-            Ok(Written { object: obj, warnings, stored: Some(stored) })
+            Ok(Written { object: obj, warnings, stored: Some(stored), splice_at })
         }
         TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
     }

@@ -70,6 +70,10 @@ pub struct Written {
     /// stored (dry run, no change, deletion). Lets the response be made by
     /// splicing the revision in instead of serialising `object` again.
     pub stored: Option<bytes::Bytes>,
+    /// Where the revision goes in `stored` (see [`object::encode_stored`]),
+    /// noted when the write serialised it; `None` leaves the response to
+    /// scan for it.
+    pub splice_at: Option<(usize, bool)>,
 }
 
 /// Decodes, defaults and validates a submitted object against its kind.

@@ -63,12 +63,18 @@ where
         let (mut next, warnings) = admit(kind, &current, wanted, mode, opts)?;
         object::set_resource_version(&mut next, kv.mod_revision);
         if next == current || opts.dry_run {
-            return Ok(Written { object: next, warnings, stored: None });
+            return Ok(Written { object: next, warnings, stored: None, splice_at: None });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
         // Serialised without the revision, so without copying the object.
         object::meta_mut(&mut next).remove("resourceVersion");
-        let stored = (!finished).then(|| object::to_stored(&next));
+        let (stored, splice_at) = match finished {
+            true => (None, None),
+            false => {
+                let (bytes, at) = object::encode_stored(&next, kv.value.len() + 64);
+                (Some(bytes), at)
+            }
+        };
         let op = match &stored {
             None => Op::Delete { key: key.to_string() },
             Some(value) => Op::Put { key: key.to_string(), value: value.clone() },
@@ -80,7 +86,7 @@ where
         match store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 object::set_resource_version(&mut next, revision);
-                return Ok(Written { object: next, warnings, stored });
+                return Ok(Written { object: next, warnings, stored, splice_at });
             }
             TxnOutcome::Failed { .. } if precondition.is_some() => return Err(stale(kind, name)),
             TxnOutcome::Failed { current: None, .. } => return Err(not_found(kind, name)),
