@@ -115,8 +115,8 @@ pub async fn run_shared(
     Ok(())
 }
 
-#[tracing::instrument(level = "debug", skip_all, fields(task = %task.metadata.name, ?action))]
 /// Applies `action` to `task`; `false` when it failed (to be retried).
+#[tracing::instrument(level = "debug", skip_all, fields(task = %task.metadata.name, ?action))]
 async fn apply(api: &Api<Task>, task: &Task, action: TaskAction, now: meseta_schemas::Time) -> bool {
     let result = match &action {
         TaskAction::KillUnbound => {
