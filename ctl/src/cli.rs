@@ -77,6 +77,13 @@ pub(crate) enum Command {
         #[arg(long)]
         id: String,
     },
+    /// Forks a shim per container on request (run by `meseta up`'s agent).
+    #[command(hide = true, name = meseta_agentd::runtime::forkserver::SUBCOMMAND)]
+    ForkServer {
+        /// The agent's work dir.
+        #[arg(long)]
+        work_dir: std::path::PathBuf,
+    },
 }
 
 /// Runs the command; the result is the process exit code.
@@ -104,7 +111,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Top(args) => top::run(&conn, &args).await.map(|()| 0),
         Command::Offers(args) => get::offers(&conn, &args).await.map(|()| 0),
         Command::Version => info::version(&conn).await.map(|()| 0),
-        Command::Completion(_) | Command::Up(_) | Command::Shim { .. } => unreachable!("handled above"),
+        Command::Completion(_) | Command::Up(_) | Command::Shim { .. } | Command::ForkServer { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -51,6 +51,10 @@ fn main() -> ExitCode {
         // The shim must start before any async runtime threads exist.
         std::process::exit(meseta_agentd::shim::run(work_dir, id));
     }
+    if let cli::Command::ForkServer { work_dir } = &cli.command {
+        // Single-threaded: no runtime, no logger (see the agent's fork server).
+        std::process::exit(meseta_agentd::runtime::forkserver::serve(work_dir));
+    }
     init_tracing(&cli.global.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -261,7 +261,13 @@ impl LinuxRuntime {
                 }
             }
         }
-        let message = format!("forking the shim: {}", last.map(|e| e.to_string()).unwrap_or_default());
+        let message = format!(
+            "forking the shim: {} (the fork server's own errors are in {}; is `{}` a binary that knows the hidden `{}` subcommand?)",
+            last.map(|e| e.to_string()).unwrap_or_default(),
+            self.layout.fork_server_log().display(),
+            self.shim.display(),
+            super::forkserver::SUBCOMMAND,
+        );
         Err(RuntimeError::Container { id: id.clone(), message })
     }
 
