@@ -328,7 +328,6 @@ impl LinuxRuntime {
         let host = HostFeatures {
             host_dirs,
             seccomp: self.seccomp,
-            seccomp_bpf: self.seccomp_bpf.as_ref().map(|p| p.display().to_string()),
             memsw: self.cgroup_version == CgroupVersion::V1 && cgroups::memsw_available(),
             sandbox: sandbox.display().to_string(),
             rootfs: rootfs.display().to_string(),

@@ -53,11 +53,9 @@ const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
 pub(crate) struct HostFeatures {
     /// Host top-level directories to bind read-only (names under `/`).
     pub(crate) host_dirs: Vec<String>,
-    /// Whether to install the seccomp profile.
+    /// Whether to install the seccomp profile (compiled, when the
+    /// checkpoint names a filter: see `seccomp_bpf`).
     pub(crate) seccomp: bool,
-    /// The profile compiled (see `seccomp_bpf`): named by an annotation
-    /// instead of the profile itself.
-    pub(crate) seccomp_bpf: Option<String>,
     /// Whether v1 memory+swap can be limited.
     pub(crate) memsw: bool,
     /// Host path of the sandbox.
@@ -139,8 +137,9 @@ pub(crate) fn build(cp: &Checkpoint, host: &HostFeatures) -> Value {
         "rootfsPropagation": "private",
     });
     let mut annotations = json!({});
-    match (&host.seccomp_bpf, host.seccomp) {
-        (Some(bpf), true) => annotations[seccomp_bpf::ANNOTATION] = json!(bpf),
+    // A compiled filter is named by an annotation instead of the profile itself.
+    match (&cp.seccomp_bpf, host.seccomp) {
+        (Some(bpf), true) => annotations[seccomp_bpf::ANNOTATION] = json!(bpf.display().to_string()),
         (None, true) => linux["seccomp"] = seccomp::profile(),
         (_, false) => {}
     }
@@ -185,7 +184,6 @@ mod tests {
         HostFeatures {
             host_dirs: vec!["usr".into()],
             seccomp: true,
-            seccomp_bpf: None,
             memsw: true,
             sandbox: "/w/s".into(),
             rootfs: "/w/rootfs".into(),
@@ -204,12 +202,12 @@ mod tests {
 
     #[test]
     fn a_compiled_filter_replaces_the_profile_by_an_annotation() {
-        let host = HostFeatures { seccomp_bpf: Some("/w/seccomp/1.bpf".into()), ..host() };
-        let v = build(&checkpoint(0.0, 0.0, NetworkMode::Host), &host);
+        let cp = Checkpoint { seccomp_bpf: Some("/w/seccomp/1.bpf".into()), ..checkpoint(0.0, 0.0, NetworkMode::Host) };
+        let v = build(&cp, &host());
         assert!(v["linux"].get("seccomp").is_none(), "libcontainer must not compile it again");
         assert_eq!(v["annotations"][seccomp_bpf::ANNOTATION], "/w/seccomp/1.bpf");
-        let off = HostFeatures { seccomp: false, ..host };
-        let v = build(&checkpoint(0.0, 0.0, NetworkMode::Host), &off);
+        let off = HostFeatures { seccomp: false, ..host() };
+        let v = build(&cp, &off);
         assert!(v["linux"].get("seccomp").is_none() && v["annotations"].get(seccomp_bpf::ANNOTATION).is_none());
     }
 
