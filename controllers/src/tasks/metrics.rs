@@ -210,6 +210,13 @@ mod tests {
         t
     }
 
+    /// `t` with uid `uid`, in namespace (role) `r`.
+    fn in_role_r(mut t: Task, uid: &str) -> Task {
+        t.metadata.uid = Some(uid.into());
+        t.metadata.namespace = Some("r".into());
+        t
+    }
+
     #[test]
     fn mtta_and_mttr_start_at_the_created_event() {
         // Created at .750 of a second whose creationTimestamp reads .000.
@@ -241,11 +248,7 @@ mod tests {
     fn each_task_is_observed_once_and_forgotten_when_gone() {
         let metrics = TaskMetrics::new(None);
         let mut observed = Observed::default();
-        let with_uid = |mut t: Task, uid: &str| {
-            t.metadata.uid = Some(uid.into());
-            t.metadata.namespace = Some("r".into());
-            std::sync::Arc::new(t)
-        };
+        let with_uid = |t: Task, uid: &str| std::sync::Arc::new(in_role_r(t, uid));
         let assigned = with_uid(task(0, &[(TaskState::Pending, 0), (TaskState::Assigned, 500)]), "u1");
         let count = |h: &HistogramVec| h.with_label_values(&["r"]).get_sample_count();
         observed.update(&metrics, std::slice::from_ref(&assigned));
@@ -266,11 +269,7 @@ mod tests {
     fn one_task_at_a_time_keeps_the_counts_and_observes_once() {
         let metrics = TaskMetrics::new(None);
         let mut observed = Observed::default();
-        let with_uid = |mut t: Task, uid: &str| {
-            t.metadata.uid = Some(uid.into());
-            t.metadata.namespace = Some("r".into());
-            t
-        };
+        let with_uid = in_role_r;
         let gauge = |s: TaskState| metrics.by_state.with_label_values(&[s.as_str()]).get();
         let count = |h: &HistogramVec| h.with_label_values(&["r"]).get_sample_count();
         let pending = with_uid(task(0, &[(TaskState::Pending, 0)]), "u1");
