@@ -16,6 +16,15 @@
 //!   the agent's own bundle config (see `meseta_bench::launch::oci`), end
 //!   to end. Interleaving the two keeps the ratio fair on a machine whose
 //!   load drifts during the run.
+//! - gap: every measured run (agent task, crun, runc) starts after the
+//!   machine has had `--gap-ms` (default 50) without a launch. A cgroup
+//!   attach (every runtime writes its process into `cgroup.procs`) takes
+//!   the kernel's cgroup threadgroup lock, whose first writer waits a full
+//!   RCU grace period (about 10 ms here) and whose later writers within
+//!   about one more grace period do not. Back to back, each peer rode the
+//!   grace period the run before it had paid; with the gap every run pays
+//!   its own, as an isolated launch on a node does. `--gap-ms 0` runs them
+//!   back to back.
 //! - bulk: `--bulk` tasks created, then all bound at once; time from the
 //!   first bind to the last FINISHED seen.
 //!
@@ -48,6 +57,9 @@ struct Args {
     /// Tasks bound at once in the bulk phase (default 1,000; 50 with --quick; 0 skips it).
     #[arg(long)]
     bulk: Option<usize>,
+    /// Idle milliseconds before each measured run (see the module docs).
+    #[arg(long, default_value_t = 50)]
+    gap_ms: u64,
     /// The `meseta-agentd` binary (default: next to this one).
     #[arg(long)]
     agentd: Option<PathBuf>,
@@ -104,12 +116,14 @@ async fn main() -> anyhow::Result<()> {
     tracker.wait(Duration::from_secs(60), |t| t.get("probe").terminal.is_some()).await.context("probe killed")?;
 
     println!("sequential: {n} tasks `/bin/true` (exec form, cpus 0.1, mem 32 MiB) on agent {AGENT}, each followed by");
-    println!("  one run of each peer: the agent's bundle config with /bin/true (host root bound read-only)");
+    println!("  one run of each peer: the agent's bundle config with /bin/true (host root bound read-only);");
+    println!("  {} ms idle before each run", args.gap_ms);
     let mut peers = Peers {
         mounts: PrivateMounts::start()?,
         bundle: Bundle::from_agent_config(&tmp.path().join("bundle"), &agent_config)?,
         crun,
         runc,
+        gap: Duration::from_millis(args.gap_ms),
         samples: Default::default(),
         crun_cpu_ms: 0.0,
         nsenter_cpu_ms: 0.0,
@@ -199,6 +213,8 @@ struct Peers {
     bundle: Bundle,
     crun: PathBuf,
     runc: Option<PathBuf>,
+    /// Idle time before each measured run.
+    gap: Duration,
     /// crun, runc and nsenter alone, ms.
     samples: [Vec<f64>; 3],
     /// CPU ms of the crun runs (crun and nsenter, as this process' waited-for children).
@@ -210,10 +226,12 @@ struct Peers {
 impl Peers {
     /// One run of each peer.
     fn round(&mut self, i: usize) -> anyhow::Result<()> {
+        std::thread::sleep(self.gap);
         let before = ProcCpu::of("self")?.children_ms;
         self.samples[0].push(oci::time_run(&self.mounts, &self.crun, &self.bundle, i)?);
         self.crun_cpu_ms += ProcCpu::of("self")?.children_ms - before;
         if let Some(runc) = &self.runc {
+            std::thread::sleep(self.gap);
             self.samples[1].push(oci::time_run(&self.mounts, runc, &self.bundle, i)?);
         }
         let before = ProcCpu::of("self")?.children_ms;
@@ -228,6 +246,7 @@ async fn sequential(api: &Api<Task>, tracker: &Tracker, n: usize, peers: &mut Pe
     for i in 0..n {
         let name = format!("seq-{i}");
         let task = tasks::create(api, NS, &name, tasks::true_spec(AGENT)).await?;
+        tokio::time::sleep(peers.gap).await;
         let (acked, acked_wall) = tasks::assign(api, task).await?;
         tracker
             .wait(Duration::from_secs(60), |t| t.get(&name).terminal.is_some())
