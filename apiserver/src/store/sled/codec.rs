@@ -1,28 +1,63 @@
-//! Byte layouts of the sled store's three trees.
+//! Byte layout of the sled store's one tree.
 //!
-//! Owns how objects, change-log entries and meta counters are encoded and
-//! decoded. It must not touch sled itself beyond `IVec`: reading and writing
-//! trees belongs to the other modules.
+//! Owns how objects, change-log entries and meta counters are keyed, encoded
+//! and decoded. It must not touch sled itself beyond `IVec`: reading and
+//! writing the tree belongs to the other modules.
 //!
-//! - objects: `key` → `create_revision (u64 BE) | mod_revision (u64 BE) | value`
-//! - log: `revision (u64 BE) | event index (u32 BE)` →
+//! Everything lives in the tree [`TREE`], in three key spaces told apart by
+//! the key's first byte, so that one `Tree::apply_batch` (atomic within a
+//! tree) writes an object, its change-log entry and the revision counter:
+//!
+//! - objects: `o | key` → `create_revision (u64 BE) | mod_revision (u64 BE) | value`
+//! - log: `l | revision (u64 BE) | event index (u32 BE)` →
 //!   `kind (u8) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`
-//! - meta: [`META_REVISION`] and [`META_COMPACTED`] → `u64 BE`
+//! - meta: [`META_REVISION`], [`META_COMPACTED`] and [`META_LAYOUT`] → `u64 BE`
+//!
+//! Stores written before the one-tree layout kept the same records in the
+//! trees `objects`, `log` and `meta` without the prefix byte (see `migrate`).
 
 use ::sled::IVec;
 use bytes::Bytes;
 
 use crate::store::{EventKind, KeyValue, Revision, StoreError, WatchEvent};
 
+/// The name of the store's tree.
+pub(super) const TREE: &str = "store";
+
+/// First byte of every object key.
+pub(super) const OBJECT_PREFIX: u8 = b'o';
+/// First byte of every change-log key.
+pub(super) const LOG_PREFIX: u8 = b'l';
+/// First byte of every meta key.
+pub(super) const META_PREFIX: u8 = b'm';
+
 /// Meta key holding the last applied revision.
-pub(super) const META_REVISION: &[u8] = b"revision";
+pub(super) const META_REVISION: &[u8] = b"mrevision";
 /// Meta key holding the compacted revision.
-pub(super) const META_COMPACTED: &[u8] = b"compacted";
+pub(super) const META_COMPACTED: &[u8] = b"mcompacted";
+/// Meta key holding the layout version ([`LAYOUT`]); written once the store
+/// is in the one-tree layout, so a migration knows it has finished.
+pub(super) const META_LAYOUT: &[u8] = b"mlayout";
+/// The layout version this code writes.
+pub(super) const LAYOUT: u64 = 2;
 
 const OBJECT_HEADER: usize = 16;
 
 /// Length of a change-log key.
-pub(super) const LOG_KEY_LEN: usize = 12;
+pub(super) const LOG_KEY_LEN: usize = 13;
+
+/// The tree key of the object stored under `key`.
+pub(super) fn object_key(key: &str) -> Vec<u8> {
+    prefixed(OBJECT_PREFIX, key.as_bytes())
+}
+
+/// `prefix` followed by `rest`.
+pub(super) fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(1 + rest.len());
+    buf.push(prefix);
+    buf.extend_from_slice(rest);
+    buf
+}
 
 /// Encodes an object record.
 pub(super) fn encode_object(create_revision: Revision, mod_revision: Revision, value: &[u8]) -> IVec {
@@ -62,25 +97,33 @@ pub(super) fn decode_key_value(key: String, raw: IVec) -> Result<KeyValue, Store
     })
 }
 
-/// Turns a stored key back into a `String`.
+/// Turns a stored object's tree key back into the contract's key.
 pub(super) fn decode_key(raw: &[u8]) -> Result<String, StoreError> {
-    String::from_utf8(raw.to_vec()).map_err(|_| StoreError::Backend("a stored key is not valid UTF-8".into()))
+    match raw.split_first() {
+        Some((&OBJECT_PREFIX, key)) => {
+            String::from_utf8(key.to_vec()).map_err(|_| StoreError::Backend("a stored key is not valid UTF-8".into()))
+        }
+        _ => Err(StoreError::Backend(format!("{:?} is not an object key", String::from_utf8_lossy(raw)))),
+    }
 }
 
 /// The change-log key of the `index`-th event of `revision`.
 pub(super) fn log_key(revision: Revision, index: u32) -> [u8; LOG_KEY_LEN] {
     let mut key = [0u8; LOG_KEY_LEN];
-    key[..8].copy_from_slice(&revision.to_be_bytes());
-    key[8..].copy_from_slice(&index.to_be_bytes());
+    key[0] = LOG_PREFIX;
+    key[1..9].copy_from_slice(&revision.to_be_bytes());
+    key[9..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
 /// The revision a change-log key belongs to.
 pub(super) fn log_key_revision(raw: &[u8]) -> Result<Revision, StoreError> {
-    if raw.len() != LOG_KEY_LEN {
-        return Err(StoreError::Backend(format!("change-log key has {} bytes, expected {LOG_KEY_LEN}", raw.len())));
+    if raw.len() != LOG_KEY_LEN || raw[0] != LOG_PREFIX {
+        return Err(StoreError::Backend(format!(
+            "change-log key {raw:?} is not {LOG_KEY_LEN} bytes starting with {LOG_PREFIX:?}"
+        )));
     }
-    Ok(read_u64(&raw[..8]))
+    Ok(read_u64(&raw[1..9]))
 }
 
 /// Encodes one change-log event.
@@ -138,7 +181,10 @@ pub(super) fn decode_counter(name: &[u8], raw: Option<IVec>) -> Result<u64, Stor
     match raw {
         None => Ok(0),
         Some(raw) if raw.len() == 8 => Ok(read_u64(&raw)),
-        Some(_) => Err(StoreError::Backend(format!("meta counter {} is corrupt", String::from_utf8_lossy(name)))),
+        Some(_) => {
+            let name = String::from_utf8_lossy(name.strip_prefix(&[META_PREFIX]).unwrap_or(name)).into_owned();
+            Err(StoreError::Backend(format!("meta counter {name} is corrupt")))
+        }
     }
 }
 
@@ -189,6 +235,17 @@ mod tests {
         assert!(log_key(1, 5) < log_key(2, 0));
         assert!(log_key(256, 0) > log_key(255, 9));
         assert_eq!(log_key_revision(&log_key(42, 3)).unwrap(), 42);
+        // The log's key space lies below the meta and object key spaces.
+        assert!(log_key(0, 0)[0] == LOG_PREFIX && log_key(u64::MAX, u32::MAX).as_slice() < META_COMPACTED);
+        assert!(META_REVISION < &object_key("")[..] && META_LAYOUT < &object_key("")[..]);
+        assert!(log_key_revision(&object_key("/abcdefghijkl")).is_err());
+    }
+
+    #[test]
+    fn object_keys_round_trip_and_refuse_other_spaces() {
+        assert_eq!(decode_key(&object_key("/tasks/a")).unwrap(), "/tasks/a");
+        assert!(decode_key(&log_key(1, 0)).is_err());
+        assert!(decode_key(META_REVISION).is_err());
     }
 
     #[test]

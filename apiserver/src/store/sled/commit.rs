@@ -1,25 +1,30 @@
 //! Applying a batch of transactions: check each one's compares against the
 //! state the batch has built so far, then write objects, change log and
-//! revision of every transaction that held in one sled multi-tree
-//! transaction.
+//! revision of every transaction that held in one sled batch.
 //!
 //! Owns the write path up to "applied". Only the committer (`group_commit`)
-//! calls it, one batch at a time: compares read outside the sled
-//! transaction, which is only sound because nothing else writes meanwhile.
-//! It must not wait for durability: that is group commit's job.
+//! calls it, one batch at a time: compares read the tree before the write,
+//! which is only sound because nothing else writes objects or the revision
+//! meanwhile (compaction only removes log entries below the durable
+//! revision). A key the committer's `Presence` count proves absent is not
+//! read at all. It must not wait for durability: that is group commit's job.
 //!
-//! One sled transaction per batch rather than per store transaction matters:
-//! sled rolls its I/O buffer twice for every transaction and writes each
-//! sealed buffer out with `sync_file_range` on its I/O threads, so that cost
-//! is now paid once per batch.
+//! One `Tree::apply_batch` per batch: sled recovers a batch after a crash
+//! entirely or not at all, and since objects, change log and counters share
+//! one tree (see `codec`) that is the atomicity the store needs, without a
+//! multi-tree transaction (which reads every key's old value while staging).
+//! One batch per group commit rather than per store transaction matters too:
+//! sled rolls its I/O buffer twice for every batch and writes each sealed
+//! buffer out with `sync_file_range` on its I/O threads, so that cost is paid
+//! once per group.
 
 use std::collections::HashMap;
 
-use ::sled::transaction::{ConflictableTransactionResult, TransactionError};
-use ::sled::{IVec, Transactional};
+use ::sled::Batch;
 use bytes::Bytes;
 
 use super::codec::{self, META_REVISION};
+use super::presence::Presence;
 use super::{backend, Handles};
 use crate::store::{Compare, EventKind, KeyValue, Op, Revision, StoreError, Txn, WatchEvent};
 
@@ -39,51 +44,64 @@ struct Record {
     value: Bytes,
 }
 
-/// The objects tree overlaid with the writes of the batch so far.
+/// A key the batch has looked at.
+struct Touched {
+    /// Whether the tree held it before the batch.
+    stored: bool,
+    /// Its state after the batch's writes so far.
+    now: Option<Record>,
+}
+
+/// The objects overlaid with the writes of the batch so far.
 struct View<'a> {
     trees: &'a Handles,
-    keys: HashMap<String, Option<Record>>,
+    presence: &'a Presence,
+    keys: HashMap<String, Touched>,
 }
 
 impl View<'_> {
     /// The state of `key`: the batch's last write to it, else the tree's.
     fn current(&mut self, key: &str) -> Result<Option<Record>, StoreError> {
         if let Some(known) = self.keys.get(key) {
-            return Ok(known.clone());
+            return Ok(known.now.clone());
         }
-        let record = match self.trees.objects.get(key).map_err(backend)? {
+        let raw = match self.presence.may_exist(key) {
+            true => self.trees.tree.get(codec::object_key(key)).map_err(backend)?,
+            false => None,
+        };
+        let record = match raw {
             Some(raw) => {
                 let r = codec::decode_object(key, raw)?;
                 Some(Record { create_revision: r.create_revision, mod_revision: r.mod_revision, value: r.value })
             }
             None => None,
         };
-        self.keys.insert(key.to_owned(), record.clone());
+        self.keys.insert(key.to_owned(), Touched { stored: record.is_some(), now: record.clone() });
         Ok(record)
     }
 
+    /// Records a write of `key`; `current` was called for it before.
     fn set(&mut self, key: &str, record: Option<Record>) {
-        self.keys.insert(key.to_owned(), record);
+        if let Some(touched) = self.keys.get_mut(key) {
+            touched.now = record;
+        }
     }
-}
-
-/// Every write of a batch, in order.
-#[derive(Default)]
-struct Writes {
-    objects: Vec<(IVec, Option<IVec>)>,
-    log: Vec<([u8; codec::LOG_KEY_LEN], IVec)>,
 }
 
 /// Applies `txns` in order; the ones whose compares hold get consecutive
 /// revisions from `first_revision`. Returns one [`Applied`] per transaction,
-/// in order. On a storage error nothing of the batch was written.
+/// in order. On a storage error the batch must not be acknowledged (sled
+/// may hold part of it in memory, but a crash recovers it entirely or not at
+/// all) and `presence` is recounted before the next batch.
 pub(super) fn apply_batch(
     trees: &Handles,
+    presence: &mut Presence,
     txns: Vec<Txn>,
     first_revision: Revision,
 ) -> Result<Vec<Applied>, StoreError> {
-    let mut view = View { trees, keys: HashMap::with_capacity(txns.len()) };
-    let mut writes = Writes::default();
+    presence.refresh(trees)?;
+    let mut view = View { trees, presence, keys: HashMap::with_capacity(txns.len()) };
+    let mut writes = Batch::default();
     let mut outcomes = Vec::with_capacity(txns.len());
     let mut next = first_revision;
     for txn in txns {
@@ -97,31 +115,25 @@ pub(super) fn apply_batch(
         return Ok(outcomes);
     }
 
-    let revision_bytes = (next - 1).to_be_bytes();
-    (&trees.objects, &trees.log, &trees.meta)
-        .transaction(|(objects, log, meta)| -> ConflictableTransactionResult<(), ()> {
-            for (key, value) in &writes.objects {
-                match value {
-                    Some(value) => objects.insert(key.clone(), value.clone())?,
-                    None => objects.remove(key.clone())?,
-                };
-            }
-            for (key, event) in &writes.log {
-                log.insert(&key[..], event.clone())?;
-            }
-            meta.insert(META_REVISION, &revision_bytes[..])?;
-            Ok(())
-        })
-        .map_err(|err: TransactionError<()>| match err {
-            TransactionError::Storage(err) => backend(err),
-            TransactionError::Abort(()) => StoreError::Backend("transaction aborted".into()),
-        })?;
+    writes.insert(META_REVISION, &(next - 1).to_be_bytes()[..]);
+    let touched = view.keys;
+    if let Err(err) = trees.tree.apply_batch(writes) {
+        presence.invalidate();
+        return Err(backend(err));
+    }
+    for (key, Touched { stored, now }) in touched {
+        match (stored, now.is_some()) {
+            (false, true) => presence.added(&key),
+            (true, false) => presence.removed(&key),
+            _ => {}
+        }
+    }
     Ok(outcomes)
 }
 
 /// Checks one transaction's compares against `view` and, when they all hold,
 /// stages its writes at `revision`.
-fn apply_one(view: &mut View<'_>, writes: &mut Writes, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
+fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
     for (index, compare) in txn.compares.iter().enumerate() {
         let key = match compare {
             Compare::ModRevision { key, .. } | Compare::Exists { key } => key,
@@ -154,15 +166,13 @@ fn apply_one(view: &mut View<'_>, writes: &mut Writes, txn: Txn, revision: Revis
                     Some(prev) => (EventKind::Updated, prev.create_revision, prev.value),
                     None => (EventKind::Created, revision, Bytes::new()),
                 };
-                writes
-                    .objects
-                    .push((IVec::from(key.as_bytes()), Some(codec::encode_object(create_revision, revision, &value))));
+                writes.insert(codec::object_key(&key), codec::encode_object(create_revision, revision, &value));
                 view.set(&key, Some(Record { create_revision, mod_revision: revision, value: value.clone() }));
                 WatchEvent { revision, kind, key, value, prev_value, memo: Default::default() }
             }
             Op::Delete { key } => {
                 let Some(prev) = before else { continue };
-                writes.objects.push((IVec::from(key.as_bytes()), None));
+                writes.remove(codec::object_key(&key));
                 view.set(&key, None);
                 WatchEvent {
                     revision,
@@ -177,7 +187,7 @@ fn apply_one(view: &mut View<'_>, writes: &mut Writes, txn: Txn, revision: Revis
         let index = u32::try_from(events.len())
             .map_err(|_| StoreError::Backend("a transaction may write at most 2^32 events".into()))?;
         let encoded = codec::encode_event(&event.kind, &event.key, &event.value, &event.prev_value);
-        writes.log.push((codec::log_key(revision, index), encoded));
+        writes.insert(&codec::log_key(revision, index)[..], encoded);
         events.push(event);
     }
     Ok(Applied::Committed { revision, events })
@@ -189,12 +199,7 @@ mod tests {
 
     fn trees() -> Handles {
         let db = ::sled::Config::new().temporary(true).open().expect("temporary sled");
-        Handles {
-            objects: db.open_tree("objects").unwrap(),
-            log: db.open_tree("log").unwrap(),
-            meta: db.open_tree("meta").unwrap(),
-            db,
-        }
+        Handles { tree: db.open_tree(codec::TREE).unwrap(), db }
     }
 
     fn create(key: &str, value: &'static str) -> Txn {
@@ -202,6 +207,18 @@ mod tests {
             compares: vec![Compare::ModRevision { key: key.into(), revision: 0 }],
             ops: vec![Op::Put { key: key.into(), value: Bytes::from_static(value.as_bytes()) }],
         }
+    }
+
+    fn presence(trees: &Handles) -> Presence {
+        Presence::load(trees).unwrap()
+    }
+
+    fn delete(key: &str) -> Txn {
+        Txn { compares: vec![Compare::Exists { key: key.into() }], ops: vec![Op::Delete { key: key.into() }] }
+    }
+
+    fn log_len(trees: &Handles) -> usize {
+        trees.tree.scan_prefix([codec::LOG_PREFIX]).count()
     }
 
     fn revision_of(applied: &Applied) -> Option<Revision> {
@@ -222,7 +239,9 @@ mod tests {
             compares: vec![Compare::Exists { key: "/a".into() }],
             ops: vec![Op::Delete { key: "/a".into() }, Op::Delete { key: "/absent".into() }],
         };
-        let out = apply_batch(&trees, vec![create("/a", "1"), create("/a", "x"), update, delete], 5).unwrap();
+        let out =
+            apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1"), create("/a", "x"), update, delete], 5)
+                .unwrap();
         // The second create sees the first; a failed compare takes no revision.
         assert_eq!(out.iter().map(revision_of).collect::<Vec<_>>(), vec![Some(5), None, Some(6), Some(7)]);
         match &out[1] {
@@ -243,18 +262,62 @@ mod tests {
             Applied::Committed { events, .. } => assert_eq!(events.len(), 1),
             Applied::Failed { .. } => panic!("the delete must see the key"),
         }
-        assert!(trees.objects.get("/a").unwrap().is_none());
-        assert_eq!(trees.log.len(), 3);
-        assert_eq!(trees.meta.get(META_REVISION).unwrap().unwrap().as_ref(), &7u64.to_be_bytes());
+        assert!(trees.tree.get(codec::object_key("/a")).unwrap().is_none());
+        assert_eq!(log_len(&trees), 3);
+        assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &7u64.to_be_bytes());
     }
 
     #[test]
     fn a_batch_with_no_committed_transaction_writes_nothing() {
         let trees = trees();
-        apply_batch(&trees, vec![create("/a", "1")], 1).unwrap();
-        let out = apply_batch(&trees, vec![create("/a", "2")], 2).unwrap();
+        apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1")], 1).unwrap();
+        let out = apply_batch(&trees, &mut presence(&trees), vec![create("/a", "2")], 2).unwrap();
         assert!(revision_of(&out[0]).is_none());
-        assert_eq!(trees.log.len(), 1);
-        assert_eq!(trees.meta.get(META_REVISION).unwrap().unwrap().as_ref(), &1u64.to_be_bytes());
+        assert_eq!(log_len(&trees), 1);
+        assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &1u64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_presence_count_follows_every_batch() {
+        let trees = trees();
+        let mut known = presence(&trees);
+        apply_batch(&trees, &mut known, vec![create("/a", "1"), create("/b", "1")], 1).unwrap();
+        assert!(known.may_exist("/a") && known.may_exist("/b") && !known.may_exist("/c"));
+        // Created and deleted within one batch: never stored.
+        let out = apply_batch(&trees, &mut known, vec![delete("/a"), create("/c", "1"), delete("/c")], 3).unwrap();
+        assert_eq!(out.iter().map(revision_of).collect::<Vec<_>>(), vec![Some(3), Some(4), Some(5)]);
+        assert!(!known.may_exist("/a") && known.may_exist("/b") && !known.may_exist("/c"));
+        // A key proven absent is created afresh, at its new revision.
+        let out = apply_batch(&trees, &mut known, vec![create("/a", "2")], 6).unwrap();
+        match &out[0] {
+            Applied::Committed { events, .. } => {
+                assert_eq!((&events[0].kind, events[0].revision), (&EventKind::Created, 6))
+            }
+            Applied::Failed { .. } => panic!("the re-create must hold"),
+        }
+        // A count taken from the tree agrees with the one kept by the batches.
+        let counted = presence(&trees);
+        for key in ["/a", "/b", "/c", "/d"] {
+            assert_eq!(counted.may_exist(key), known.may_exist(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_count_loaded_from_the_tree_sends_compares_on_stored_keys_to_the_tree() {
+        let trees = trees();
+        apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1")], 1).unwrap();
+        let mut reopened = presence(&trees);
+        let out = apply_batch(&trees, &mut reopened, vec![create("/a", "2")], 2).unwrap();
+        match &out[0] {
+            Applied::Failed { compare: 0, current: Some(kv) } => {
+                assert_eq!((kv.mod_revision, &kv.value[..]), (1, &b"1"[..]))
+            }
+            _ => panic!("a create of a stored key must fail with its current value"),
+        }
+        // After a failed write the count is recounted from the tree.
+        reopened.invalidate();
+        assert!(reopened.may_exist("/zzz"), "a count in doubt proves nothing absent");
+        apply_batch(&trees, &mut reopened, vec![delete("/a")], 2).unwrap();
+        assert!(!reopened.may_exist("/a") && !reopened.may_exist("/zzz"));
     }
 }

@@ -17,7 +17,7 @@
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use super::codec::{log_key, META_COMPACTED};
+use super::codec::{log_key, LOG_PREFIX, META_COMPACTED};
 use super::group_commit::{lock, Shared};
 use super::{backend, Handles};
 use crate::store::{Revision, StoreError};
@@ -33,7 +33,7 @@ pub(super) fn compact_blocking(trees: &Handles, shared: &Shared, revision: Revis
         return Ok(());
     }
     shared.compacted.store(target, Ordering::Release);
-    trees.meta.insert(META_COMPACTED, &target.to_be_bytes()).map_err(backend)?;
+    trees.tree.insert(META_COMPACTED, &target.to_be_bytes()).map_err(backend)?;
     let removed = delete_through(trees, target)?;
     tracing::debug!(compacted = target, removed, "change log compacted");
     Ok(())
@@ -46,7 +46,8 @@ pub(super) fn delete_through(trees: &Handles, target: Revision) -> Result<usize,
     loop {
         let mut batch = ::sled::Batch::default();
         let mut in_batch = 0;
-        for entry in trees.log.range::<&[u8], _>((Bound::Unbounded, Bound::Excluded(&end[..]))).keys() {
+        let range = (Bound::Included(&[LOG_PREFIX][..]), Bound::Excluded(&end[..]));
+        for entry in trees.tree.range::<&[u8], _>(range).keys() {
             batch.remove(entry.map_err(backend)?);
             in_batch += 1;
             if in_batch == DELETE_CHUNK {
@@ -56,7 +57,7 @@ pub(super) fn delete_through(trees: &Handles, target: Revision) -> Result<usize,
         if in_batch == 0 {
             return Ok(removed);
         }
-        trees.log.apply_batch(batch).map_err(backend)?;
+        trees.tree.apply_batch(batch).map_err(backend)?;
         removed += in_batch;
     }
 }

@@ -15,14 +15,14 @@
 //! 2. The committer wakes, takes everything queued (after the last batch had
 //!    several writers, waiting up to half a millisecond for as many again)
 //!    and applies it as one batch (`commit::apply_batch`, one sled
-//!    transaction). Transactions whose compare failed wrote nothing; they
+//!    batch). Transactions whose compare failed wrote nothing; they
 //!    are answered at once when the batch committed nothing, else after its
 //!    flush, since their compare may have seen a write of the batch.
 //! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
 //!    lock, sets `durable`, queues the batch's events for routed watchers
 //!    and broadcasts them to the others, then answers
 //!    the batch's committed writers. Transactions submitted meanwhile form
-//!    the next batch, so concurrent writers share both the sled transaction
+//!    the next batch, so concurrent writers share both the sled batch
 //!    and the fsync.
 //!
 //! A dedicated thread rather than a task: the apply and the flush block, and
@@ -47,8 +47,8 @@
 //! A failed flush poisons the store: waiting (including the batch's failed
 //! compares), queued and later writers get
 //! `StoreError::Backend` with the sled error text, since nothing can be
-//! promised durable any more. A batch whose sled transaction fails wrote
-//! nothing: its writers get the error, the store carries on.
+//! promised durable any more. A batch whose write to sled fails wrote
+//! nothing durable: its writers get the error, the store carries on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -58,6 +58,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::commit::{self, Applied};
 use super::dispatch::{Dispatch, Subscription};
+use super::presence::Presence;
 use super::{compact, Handles};
 use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent, WatchIndex};
 
@@ -278,10 +279,11 @@ impl Shared {
 }
 
 /// The committer thread's loop: runs until the store is dropped or a flush
-/// fails.
+/// fails. It alone holds `presence` (see `presence`).
 pub(super) fn run_committer(
     shared: Arc<Shared>,
     handles: Weak<Handles>,
+    mut presence: Presence,
     watch_window: u64,
     runtime: tokio::runtime::Handle,
 ) {
@@ -292,7 +294,7 @@ pub(super) fn run_committer(
         gather = txns.len();
         let Some(trees) = upgrade(&shared, &handles) else { return };
         let first = shared.applied() + 1;
-        let outcomes = match commit::apply_batch(&trees, txns, first) {
+        let outcomes = match commit::apply_batch(&trees, &mut presence, txns, first) {
             Ok(outcomes) => outcomes,
             Err(err) => {
                 tracing::warn!(error = %err, "applying a batch of transactions failed");

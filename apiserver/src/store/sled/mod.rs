@@ -1,16 +1,20 @@
 //! The embedded store: the [`Store`] contract on sled, with group commit.
 //!
-//! Owns the sled database of one apiserver: the `objects`, `log` (change log)
-//! and `meta` trees, the write path, reads, watches and compaction. It must not
-//! know about kinds, JSON or HTTP.
+//! Owns the sled database of one apiserver: its one tree holding objects,
+//! change log and counters under distinct key prefixes, the write path,
+//! reads, watches and compaction. It must not know about kinds, JSON or HTTP.
 //!
 //! # Layout
 //!
-//! - `codec`: byte layouts of the three trees.
-//! - `commit`: compares and the atomic multi-tree write of a batch of
+//! - `codec`: the tree's key spaces and byte layouts.
+//! - `migrate`: bringing a store written with one tree per key space into
+//!   the one-tree layout on open.
+//! - `commit`: compares and the atomic write (one sled batch) of a batch of
 //!   transactions.
+//! - `presence`: the committer's count of stored object keys, which spares
+//!   compares on keys that cannot exist (creates) their B-tree read.
 //! - `group_commit`: revision bookkeeping, the committer thread that applies
-//!   concurrent writers' transactions in batches sharing one sled transaction
+//!   concurrent writers' transactions in batches sharing one sled batch
 //!   and one fsync, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `dispatch`: routing live events to narrowed watchers by index value.
@@ -38,6 +42,8 @@ mod commit;
 mod compact;
 mod dispatch;
 mod group_commit;
+mod migrate;
+mod presence;
 mod watch;
 
 use std::ops::Bound;
@@ -74,9 +80,8 @@ impl Default for SledOptions {
 /// blocking jobs (flush, list, compaction) that the store's drop waits for.
 struct Handles {
     db: ::sled::Db,
-    objects: ::sled::Tree,
-    log: ::sled::Tree,
-    meta: ::sled::Tree,
+    /// Objects, change log and counters (see `codec`).
+    tree: ::sled::Tree,
 }
 
 /// The embedded, durable [`Store`] on sled. See the module docs.
@@ -90,8 +95,9 @@ impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its committer thread.
     ///
     /// Errors: `StoreError::Backend` when called outside a tokio runtime, when
-    /// sled cannot open the directory (including when it is already open), or
-    /// when the stored counters are corrupt.
+    /// sled cannot open the directory (including when it is already open),
+    /// when the stored counters are corrupt, or when migrating a store of the
+    /// older layout fails (see `migrate`; it is retried on the next open).
     pub fn open(dir: &Path, opts: SledOptions) -> Result<Arc<SledStore>, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::Backend("SledStore::open must be called inside a tokio runtime".into()))?;
@@ -100,18 +106,15 @@ impl SledStore {
             config = config.cache_capacity(bytes);
         }
         let db = open_db(&config, dir)?;
-        let trees = Handles {
-            objects: db.open_tree("objects").map_err(backend)?,
-            log: db.open_tree("log").map_err(backend)?,
-            meta: db.open_tree("meta").map_err(backend)?,
-            db,
-        };
+        let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db };
+        migrate::to_one_tree(&trees, dir)?;
         let revision =
-            codec::decode_counter(codec::META_REVISION, trees.meta.get(codec::META_REVISION).map_err(backend)?)?;
+            codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
         let compacted =
-            codec::decode_counter(codec::META_COMPACTED, trees.meta.get(codec::META_COMPACTED).map_err(backend)?)?;
+            codec::decode_counter(codec::META_COMPACTED, trees.tree.get(codec::META_COMPACTED).map_err(backend)?)?;
         // Finish a compaction that a crash interrupted.
         compact::delete_through(&trees, compacted)?;
+        let presence = presence::Presence::load(&trees)?;
         tracing::debug!(dir = %dir.display(), revision, compacted, "sled store opened");
 
         let trees = Arc::new(trees);
@@ -119,7 +122,7 @@ impl SledStore {
         let (committer_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
         std::thread::Builder::new()
             .name("meseta-store-commit".into())
-            .spawn(move || group_commit::run_committer(committer_shared, handles, opts.watch_window, runtime))
+            .spawn(move || group_commit::run_committer(committer_shared, handles, presence, opts.watch_window, runtime))
             .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
         Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone() }))
     }
@@ -139,7 +142,7 @@ impl SledStore {
 #[async_trait]
 impl Store for SledStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        match self.trees.objects.get(key).map_err(backend)? {
+        match self.trees.tree.get(codec::object_key(key)).map_err(backend)? {
             Some(raw) => codec::decode_key_value(key.to_owned(), raw).map(Some),
             None => Ok(None),
         }
@@ -214,15 +217,16 @@ fn list_blocking(
     start_after: Option<&str>,
     limit: Option<usize>,
 ) -> Result<(Vec<KeyValue>, bool), StoreError> {
-    let lower = match start_after {
-        Some(after) if after >= prefix => Bound::Excluded(after.as_bytes()),
-        _ => Bound::Included(prefix.as_bytes()),
+    let prefix = codec::object_key(prefix);
+    let lower = match start_after.map(codec::object_key) {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix.clone()),
     };
     let limit = limit.unwrap_or(usize::MAX);
     let mut items = Vec::new();
-    for entry in trees.objects.range::<&[u8], _>((lower, Bound::Unbounded)) {
+    for entry in trees.tree.range::<Vec<u8>, _>((lower, Bound::Unbounded)) {
         let (key, raw) = entry.map_err(backend)?;
-        if !key.starts_with(prefix.as_bytes()) {
+        if !key.starts_with(&prefix) {
             break;
         }
         if items.len() == limit {

@@ -117,7 +117,7 @@ impl State {
         let lower = log_key(self.last + 1, 0);
         let upper = log_key(end + 1, 0);
         let range = (Bound::Included(&lower[..]), Bound::Excluded(&upper[..]));
-        for entry in store.trees.log.range::<&[u8], _>(range) {
+        for entry in store.trees.tree.range::<&[u8], _>(range) {
             let (key, raw) = entry.map_err(backend)?;
             let matches = codec::event_key(&raw).is_some_and(|k| k.starts_with(self.prefix.as_bytes()));
             if matches {
