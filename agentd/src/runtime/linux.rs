@@ -29,6 +29,7 @@ use libcontainer::container::Container;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
+use super::attach_primer::AttachPrimer;
 use super::cgroups::{self, CgroupVersion, ScopeCgroups, TaskCgroup};
 use super::forkserver::ForkServer;
 use super::host::{lookup_user, prepare_rootfs};
@@ -59,6 +60,9 @@ pub struct LinuxRuntime {
     /// when seccomp is off, or when compiling failed (libcontainer then
     /// compiles the profile in every container).
     seccomp_bpf: Option<PathBuf>,
+    /// Starts the cgroup attach grace period when a container is created
+    /// (see [`super::attach_primer`]); `None` if its thread did not start.
+    primer: Option<AttachPrimer>,
     /// The fork server that forks this runtime's shims, started with the
     /// first container (see [`super::forkserver`]).
     forks: Arc<Mutex<Option<ForkServer>>>,
@@ -120,8 +124,12 @@ impl LinuxRuntime {
                 }
             })
             .flatten();
+        let primer = AttachPrimer::start(cgroup_version)
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the cgroup primer thread"))
+            .ok();
         let runtime = LinuxRuntime {
             layout,
+            primer,
             shim,
             cgroup_version,
             scope,
@@ -404,6 +412,10 @@ impl LinuxRuntime {
 impl ContainerRuntime for LinuxRuntime {
     #[tracing::instrument(skip_all, fields(id = %config.id))]
     async fn create(&self, config: &ContainerConfig) -> Result<(), RuntimeError> {
+        // First: the container's cgroup attach comes a few milliseconds from now.
+        if let Some(primer) = &self.primer {
+            primer.prime();
+        }
         let config = config.clone();
         self.blocking(move |rt| rt.create_blocking(&config)).await
     }

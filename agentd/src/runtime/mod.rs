@@ -19,6 +19,7 @@
 //! sandbox is removed). `list` and `state` work from what is on disk, so an
 //! agent that restarts re-adopts what it started before.
 
+mod attach_primer;
 pub mod cgroups;
 pub mod config;
 pub mod fake;
