@@ -235,6 +235,57 @@ fn walk(node: &Map<String, Value>, path: &mut FieldPath, out: &mut FieldSet) {
     }
 }
 
+/// Adds the field `path` to the `FieldsV1` tree `tree` in place. With a
+/// tree as [`encode`] makes it, the result is what encoding the decoded set
+/// plus `path` gives: a field that gains children gets its `"."` marker.
+pub(super) fn insert(tree: &mut Map<String, Value>, path: &[String]) {
+    let mut node = tree;
+    for (i, k) in path.iter().enumerate() {
+        let key = field_key(k);
+        let existed = node.contains_key(&key);
+        let Value::Object(child) = node.entry(key).or_insert_with(|| Value::Object(Map::new())) else {
+            return;
+        };
+        let marked = child.contains_key(".");
+        let last = i + 1 == path.len();
+        // An existing empty node is a leaf field about to gain children; an
+        // existing node with children but no marker becomes a field here.
+        if existed && !marked && ((!last && child.is_empty()) || (last && !child.is_empty())) {
+            child.insert(".".into(), Value::Object(Map::new()));
+        }
+        node = child;
+    }
+}
+
+/// Whether the stored entry `e` is exactly what [`write`] would write for
+/// it as [`read`] reads it: the six keys (and a non-empty `subresource`),
+/// strings where strings go, and a non-empty `FieldsV1` tree of `f:` keys
+/// and `"."` markers (each beside a field's children) only.
+pub(super) fn is_as_written(e: &Value) -> bool {
+    let Some(m) = e.as_object() else { return false };
+    let string = |k: &str| m.get(k).is_some_and(Value::is_string);
+    let sub = match m.get("subresource") {
+        None => 0,
+        Some(Value::String(s)) if !s.is_empty() => 1,
+        Some(_) => return false,
+    };
+    m.len() == 6 + sub
+        && ["manager", "operation", "apiVersion", "time"].into_iter().all(string)
+        && m.get("fieldsType").and_then(Value::as_str) == Some("FieldsV1")
+        && m.get("fieldsV1").and_then(Value::as_object).is_some_and(|t| !t.is_empty() && tree_as_encoded(t, true))
+}
+
+fn tree_as_encoded(node: &Map<String, Value>, root: bool) -> bool {
+    if node.contains_key(".") && (root || node.len() < 2) {
+        return false;
+    }
+    node.iter().all(|(k, v)| match (k.as_str(), v.as_object()) {
+        (".", Some(marker)) => marker.is_empty(),
+        (k, Some(child)) => k.starts_with("f:") && tree_as_encoded(child, false),
+        _ => false,
+    })
+}
+
 /// One `managedFields` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {

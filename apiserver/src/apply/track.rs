@@ -11,7 +11,11 @@
 //!   leaves of a tree never have children, so no `"."` markers);
 //! - an update whose changed fields all stay set and are owned by the
 //!   manager's own `Update` entry and by no other entry keeps the stored
-//!   entries as they are and only moves that entry's `time`.
+//!   entries as they are and only moves that entry's `time`;
+//! - an update whose changed fields all stay set and are owned by no other
+//!   entry, with every stored entry as the server writes it, adds them to
+//!   the manager's own entry in place instead of decoding and encoding
+//!   every entry.
 //!
 //! It must not know any kind.
 
@@ -63,6 +67,23 @@ pub fn track_update(current: Option<&Value>, next: &mut Value, manager: &str, mo
         }
         return;
     }
+    if let Some(mine) =
+        stored.and_then(Value::as_array).and_then(|list| adds_to_own(list, &changed, next, manager, sub))
+    {
+        if !came_with_entries {
+            object::meta_mut(next).insert("managedFields".into(), stored.cloned().unwrap_or_default());
+        }
+        let entry = object::meta_mut(next).get_mut("managedFields").and_then(|l| l.get_mut(mine));
+        if let Some(e) = entry.and_then(Value::as_object_mut) {
+            if let Some(Value::Object(tree)) = e.get_mut("fieldsV1") {
+                for path in &changed {
+                    fields::insert(tree, path);
+                }
+            }
+            e.insert("time".into(), Value::String(object::now_timestamp()));
+        }
+        return;
+    }
     let mut entries = fields::read(current);
     for e in entries.iter_mut() {
         e.fields.retain(|f| !changed.contains(f));
@@ -99,6 +120,26 @@ fn owned_alone(list: &[Value], changed: &FieldSet, next: &Value, manager: &str, 
             if owns != (i == mine) {
                 return None;
             }
+        }
+    }
+    Some(mine)
+}
+
+/// The index of `manager`'s `Update` entry in the stored entries when the
+/// write only adds fields to it: every changed field is still set in
+/// `next`, no other entry owns one, and every entry is as [`fields::write`]
+/// writes it (so editing that entry in place gives what decoding all
+/// entries, moving the fields and encoding them again gives). `None`
+/// otherwise.
+fn adds_to_own(list: &[Value], changed: &FieldSet, next: &Value, manager: &str, sub: Option<&str>) -> Option<usize> {
+    let mine = list.iter().position(|e| fields::entry_is(e, manager, "Update", sub))?;
+    if !list.iter().all(fields::is_as_written) || !changed.iter().all(|p| fields::is_leaf(next, p)) {
+        return None;
+    }
+    for (_, e) in list.iter().enumerate().filter(|(i, _)| *i != mine) {
+        let tree = e.get("fieldsV1")?;
+        if changed.iter().any(|p| fields::owns(tree, p)) {
+            return None;
         }
     }
     Some(mine)
@@ -214,6 +255,113 @@ mod tests {
             want.contains(&vec!["spec".to_string(), "d".into()]) && want.contains(&vec!["spec".into(), "e".into()])
         );
         assert!(changed_fields(&a, &a, UpdateMode::Main, true).is_empty());
+    }
+
+    /// The general rule for an update's entries: decode them all, take the
+    /// changed fields from every entry, give those still set to `manager`'s.
+    fn by_the_general_rule(current: &Value, next: &Value, manager: &str) -> Value {
+        let mut next = next.clone();
+        let changed = changed_fields(current, &next, UpdateMode::Main, true);
+        let mut entries = fields::read(current);
+        for e in entries.iter_mut() {
+            e.fields.retain(|f| !changed.contains(f));
+        }
+        let set: FieldSet = changed.into_iter().filter(|p| fields::is_leaf(&next, p)).collect();
+        match entries.iter_mut().find(|e| e.is(manager, "Update", None)) {
+            Some(e) => e.fields.extend(set),
+            None => panic!("the cases have an entry for {manager}"),
+        }
+        fields::write(&mut next, &entries);
+        next
+    }
+
+    fn timeless(mut v: Value) -> Value {
+        for e in v["metadata"]["managedFields"].as_array_mut().into_iter().flatten() {
+            e["time"] = json!("t");
+        }
+        v
+    }
+
+    #[test]
+    fn adding_fields_to_the_own_entry_in_place_follows_the_general_rule() {
+        let entry = |manager: &str, tree: Value| {
+            json!({"manager": manager, "operation": "Update", "apiVersion": "meseta.io/v1", "time": "2000-01-01T00:00:00Z",
+                "fieldsType": "FieldsV1", "fieldsV1": tree})
+        };
+        let object = |entries: Value, a: Value| {
+            json!({"metadata": {"name": "t", "annotations": {"n": "1"}, "managedFields": entries},
+                "spec": {"a": a, "x": 1}})
+        };
+        let mine = json!({"f:metadata": {"f:annotations": {"f:n": {}}}, "f:spec": {"f:x": {}}});
+        let other = json!({"f:spec": {"f:a": {"f:b": {}}}});
+        // (stored, next, whether the in-place way applies)
+        type Case = (Value, fn(&mut Value), bool);
+        let cases: [Case; 9] = [
+            // A new annotation: owned by nobody yet.
+            (
+                object(json!([entry("m", mine.clone())]), json!(1)),
+                |v: &mut Value| v["metadata"]["annotations"]["z"] = json!("2"),
+                true,
+            ),
+            // A field of another entry's parent: both keep theirs.
+            (
+                object(json!([entry("m", mine.clone()), entry("o", other.clone())]), json!({"b": 1})),
+                |v: &mut Value| v["spec"]["a"]["c"] = json!(2),
+                true,
+            ),
+            // A leaf field of the own entry gains children.
+            (
+                object(json!([entry("m", json!({"f:spec": {"f:a": {}}}))]), json!({"b": 1})),
+                |v: &mut Value| v["spec"]["a"]["b"] = json!(2),
+                true,
+            ),
+            // A node with children of the own entry becomes a field.
+            (
+                object(json!([entry("m", json!({"f:spec": {"f:a": {"f:b": {}}}}))]), json!(5)),
+                |v: &mut Value| v["spec"]["a"] = json!(6),
+                true,
+            ),
+            // Another entry owns it: the general way.
+            (
+                object(json!([entry("m", mine.clone()), entry("o", other.clone())]), json!({"b": 1})),
+                |v: &mut Value| v["spec"]["a"]["b"] = json!(2),
+                false,
+            ),
+            // Not as the server writes entries: the general way.
+            (
+                object(json!([entry("m", json!({"f:spec": {"f:a": {"k:{\"x\":1}": {}}}}))]), json!(1)),
+                |v: &mut Value| v["spec"]["x"] = json!(2),
+                false,
+            ),
+            (
+                object(json!([entry("m", json!({".": {}, "f:spec": {"f:x": {}}}))]), json!(1)),
+                |v: &mut Value| v["spec"]["a"] = json!(2),
+                false,
+            ),
+            (
+                object(json!([entry("m", mine.clone()), {"manager": "o", "fieldsV1": other.clone()}]), json!(1)),
+                |v: &mut Value| v["spec"]["a"] = json!(2),
+                false,
+            ),
+            // A field removed: the general way.
+            (
+                object(json!([entry("m", mine.clone())]), json!({"b": 1})),
+                |v: &mut Value| v["spec"]["a"] = json!({}),
+                false,
+            ),
+        ];
+        for (current, edit, in_place) in cases {
+            let mut next = current.clone();
+            edit(&mut next);
+            next["metadata"].as_object_mut().unwrap().remove("managedFields");
+            let changed = changed_fields(&current, &next, UpdateMode::Main, true);
+            let list = current["metadata"]["managedFields"].as_array().unwrap();
+            assert_eq!(adds_to_own(list, &changed, &next, "m", None).is_some(), in_place, "{next}");
+            let want = by_the_general_rule(&current, &next, "m");
+            let mut got = next.clone();
+            track_update(Some(&current), &mut got, "m", UpdateMode::Main, true);
+            assert_eq!(timeless(got), timeless(want), "{next}");
+        }
     }
 
     #[test]

@@ -54,15 +54,16 @@ where
         let Some(kv) = store.get(key).await? else {
             return Err(not_found(kind, name));
         };
-        let current = object::from_kv(&kv)?;
+        let mut current = object::from_kv(&kv)?;
         let wanted = desired(&current)?;
         let precondition = object::resource_version(&wanted)?;
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(stale(kind, name));
         }
-        let (mut next, warnings) = admit(kind, &current, wanted, mode, opts)?;
+        let Admitted { mut next, warnings, unchanged } = admit(kind, &mut current, wanted, mode, opts)?;
+        drop(current);
         object::set_resource_version(&mut next, kv.mod_revision);
-        if next == current || opts.dry_run {
+        if unchanged || opts.dry_run {
             return Ok(Written { object: next, warnings, stored: None, splice_at: None });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
@@ -96,21 +97,35 @@ where
     Err(stale(kind, name))
 }
 
-/// Checks `wanted` and merges it with `current` per `mode`.
+/// What [`admit`] makes of a desired object.
+struct Admitted {
+    /// The object to write, without `resourceVersion`.
+    next: Value,
+    /// Warnings to send back.
+    warnings: Vec<String>,
+    /// Whether `next` is the stored object (with its revision stamped): the
+    /// update writes nothing.
+    unchanged: bool,
+}
+
+/// Checks `wanted` and merges it with `current` per `mode`. The parts of
+/// `current` that `next` keeps as they are (its `status` on the main
+/// resource, all of it on the `status` subresource) are moved out of it
+/// rather than copied, so `current` is not the stored object afterwards.
 fn admit(
     kind: &KindInfo,
-    current: &Value,
+    current: &mut Value,
     mut wanted: Value,
     mode: UpdateMode,
     opts: WriteOptions,
-) -> Result<(Value, Vec<String>), ApiError> {
+) -> Result<Admitted, ApiError> {
     if !wanted.is_object() {
         return Err(ApiError::BadRequest("the object must be a JSON object".into()));
     }
     let pinned = pin_identity(kind, current, &mut wanted)?;
     let (checked, warnings) =
         if opts.prechecked && !pinned { (wanted, Vec::new()) } else { check(kind, &wanted, opts.validation)? };
-    let mut next = match mode {
+    let (mut next, unchanged) = match mode {
         UpdateMode::Main => {
             let mut next = checked;
             for field in SERVER_OWNED {
@@ -119,20 +134,29 @@ fn admit(
                     None => meta_mut(&mut next).remove(field),
                 };
             }
-            if kind.has_status {
-                set_status(&mut next, current.get("status").cloned());
+            // The stored status, moved: `current` has none left, so the two
+            // agree on it and are compared without it.
+            let moved = kind.has_status;
+            if moved {
+                set_status(&mut next, current.as_object_mut().and_then(|o| o.remove("status")));
             }
             if !object::same_desired_part(&next, current) {
                 let generation = meta(current).get("generation").and_then(Value::as_i64).unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), Value::from(generation + 1));
             }
-            next
+            let unchanged = same_but_revision(&next, current, moved);
+            (next, unchanged)
         }
         UpdateMode::Status => {
             check_task_transition(kind, current, &checked)?;
-            let mut next = current.clone();
-            set_status(&mut next, checked.get("status").cloned());
-            next
+            // Everything but the status is the stored object's, moved.
+            let mut checked = checked;
+            let status = checked.as_object_mut().and_then(|o| o.remove("status")).filter(|s| !s.is_null());
+            let unchanged = current.get("status") == status.as_ref();
+            let mut next = std::mem::take(current);
+            set_status(&mut next, status);
+            meta_mut(&mut next).remove("resourceVersion");
+            return Ok(Admitted { next, warnings, unchanged });
         }
     };
     if object::is_deleting(current) {
@@ -152,7 +176,34 @@ fn admit(
         }
     }
     meta_mut(&mut next).remove("resourceVersion");
-    Ok((next, warnings))
+    Ok(Admitted { next, warnings, unchanged })
+}
+
+/// Whether `next` (before its revision is stamped) will equal `current`
+/// (stamped with it) once stamped with the same revision; with
+/// `status_moved`, `current`'s status is in `next` and is left out.
+fn same_but_revision(next: &Value, current: &Value, status_moved: bool) -> bool {
+    let (Some(n), Some(c)) = (next.as_object(), current.as_object()) else { return next == current };
+    let same_meta = |a: &Value, b: &Value| {
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+        let plain = |(k, _): &(&String, &Value)| k.as_str() != "resourceVersion";
+        a.iter().filter(plain).eq(b.iter().filter(plain))
+    };
+    let skip = |(k, _): &(&String, &Value)| !(status_moved && k.as_str() == "status");
+    let mut left = n.iter().filter(skip);
+    let mut right = c.iter().filter(skip);
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return true,
+            (Some((ka, va)), Some((kb, vb))) => {
+                let same = ka == kb && if ka == "metadata" { same_meta(va, vb) } else { va == vb };
+                if !same {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// A Task's status write must follow the state machine
@@ -213,3 +264,7 @@ fn set_status(obj: &mut Value, status: Option<Value>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "update_tests.rs"]
+mod tests;
