@@ -93,6 +93,8 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its committer thread.
+    /// Opening reads every object key once (the committer's `presence`
+    /// count) and migrates a store of the older layout (`migrate`).
     ///
     /// Errors: `StoreError::Backend` when called outside a tokio runtime, when
     /// sled cannot open the directory (including when it is already open),
