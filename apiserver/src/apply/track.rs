@@ -154,17 +154,18 @@ pub(super) fn changed_fields(current: &Value, next: &Value, mode: UpdateMode, ha
     let empty = Map::new();
     let a = current.as_object().unwrap_or(&empty);
     let b = next.as_object().unwrap_or(&empty);
-    let mut path = FieldPath::new();
+    // Borrowed keys: a path is copied only for a field that changed.
+    let mut path: Vec<&str> = Vec::new();
     for key in union(a, b) {
         if key == "apiVersion" || key == "kind" || !key_in_scope(key, mode, has_status) {
             continue;
         }
-        path.push(key.clone());
+        path.push(key);
         if key == "metadata" {
             let ma = a.get(key).and_then(Value::as_object).unwrap_or(&empty);
             let mb = b.get(key).and_then(Value::as_object).unwrap_or(&empty);
             for mk in union(ma, mb).filter(|k| fields::is_owned_metadata(k)) {
-                path.push(mk.clone());
+                path.push(mk);
                 diff(ma.get(mk), mb.get(mk), &mut path, &mut out);
                 path.pop();
             }
@@ -177,16 +178,20 @@ pub(super) fn changed_fields(current: &Value, next: &Value, mode: UpdateMode, ha
 }
 
 /// The keys of `a`, then those of `b` that `a` lacks.
-fn union<'a>(a: &'a Map<String, Value>, b: &'a Map<String, Value>) -> impl Iterator<Item = &'a String> {
-    a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)))
+fn union<'a>(a: &'a Map<String, Value>, b: &'a Map<String, Value>) -> impl Iterator<Item = &'a str> {
+    a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).map(String::as_str)
+}
+
+fn owned(path: &[&str]) -> FieldPath {
+    path.iter().map(|k| k.to_string()).collect()
 }
 
 /// Adds the leaves under `path` whose values differ between `a` and `b`.
-fn diff(a: Option<&Value>, b: Option<&Value>, path: &mut FieldPath, out: &mut FieldSet) {
+fn diff<'a>(a: Option<&'a Value>, b: Option<&'a Value>, path: &mut Vec<&'a str>, out: &mut FieldSet) {
     match (non_empty_map(a), non_empty_map(b)) {
         (Some(x), Some(y)) => {
             for k in union(x, y) {
-                path.push(k.clone());
+                path.push(k);
                 diff(x.get(k), y.get(k), path, out);
                 path.pop();
             }
@@ -196,12 +201,12 @@ fn diff(a: Option<&Value>, b: Option<&Value>, path: &mut FieldPath, out: &mut Fi
         (Some(x), None) | (None, Some(x)) => {
             leaves_under(x, path, out);
             if a.is_some() && b.is_some() {
-                out.insert(path.clone());
+                out.insert(owned(path));
             }
         }
         (None, None) => {
             if !fields::same(a, b) {
-                out.insert(path.clone());
+                out.insert(owned(path));
             }
         }
     }
@@ -211,13 +216,13 @@ fn non_empty_map(v: Option<&Value>) -> Option<&Map<String, Value>> {
     v.and_then(Value::as_object).filter(|m| !m.is_empty())
 }
 
-fn leaves_under(map: &Map<String, Value>, path: &mut FieldPath, out: &mut FieldSet) {
+fn leaves_under<'a>(map: &'a Map<String, Value>, path: &mut Vec<&'a str>, out: &mut FieldSet) {
     for (k, v) in map {
-        path.push(k.clone());
+        path.push(k);
         match v.as_object().filter(|m| !m.is_empty()) {
             Some(m) => leaves_under(m, path, out),
             None => {
-                out.insert(path.clone());
+                out.insert(owned(path));
             }
         }
         path.pop();
