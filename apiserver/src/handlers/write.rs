@@ -72,7 +72,7 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
                 (false, Some(body)) => body.clone(),
                 (_, None) => return Err(ApiError::Internal("the update body was already used".into())),
             };
-            crate::apply::track_update(Some(current), &mut next, &manager, mode, kind.has_status);
+            track(current, &mut next, &manager, mode, kind.has_status);
             Ok(next)
         })
         .await?;
@@ -116,12 +116,22 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
         if object::meta_str(&next, "resourceVersion") == object::meta_str(current, "resourceVersion") {
             object::meta_mut(&mut next).remove("resourceVersion");
         }
-        crate::apply::track_update(Some(current), &mut next, &manager, mode, target.kind.has_status);
+        track(current, &mut next, &manager, mode, target.kind.has_status);
         Ok(next)
     })
     .await;
     let written = result?;
     Ok(respond_written(StatusCode::OK, &written))
+}
+
+/// Records the field ownership of an update of `current` to `next`. A write
+/// through the `status` subresource keeps the stored metadata, its
+/// `managedFields` included ([`objects::update`] takes only the status of
+/// what is computed here), so there is nothing to record for it.
+fn track(current: &Value, next: &mut Value, manager: &str, mode: UpdateMode, has_status: bool) {
+    if mode == UpdateMode::Main {
+        crate::apply::track_update(Some(current), next, manager, mode, has_status);
+    }
 }
 
 fn patch_error(target: &crate::path::Target, e: PatchError) -> ApiError {

@@ -1,0 +1,81 @@
+//! Updates through HTTP as clients make them (read, edit, send back): what
+//! is stored for the main resource and the `status` subresource, field
+//! ownership included, and what a stale `resourceVersion` gets.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn managed(obj: &Value) -> &Value {
+    &obj["metadata"]["managedFields"]
+}
+
+/// The `FieldsV1` of `manager`'s entry.
+fn owned_by<'a>(obj: &'a Value, manager: &str) -> &'a Value {
+    let entries = managed(obj).as_array().expect("managedFields");
+    let entry = entries.iter().find(|e| e["manager"] == manager).unwrap_or_else(|| panic!("no entry for {manager}"));
+    &entry["fieldsV1"]
+}
+
+#[tokio::test]
+async fn spec_and_status_puts_store_what_the_rules_say() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let created = api.post(&format!("{}?fieldManager=maker", tasks("web")), &task("web", "t1")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let t = created.body;
+
+    // The main resource: an annotation added by the creator goes to its own
+    // entry, the generation stays; the body's status is ignored.
+    let mut edit = t.clone();
+    edit["metadata"]["annotations"] = json!({"note": "1"});
+    edit["status"] = json!({"state": "FAILED"});
+    let r = api.put(&format!("{}?fieldManager=maker", task_path("web", "t1")), &edit).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let stored = api.get(&task_path("web", "t1")).await.body;
+    assert_eq!(stored, r.body, "the answer is the stored object");
+    assert_eq!(stored["metadata"]["generation"], 1);
+    assert_eq!(stored["status"], t["status"]);
+    assert_eq!(managed(&stored).as_array().unwrap().len(), 1);
+    assert_eq!(owned_by(&stored, "maker")["f:metadata"]["f:annotations"], json!({"f:note": {}}));
+    assert_eq!(owned_by(&stored, "maker")["f:spec"], owned_by(&t, "maker")["f:spec"]);
+
+    // A spec change by another manager moves the field to it and bumps the generation.
+    let mut edit = stored.clone();
+    edit["spec"]["command"] = json!("sleep 2");
+    let r = api.put(&format!("{}?fieldManager=other", task_path("web", "t1")), &edit).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let stored = r.body;
+    assert_eq!(stored["metadata"]["generation"], 2);
+    assert_eq!(owned_by(&stored, "other")["f:spec"], json!({"f:command": {}}));
+    assert!(owned_by(&stored, "maker")["f:spec"].get("f:command").is_none());
+
+    // The status subresource: only the status moves; metadata, its
+    // managedFields included, stays as stored.
+    let mut st = stored.clone();
+    st["status"]["message"] = json!("hello");
+    st["spec"]["command"] = json!("ignored");
+    st["metadata"]["annotations"] = json!({"note": "ignored"});
+    let r = api.put(&format!("{}/status?fieldManager=agent", task_path("web", "t1")), &st).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after = r.body;
+    assert_eq!(after["status"]["message"], "hello");
+    assert_eq!(after["spec"], stored["spec"]);
+    assert_eq!(after["metadata"]["generation"], 2);
+    assert_eq!(after["metadata"]["annotations"], stored["metadata"]["annotations"]);
+    assert_eq!(managed(&after), managed(&stored));
+    assert!(rv(&after) > rv(&stored));
+
+    // Sending the same status again writes nothing.
+    let same = api.put(&format!("{}/status", task_path("web", "t1")), &after).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+    assert_eq!(rv(&same.body), rv(&after));
+
+    // A stale resourceVersion is a conflict on either path.
+    for path in [task_path("web", "t1"), format!("{}/status", task_path("web", "t1"))] {
+        let r = api.put(&path, &stored).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{path}: {}", r.text);
+    }
+}
