@@ -42,12 +42,12 @@ impl std::fmt::Debug for Client {
 }
 
 /// The body of a request: none, JSON, or a JSON patch of the given media type.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Body<'a> {
     /// No body.
     None,
-    /// `application/json`.
-    Json(&'a serde_json::Value),
+    /// `application/json`, already serialised.
+    Json(Vec<u8>),
     /// A body with an explicit content type (patches).
     Typed(&'a serde_json::Value, &'static str),
 }
@@ -107,7 +107,7 @@ impl Client {
         let mut req = self.builder(&method, path, query).timeout(self.timeout);
         req = match body {
             Body::None => req,
-            Body::Json(v) => req.json(v),
+            Body::Json(bytes) => req.header(http::header::CONTENT_TYPE, "application/json").body(bytes),
             Body::Typed(v, content_type) => req
                 .header(http::header::CONTENT_TYPE, content_type)
                 .body(serde_json::to_vec(v).expect("a JSON value always serialises")),
@@ -160,11 +160,11 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Req>,
     ) -> Result<Resp> {
-        let value = body
-            .map(serde_json::to_value)
+        let bytes = body
+            .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| Error::InvalidRequest(format!("cannot serialise the request body: {e}")))?;
-        let body = value.as_ref().map_or(Body::None, Body::Json);
+        let body = bytes.map_or(Body::None, Body::Json);
         let bytes = self.send(method, path, query, body).await?;
         decode(std::any::type_name::<Resp>().rsplit("::").next().unwrap_or("response"), &bytes)
     }

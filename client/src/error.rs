@@ -220,7 +220,13 @@ impl Error {
 }
 
 /// Decodes `bytes` as `T`, naming the failing field path on error.
+///
+/// The bytes are decoded plainly first; only what fails is decoded again
+/// while tracking the path (which costs on every field), to name it.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|source| Error::Decode { what: what.to_string(), source })
 }

@@ -72,6 +72,14 @@ impl<K> std::fmt::Debug for Api<K> {
     }
 }
 
+/// Whether `json`, an object serialised by serde, starts with the fields
+/// `"apiVersion":"meseta.io/v1","kind":"<kind>"` (both present and set).
+fn has_type_meta(json: &[u8], kind: &str) -> bool {
+    let rest = json.strip_prefix(br#"{"apiVersion":""#).and_then(|r| r.strip_prefix(API_VERSION.as_bytes()));
+    let rest = rest.and_then(|r| r.strip_prefix(br#"","kind":""#)).and_then(|r| r.strip_prefix(kind.as_bytes()));
+    rest.is_some_and(|r| r.starts_with(b"\""))
+}
+
 fn group_prefix() -> String {
     format!("/apis/{API_VERSION}")
 }
@@ -169,6 +177,21 @@ impl<K: Resource> Api<K> {
         decode(K::KIND, &bytes)
     }
 
+    /// The body of a write of `obj`: its JSON, with `apiVersion` and `kind`
+    /// filled in where empty. Serialised straight to bytes when the object
+    /// already carries both (the usual case: its first bytes say so, as
+    /// every kind serialises those two fields first); otherwise through
+    /// [`Api::to_json`].
+    fn to_body(obj: &K) -> Result<Vec<u8>> {
+        let bytes = serde_json::to_vec(obj)
+            .map_err(|e| Error::InvalidRequest(format!("cannot serialise the {}: {e}", K::KIND)))?;
+        if has_type_meta(&bytes, K::KIND) {
+            return Ok(bytes);
+        }
+        let value = Self::to_json(obj)?;
+        Ok(serde_json::to_vec(&value).expect("a JSON value always serialises"))
+    }
+
     fn to_json(obj: &K) -> Result<Value> {
         let mut value = serde_json::to_value(obj)
             .map_err(|e| Error::InvalidRequest(format!("cannot serialise the {}: {e}", K::KIND)))?;
@@ -234,23 +257,23 @@ impl<K: Resource> Api<K> {
             }
             (false, _) => self.collection_path()?,
         };
-        let body = Self::to_json(obj)?;
-        self.send_obj(Method::POST, &path, &self.write_query(), Body::Json(&body)).await
+        let body = Self::to_body(obj)?;
+        self.send_obj(Method::POST, &path, &self.write_query(), Body::Json(body)).await
     }
 
     /// Replaces `obj` wholesale (PUT). With `metadata.resourceVersion` set the
     /// write fails with [`Error::is_conflict`] if the object changed since.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = K::KIND, name = obj.name()))]
     pub async fn replace(&self, obj: &K) -> Result<K> {
-        let body = Self::to_json(obj)?;
-        self.send_obj(Method::PUT, &self.path_of(obj, None)?, &self.write_query(), Body::Json(&body)).await
+        let body = Self::to_body(obj)?;
+        self.send_obj(Method::PUT, &self.path_of(obj, None)?, &self.write_query(), Body::Json(body)).await
     }
 
     /// Replaces the status of `obj` through the `status` subresource.
     #[tracing::instrument(level = "debug", skip_all, fields(kind = K::KIND, name = obj.name()))]
     pub async fn replace_status(&self, obj: &K) -> Result<K> {
-        let body = Self::to_json(obj)?;
-        self.send_obj(Method::PUT, &self.path_of(obj, Some("status"))?, &self.write_query(), Body::Json(&body)).await
+        let body = Self::to_body(obj)?;
+        self.send_obj(Method::PUT, &self.path_of(obj, Some("status"))?, &self.write_query(), Body::Json(body)).await
     }
 
     async fn patch(&self, name: &str, sub: Option<&str>, patch: &Value, media: &'static str) -> Result<K> {
@@ -368,6 +391,52 @@ mod tests {
         let v = Api::<Task>::to_json(&Task::default()).unwrap();
         assert_eq!(v["apiVersion"], "meseta.io/v1");
         assert_eq!(v["kind"], "Task");
+    }
+
+    #[test]
+    fn bodies_are_the_objects_json_with_api_version_and_kind() {
+        let mut t = Task::new("t1", Default::default()).in_namespace("web");
+        t.metadata.labels.insert("job".into(), "j".into());
+        let body = Api::<Task>::to_body(&t).unwrap();
+        assert!(has_type_meta(&body, "Task"), "{}", String::from_utf8_lossy(&body));
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), Api::<Task>::to_json(&t).unwrap());
+        let bare = Api::<Task>::to_body(&Task::default()).unwrap();
+        let v: Value = serde_json::from_slice(&bare).unwrap();
+        assert_eq!((v["apiVersion"].as_str(), v["kind"].as_str()), (Some("meseta.io/v1"), Some("Task")));
+    }
+
+    #[test]
+    fn type_meta_is_recognised_only_when_both_fields_are_set_as_expected() {
+        assert!(has_type_meta(br#"{"apiVersion":"meseta.io/v1","kind":"Task","metadata":{}}"#, "Task"));
+        assert!(!has_type_meta(br#"{"apiVersion":"meseta.io/v1","kind":"TaskX","metadata":{}}"#, "Task"));
+        assert!(!has_type_meta(br#"{"apiVersion":"meseta.io/v1","kind":"","metadata":{}}"#, "Task"));
+        assert!(!has_type_meta(br#"{"apiVersion":"","kind":"Task"}"#, "Task"));
+        assert!(!has_type_meta(br#"{"kind":"Task","apiVersion":"meseta.io/v1"}"#, "Task"));
+    }
+
+    proptest::proptest! {
+        /// Whatever apiVersion / kind an object carries, the fast body is
+        /// the same JSON as the one built through a `Value`.
+        #[test]
+        fn fast_bodies_equal_value_bodies(
+            api_version in proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just(API_VERSION.to_string()),
+                "[a-z./0-9\"]{0,14}",
+            ],
+            kind in proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just("Task".to_string()),
+                "[A-Za-z\"]{0,6}",
+            ],
+            name in "[a-z0-9-]{1,12}",
+        ) {
+            let mut t = Task::new(name, Default::default()).in_namespace("r");
+            t.api_version = api_version;
+            t.kind = kind;
+            let fast: Value = serde_json::from_slice(&Api::<Task>::to_body(&t).unwrap()).unwrap();
+            proptest::prop_assert_eq!(fast, Api::<Task>::to_json(&t).unwrap());
+        }
     }
 
     #[test]
