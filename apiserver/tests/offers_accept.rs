@@ -213,3 +213,59 @@ async fn pending_tasks_by_name_and_reservations() {
     let (_, rsvs) = h.get("reservations").await;
     assert!(rsvs["items"].as_array().unwrap().is_empty(), "{rsvs}");
 }
+
+#[tokio::test]
+async fn concurrent_answers_of_one_framework_all_commit_their_filters() {
+    let server = TestServer::start().await;
+    let h = std::sync::Arc::new(Http::new(&server));
+    h.framework("fw").await;
+    let n = 12;
+    for i in 0..n {
+        let offer = json!({"apiVersion": "meseta.io/v1", "kind": "Offer", "metadata": {"name": format!("o{i}")},
+            "spec": {"framework": "fw", "agent": format!("a{i}"), "resources": offer_spec()["resources"]}});
+        assert_eq!(h.post("offers", &offer).await.0, StatusCode::CREATED);
+    }
+    // Every answer writes the one Framework: they race on it.
+    let answers: Vec<_> = (0..n)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let filters = json!({"refuseSeconds": 30 + i});
+                let body = match i % 2 {
+                    0 => json!({"operations": [launch(&format!("t{i}"), 1.0, json!([]))], "filters": filters}),
+                    _ => json!({"framework": "fw", "filters": filters}),
+                };
+                let verb = if i % 2 == 0 { "accept" } else { "decline" };
+                h.post(&format!("offers/o{i}/{verb}"), &body).await
+            })
+        })
+        .collect();
+    for a in answers {
+        let (code, body) = a.await.unwrap();
+        assert_eq!(code, StatusCode::OK, "{body}");
+    }
+    let (_, fw) = h.get("frameworks/fw").await;
+    let mut agents: Vec<&str> =
+        fw["status"]["filters"].as_array().unwrap().iter().map(|f| f["agent"].as_str().unwrap()).collect();
+    agents.sort_unstable();
+    let mut want: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+    want.sort_unstable();
+    assert_eq!(agents, want, "one filter per answered agent: {fw}");
+    let (_, tasks) = h.get("tasks").await;
+    assert_eq!(tasks["items"].as_array().unwrap().len(), n / 2, "{tasks}");
+
+    // Another decline for an agent already filtered extends its one entry.
+    let until = |fw: &Value, agent: &str| {
+        let f = fw["status"]["filters"].as_array().unwrap().iter().find(|f| f["agent"] == agent).unwrap().clone();
+        f["until"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+    };
+    let before = until(&fw, "a1");
+    let offer = json!({"apiVersion": "meseta.io/v1", "kind": "Offer", "metadata": {"name": "again"},
+        "spec": {"framework": "fw", "agent": "a1", "resources": offer_spec()["resources"]}});
+    assert_eq!(h.post("offers", &offer).await.0, StatusCode::CREATED);
+    let (code, _) = h.post("offers/again/decline", &json!({"filters": {"refuseSeconds": 3600}})).await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, fw) = h.get("frameworks/fw").await;
+    assert_eq!(fw["status"]["filters"].as_array().unwrap().len(), n, "{fw}");
+    assert!(until(&fw, "a1") > before, "{fw}");
+}

@@ -75,14 +75,13 @@ pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
             run_operation(&call, &offer, &manager, now, i, op, &mut plan).await?;
         }
         let remaining = plan.pools.remaining();
+        let mut txn = Txn { compares: plan.compares, ops: plan.ops };
         if !remaining.is_empty() {
             let refuse = req.filters.as_ref().and_then(|f| f.refuse_seconds);
-            if let Some((key, rev, fw)) = framework_with_filter(&call, &offer, refuse, now).await? {
-                plan.compares.push(Compare::ModRevision { key: key.clone(), revision: rev });
-                plan.ops.push(Op::Put { key, value: object::to_stored(&fw) });
+            if let Some(fw) = framework_with_filter(&call, &offer, refuse, now).await? {
+                fw.add_to(&mut txn);
             }
         }
-        let txn = Txn { compares: plan.compares, ops: plan.ops };
         match call.state.store().txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 for t in &mut plan.tasks {

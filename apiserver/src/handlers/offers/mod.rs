@@ -3,7 +3,8 @@
 //!
 //! Owns the request shapes, the offer checks shared by both verbs (exists,
 //! outstanding, not expired, right framework) and the decline filters written
-//! into the Framework's `status.filters`. The drawing rules live in [`fit`],
+//! into the Framework's `status.filters` (edited on its stored bytes, see
+//! [`filters`]). The drawing rules live in [`fit`],
 //! the accept transaction in [`accept`]. It must not decide allocation: the
 //! allocator controller makes offers, this only consumes them.
 //!
@@ -17,6 +18,7 @@
 //!   MODIFIED, the Framework MODIFIED, Reservations ADDED / DELETED.
 
 mod accept;
+mod filters;
 mod fit;
 
 pub(super) use accept::serve as accept;
@@ -137,8 +139,8 @@ pub(crate) async fn usable_offer(
     if state != OfferState::Outstanding || offer.metadata.deletion_timestamp.is_some() {
         return Err(ApiError::Gone(format!("offer {name} is no longer outstanding ({state:?})")));
     }
-    if let Some(at) = offer.spec.expires_at.filter(|at| *at <= now) {
-        return Err(ApiError::Gone(format!("offer {name} expired at {}", at.to_rfc3339())));
+    if let Some(e) = expired(call, &offer, now) {
+        return Err(e);
     }
     if let Some(fw) = framework.filter(|fw| *fw != offer.spec.framework) {
         return Err(ApiError::Conflict {
@@ -150,26 +152,61 @@ pub(crate) async fn usable_offer(
     Ok((kv, offer))
 }
 
+/// The Framework's key, the revision read and the bytes to store: the
+/// Framework with a decline filter for the offer's agent.
+pub(crate) struct FilterPut {
+    key: String,
+    revision: u64,
+    value: bytes::Bytes,
+}
+
+impl FilterPut {
+    /// Adds the compare on the Framework and its write to `txn`.
+    pub(crate) fn add_to(self, txn: &mut Txn) {
+        txn.compares.push(Compare::ModRevision { key: self.key.clone(), revision: self.revision });
+        txn.ops.push(Op::Put { key: self.key, value: self.value });
+    }
+}
+
 /// The offer's Framework with a filter for `agent` until `now + refuse`
 /// (expired filters pruned), or `None` when the Framework does not exist or
-/// `refuse` is not positive. Returns its key, the revision read and the new value.
+/// `refuse` is not positive.
 pub(crate) async fn framework_with_filter(
     call: &Ctx,
     offer: &Offer,
     refuse: Option<f64>,
     now: DateTime<Utc>,
-) -> Result<Option<(String, u64, Value)>, ApiError> {
+) -> Result<Option<FilterPut>, ApiError> {
     let ns = call.target.namespace.as_deref();
     let key = object_key(kind("frameworks")?, ns, &offer.spec.framework);
-    let Some(kv) = call.state.store().get(&key).await? else {
+    let current = call.state.store().get(&key).await?;
+    filter_framework(current, offer, refuse, now)
+}
+
+/// [`framework_with_filter`] of the Framework as read (`current`). The
+/// stored bytes are edited in place ([`filters`]); only bytes not of the
+/// plain stored shape are decoded and encoded whole.
+fn filter_framework(
+    current: Option<KeyValue>,
+    offer: &Offer,
+    refuse: Option<f64>,
+    now: DateTime<Utc>,
+) -> Result<Option<FilterPut>, ApiError> {
+    let Some(kv) = current else {
         return Ok(None);
     };
-    let mut fw: Framework = decode(&kv)?;
-    let seconds = refuse.or(fw.spec.default_refuse_seconds).unwrap_or(DEFAULT_REFUSE_SECONDS);
+    let seconds = match refuse {
+        Some(s) => s,
+        None => default_refuse_seconds(&kv)?.unwrap_or(DEFAULT_REFUSE_SECONDS),
+    };
     if !(seconds > 0.0 && seconds.is_finite()) {
         return Ok(None);
     }
     let until = now + chrono::Duration::milliseconds((seconds.min(1e9) * 1000.0) as i64);
+    if let Some(value) = filters::with_filter(&kv.value, &offer.spec.agent, until, now) {
+        return Ok(Some(FilterPut { key: kv.key, revision: kv.mod_revision, value: value.into() }));
+    }
+    let mut fw: Framework = decode(&kv)?;
     let status = fw.status.get_or_insert_with(Default::default);
     status.filters.retain(|f| f.until > now);
     match status.filters.iter_mut().find(|f| f.agent == offer.spec.agent) {
@@ -177,7 +214,32 @@ pub(crate) async fn framework_with_filter(
         None => status.filters.push(OfferFilter { agent: offer.spec.agent.clone(), until }),
     }
     fw.metadata.resource_version = None;
-    Ok(Some((key, kv.mod_revision, encode(&fw)?)))
+    let value = object::to_stored(&encode(&fw)?);
+    Ok(Some(FilterPut { key: kv.key, revision: kv.mod_revision, value }))
+}
+
+/// The Framework's `spec.defaultRefuseSeconds`, read without decoding the rest.
+fn default_refuse_seconds(kv: &KeyValue) -> Result<Option<f64>, ApiError> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        spec: Spec,
+    }
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        #[serde(default)]
+        default_refuse_seconds: Option<f64>,
+    }
+    let head: Head =
+        serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(format!("stored {}: {e}", kv.key)))?;
+    Ok(head.spec.default_refuse_seconds)
+}
+
+/// The offer's expiry as of `now`, as [`usable_offer`] checks it.
+fn expired(call: &Ctx, offer: &Offer, now: DateTime<Utc>) -> Option<ApiError> {
+    let at = offer.spec.expires_at.filter(|at| *at <= now)?;
+    Some(ApiError::Gone(format!("offer {} expired at {}", call.target.name(), at.to_rfc3339())))
 }
 
 /// What a failed compare at index 0 (the offer) means.
@@ -199,9 +261,8 @@ pub(super) async fn decline(mut call: Call) -> Result<Response, ApiError> {
             compares: vec![Compare::ModRevision { key: offer_kv.key.clone(), revision: offer_kv.mod_revision }],
             ops: vec![Op::Delete { key: offer_kv.key.clone() }],
         };
-        if let Some((key, rev, fw)) = framework_with_filter(&call, &offer, refuse, now).await? {
-            txn.compares.push(Compare::ModRevision { key: key.clone(), revision: rev });
-            txn.ops.push(Op::Put { key, value: object::to_stored(&fw) });
+        if let Some(fw) = framework_with_filter(&call, &offer, refuse, now).await? {
+            fw.add_to(&mut txn);
         }
         match call.state.store().txn(txn).await? {
             TxnOutcome::Committed { .. } => {
