@@ -16,7 +16,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::selector::FieldSelector;
+use crate::selector::{FieldOp, FieldSelector};
 use crate::store::WatchIndex;
 
 /// The indexed fields. Adding one (say `spec.agent` of offers) is a line
@@ -50,6 +50,30 @@ pub(crate) fn read_field<'a>(stored: &'a [u8], path: &str) -> Option<Cow<'a, str
             Some(Cow::Owned(FieldSelector::value_of(&object, path).into_owned()))
         }
     }
+}
+
+/// Whether stored bytes pass every term of `fields`, each field read as
+/// [`read_field`] reads it; `None` when the bytes are not JSON. Terms on
+/// `metadata.resourceVersion` must be left to the decoded object (the stored
+/// bytes leave it out): see [`bytes_can_match`].
+pub(crate) fn fields_match(stored: &[u8], fields: &FieldSelector) -> Option<bool> {
+    for (path, op, want) in fields.requirements() {
+        let have = read_field(stored, path)?;
+        let holds = match op {
+            FieldOp::Equals => have == want,
+            FieldOp::NotEquals => have != want,
+        };
+        if !holds {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// Whether [`fields_match`] on stored bytes decides `fields` as the
+/// decoded object would.
+pub(crate) fn bytes_can_match(fields: &FieldSelector) -> bool {
+    fields.requirements().all(|(path, _, _)| !path.starts_with("metadata.resourceVersion"))
 }
 
 /// Walks the remaining path segments of a value; errors mean "decode it
@@ -219,6 +243,35 @@ mod tests {
         for raw in [r#"{"spec":{"agent":"a1"}"#, r#"{"spec":{"agent":"a1"}}x"#, "", "{not json"] {
             assert_eq!(read(raw), None, "{raw}");
         }
+    }
+
+    #[test]
+    fn field_terms_on_bytes_decide_as_on_the_object() {
+        let objects = [
+            json!({"metadata": {"name": "t1"}, "spec": {"agent": "a1"}, "status": {"state": "RUNNING"}}),
+            json!({"metadata": {"name": "t2"}, "spec": {"agent": "a2"}, "status": {"state": "PENDING"}}),
+            json!({"metadata": {"name": "t3"}, "spec": {}}),
+            json!({"metadata": {"name": "t4"}, "spec": {"agent": 7}}),
+        ];
+        let selectors = [
+            "spec.agent=a1",
+            "spec.agent!=a1",
+            "spec.agent=a1,status.state=RUNNING",
+            "spec.agent=a2,status.state!=PENDING",
+            "spec.agent=",
+            "metadata.name=t3,spec.agent!=a1",
+        ];
+        for raw in selectors {
+            let fields = FieldSelector::parse(raw).unwrap();
+            assert!(bytes_can_match(&fields));
+            for object in &objects {
+                let bytes = serde_json::to_vec(object).unwrap();
+                assert_eq!(fields_match(&bytes, &fields), Some(fields.matches(object)), "{raw} on {object}");
+            }
+        }
+        let fields = FieldSelector::parse("spec.agent=a1").unwrap();
+        assert_eq!(fields_match(b"{not json", &fields), None);
+        assert!(!bytes_can_match(&FieldSelector::parse("metadata.resourceVersion=5").unwrap()));
     }
 
     #[test]
