@@ -13,7 +13,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use meseta_client::{Api, Client};
 use meseta_schemas::kinds::{Framework, Task};
-use serde_json::{json, Value};
+use serde::de::IgnoredAny;
+use serde_json::json;
 use tokio::time::Instant;
 
 use super::apply::{attributes_of, group_of, jobs_by_key};
@@ -161,7 +162,8 @@ pub(crate) async fn place(
                     "operations": [{"type": "Launch", "taskNames": accept.tasks}],
                     "filters": {"refuseSeconds": 1},
                 });
-                let r: meseta_client::Result<Value> =
+                // The answer (the bound tasks) is not needed: skipped, not built.
+                let r: meseta_client::Result<IgnoredAny> =
                     api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
                 if let Err(e) = r {
                     tracing::debug!(offer = %accept.offer, error = %e, "accept refused; the tasks stay PENDING");
@@ -175,7 +177,8 @@ pub(crate) async fn place(
             let refuse = cfg.decline_refuse_seconds;
             work.push(Box::pin(async move {
                 let body = json!({"framework": FRAMEWORK, "filters": {"refuseSeconds": refuse}});
-                let r: meseta_client::Result<Value> = api_offers(&api).post_subresource(&offer, "decline", &body).await;
+                let r: meseta_client::Result<IgnoredAny> =
+                    api_offers(&api).post_subresource(&offer, "decline", &body).await;
                 if let Err(e) = r {
                     tracing::debug!(%offer, error = %e, "decline refused");
                 }
