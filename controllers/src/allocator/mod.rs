@@ -175,7 +175,7 @@ pub async fn run_shared(
         tasks_seen_w.fetch_max(newest, Ordering::AcqRel);
     };
     let caches = Caches {
-        agents: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        agents: watches.agents(changed.clone()),
         tasks: watches.tasks(changed.clone(), record_tasks),
         offers: spawn_cache_observing(
             Api::all(client.clone()),
@@ -184,7 +184,7 @@ pub async fn run_shared(
             cancel.clone(),
             record_gone,
         ),
-        frameworks: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
+        frameworks: watches.frameworks(changed.clone()),
         reservations: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
         quotas: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),
         roles: spawn_cache(Api::all(client.clone()), w.clone(), changed.clone(), cancel.clone()),

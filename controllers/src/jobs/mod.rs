@@ -160,7 +160,7 @@ pub async fn run_shared(
             changed.clone(),
             cancel.clone(),
         ),
-        agents: cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone()),
+        agents: watches.agents(changed.clone()),
     };
     let mut memory = Memory::default();
     let mut registered: HashMap<String, Instant> = HashMap::new();

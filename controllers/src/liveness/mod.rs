@@ -17,17 +17,21 @@
 mod plan;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meseta_client::watcher::Event;
 use meseta_client::{Api, Client, DeleteParams, WatchParams};
-use meseta_schemas::kinds::{Agent, Condition, Framework, FrameworkCapability, Lease, Offer, Task, TaskState};
+use meseta_schemas::kinds::{Agent, Condition, FrameworkCapability, Lease, Offer, Task, TaskState};
 use meseta_schemas::Time;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use self::plan::{plan, Limits, LivenessAction, Memory, Snapshot, UNREACHABLE};
+pub use self::plan::{
+    plan, plan_agents, plan_lost_tasks, plan_rescinds, AgentsVerdict, Limits, LivenessAction, Memory, Snapshot,
+    UNREACHABLE,
+};
 use crate::clock::Clock;
 use crate::tasks::{cache, transition_task};
 use crate::watches::Watches;
@@ -94,21 +98,26 @@ pub async fn run_shared(
 ) -> anyhow::Result<()> {
     let changed = Arc::new(Notify::new());
     let wp = WatchParams::default;
-    let agents = cache::spawn_cache(Api::<Agent>::all(client.clone()), wp(), changed.clone(), cancel.clone());
-    let leases = cache::spawn_cache(
+    let agents = watches.agents(changed.clone());
+    // The agents' leases by name, kept up to date from the lease watch's
+    // events, so a pass (one per burst of renewals) looks each up without
+    // building a map of them all.
+    let lease_map: Arc<Mutex<HashMap<String, Arc<Lease>>>> = Arc::default();
+    let leases = cache::spawn_cache_observing(
         Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
         wp(),
         changed.clone(),
         cancel.clone(),
+        track_leases(lease_map.clone()),
     );
     // Task changes do not wake this loop: its decisions follow leases and
     // agents, and the tasks of an unreachable agent are read at the next
     // pass (a change of those, or the resync).
     let tasks = watches.tasks(Arc::new(Notify::new()), |_| {});
     let offers = cache::spawn_cache(Api::<Offer>::all(client.clone()), wp(), changed.clone(), cancel.clone());
-    let frameworks = cache::spawn_cache(Api::<Framework>::all(client.clone()), wp(), changed.clone(), cancel.clone());
+    let frameworks = watches.frameworks(changed.clone());
     let mut memory = Memory::default();
-    // Passes look at every task: with many tasks they are paced by their cost.
+    // Passes look at every agent: with many agents they are paced by their cost.
     let mut busy = Duration::ZERO;
     while cache::wait_tick(&changed, config.resync, cache::paced_settle(SETTLE, busy), &cancel).await {
         if ![agents.is_ready(), leases.is_ready(), tasks.is_ready(), offers.is_ready(), frameworks.is_ready()]
@@ -118,25 +127,28 @@ pub async fn run_shared(
             continue;
         }
         let started = std::time::Instant::now();
-        let lease_map: HashMap<String, Arc<Lease>> =
-            leases.list().into_iter().map(|l| (l.metadata.name.clone(), l)).collect();
-        let aware: HashSet<(String, String)> = frameworks
-            .list()
-            .iter()
-            .filter(|f| f.spec.capabilities.contains(&FrameworkCapability::PartitionAware))
-            .map(|f| (f.metadata.namespace.clone().unwrap_or_default(), f.metadata.name.clone()))
-            .collect();
         let now = config.clock.now();
         let was_disrupted = memory.disrupted;
-        let (agent_list, task_list, offer_list) = (agents.list(), tasks.list(), offers.list());
-        let snapshot = Snapshot {
-            agents: &agent_list,
-            leases: &lease_map,
-            tasks: &task_list,
-            offers: &offer_list,
-            partition_aware: &aware,
+        let agent_list = agents.list();
+        let verdict = {
+            let lease_map = lease_map.lock().expect("lease map lock");
+            plan_agents(&mut memory, &agent_list, &lease_map, now, config.limits())
         };
-        let actions = plan(&mut memory, snapshot, now, config.limits());
+        let mut actions = verdict.actions;
+        // Tasks, frameworks and offers matter only while an agent is
+        // unreachable: most passes look at none of them.
+        if memory.loses_tasks() {
+            let aware: HashSet<(String, String)> = frameworks
+                .list()
+                .iter()
+                .filter(|f| f.spec.capabilities.contains(&FrameworkCapability::PartitionAware))
+                .map(|f| (f.metadata.namespace.clone().unwrap_or_default(), f.metadata.name.clone()))
+                .collect();
+            actions.extend(plan_lost_tasks(&memory, &tasks.list(), &aware));
+        }
+        if !verdict.unreachable.is_empty() {
+            actions.extend(plan_rescinds(&verdict.unreachable, &offers.list()));
+        }
         busy = started.elapsed();
         if memory.disrupted != was_disrupted {
             if memory.disrupted {
@@ -153,6 +165,25 @@ pub async fn run_shared(
         futures::future::join_all(writes).await;
     }
     Ok(())
+}
+
+/// The lease watch's observer that keeps `map` (leases by name) equal to
+/// the lease cache.
+fn track_leases(map: Arc<Mutex<HashMap<String, Arc<Lease>>>>) -> impl FnMut(&Event<Lease>) + Send + 'static {
+    move |event| {
+        let mut map = map.lock().expect("lease map lock");
+        match event {
+            Event::Applied(l) => {
+                map.insert(l.metadata.name.clone(), Arc::new(l.clone()));
+            }
+            Event::Deleted(l) => {
+                map.remove(&l.metadata.name);
+            }
+            Event::Restarted(all) => {
+                *map = all.iter().map(|l| (l.metadata.name.clone(), Arc::new(l.clone()))).collect();
+            }
+        }
+    }
 }
 
 async fn set_ready(

@@ -71,6 +71,8 @@ struct Seen {
     renewal: Option<Time>,
     /// When this controller first saw that renewal.
     at: Time,
+    /// The round that last saw the agent (to forget agents that are gone).
+    round: u64,
 }
 
 /// What the controller remembers between rounds.
@@ -84,27 +86,47 @@ pub struct Memory {
     filled_at: Option<Time>,
     /// Whether the last round was in disruption (to log the change once).
     pub disrupted: bool,
+    /// Rounds planned so far.
+    round: u64,
+}
+
+/// The lease of agent `name` (`agent-<name>`), looked up through `key`, a
+/// buffer reused so that no name is allocated per agent and round.
+fn lease_of<'l>(leases: &'l HashMap<String, Arc<Lease>>, key: &mut String, name: &str) -> Option<&'l Lease> {
+    key.clear();
+    key.push_str("agent-");
+    key.push_str(name);
+    leases.get(key.as_str()).map(|l| l.as_ref())
 }
 
 impl Memory {
     /// Records what the leases say now: when each agent's renewal was last
     /// seen to change. Forgets agents that are gone.
     fn observe(&mut self, agents: &[Arc<Agent>], leases: &HashMap<String, Arc<Lease>>, now: Time) {
-        let mut present = HashSet::new();
+        self.round = self.round.wrapping_add(1);
+        let round = self.round;
+        let mut key = String::new();
         for agent in agents {
             let name = agent.metadata.name.as_str();
-            present.insert(name);
-            let renewal = leases.get(&format!("agent-{name}")).and_then(|l| l.spec.renew_time.or(l.spec.acquire_time));
+            let renewal = lease_of(leases, &mut key, name).and_then(|l| l.spec.renew_time.or(l.spec.acquire_time));
             match self.seen.get_mut(name) {
-                Some(s) if s.renewal == renewal => {}
-                Some(s) => *s = Seen { renewal, at: now },
+                Some(s) if s.renewal == renewal => s.round = round,
+                Some(s) => *s = Seen { renewal, at: now, round },
                 None => {
-                    self.seen.insert(name.to_string(), Seen { renewal, at: now });
+                    self.seen.insert(name.to_string(), Seen { renewal, at: now, round });
                 }
             }
         }
-        self.seen.retain(|name, _| present.contains(name.as_str()));
-        self.admitted.retain(|name| present.contains(name.as_str()));
+        // Only agents of this round are left, so `seen` names the present ones.
+        self.seen.retain(|_, s| s.round == round);
+        let seen = &self.seen;
+        self.admitted.retain(|name| seen.contains_key(name));
+    }
+
+    /// Whether the last round admitted agents whose tasks are to be declared
+    /// lost (and is not in disruption): only then are tasks looked at.
+    pub fn loses_tasks(&self) -> bool {
+        !self.disrupted && !self.admitted.is_empty()
     }
 
     /// Tops the bucket up to `now` (burst one).
@@ -145,16 +167,47 @@ pub struct Snapshot<'a> {
     pub partition_aware: &'a HashSet<(String, String)>,
 }
 
-/// The liveness decisions for a snapshot; see the module docs.
+/// What a round decided about the agents themselves.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentsVerdict {
+    /// Agents to mark unreachable or reachable again.
+    pub actions: Vec<LivenessAction>,
+    /// Every unreachable agent (whose offers are rescinded).
+    pub unreachable: Vec<String>,
+}
+
+/// The liveness decisions for a snapshot; see the module docs. The same as
+/// [`plan_agents`], then [`plan_lost_tasks`] (when [`Memory::loses_tasks`]),
+/// then [`plan_rescinds`].
 pub fn plan(memory: &mut Memory, snapshot: Snapshot<'_>, now: Time, limits: Limits) -> Vec<LivenessAction> {
     let Snapshot { agents, leases, tasks, offers, partition_aware } = snapshot;
+    let verdict = plan_agents(memory, agents, leases, now, limits);
+    let mut actions = verdict.actions;
+    if memory.loses_tasks() {
+        actions.extend(plan_lost_tasks(memory, tasks, partition_aware));
+    }
+    actions.extend(plan_rescinds(&verdict.unreachable, offers));
+    actions
+}
+
+/// The first step of [`plan`]: which agents are unreachable (marking them,
+/// or marking them reachable again), disruption, and which unreachable
+/// agents are admitted to having their tasks declared lost.
+pub fn plan_agents(
+    memory: &mut Memory,
+    agents: &[Arc<Agent>],
+    leases: &HashMap<String, Arc<Lease>>,
+    now: Time,
+    limits: Limits,
+) -> AgentsVerdict {
     memory.observe(agents, leases, now);
     let mut actions = Vec::new();
     // Unreachable agents with how long they have been silent.
     let mut unreachable: Vec<(&str, chrono::Duration)> = Vec::new();
+    let mut key = String::new();
     for agent in agents {
         let name = agent.metadata.name.as_str();
-        let lease = leases.get(&format!("agent-{name}")).map(|l| l.as_ref());
+        let lease = lease_of(leases, &mut key, name);
         let marked = ready(agent).is_some_and(|c| c.status == "False" && c.reason == UNREACHABLE);
         let silent = memory.seen.get(name).map(|s| now - s.at).unwrap_or_default();
         if silent > duration_of(lease, limits.default_duration) {
@@ -166,7 +219,9 @@ pub fn plan(memory: &mut Memory, snapshot: Snapshot<'_>, now: Time, limits: Limi
             if marked {
                 actions.push(LivenessAction::MarkReachable(name.to_string()));
             }
-            memory.admitted.remove(name);
+            if !memory.admitted.is_empty() {
+                memory.admitted.remove(name);
+            }
         }
     }
     memory.fill(now, limits.lost_agents_per_second);
@@ -188,29 +243,47 @@ pub fn plan(memory: &mut Memory, snapshot: Snapshot<'_>, now: Time, limits: Limi
             }
             memory.admitted.insert(name.to_string());
         }
-        // Most passes find no agent admitted: no task to look at.
-        for t in tasks.iter().filter(|_| !memory.admitted.is_empty()) {
-            let Some(agent) = t.spec.agent.as_deref() else { continue };
-            let state = t.state();
-            if !memory.admitted.contains(agent) || state.is_terminal() || state == TaskState::Partitioned {
-                continue;
-            }
-            let ns = t.metadata.namespace.clone().unwrap_or_default();
-            let fw = t.spec.framework.clone().unwrap_or_else(|| "meseta".into());
-            let partitioned = partition_aware.contains(&(ns.clone(), fw));
-            actions.push(LivenessAction::LoseTask { namespace: ns, name: t.metadata.name.clone(), partitioned });
-        }
     }
-    let lost: HashSet<&str> = unreachable.iter().map(|(n, _)| *n).collect();
-    for o in offers {
-        if lost.contains(o.spec.agent.as_str()) {
-            actions.push(LivenessAction::Rescind(
-                o.metadata.namespace.clone().unwrap_or_default(),
-                o.metadata.name.clone(),
-            ));
+    AgentsVerdict { actions, unreachable: unreachable.into_iter().map(|(n, _)| n.to_string()).collect() }
+}
+
+/// The second step of [`plan`]: every task of an admitted agent that is
+/// neither terminal nor PARTITIONED goes LOST (PARTITIONED when its
+/// framework is partition-aware). Nothing while [`Memory::loses_tasks`] is false.
+pub fn plan_lost_tasks(
+    memory: &Memory,
+    tasks: &[Arc<Task>],
+    partition_aware: &HashSet<(String, String)>,
+) -> Vec<LivenessAction> {
+    let mut actions = Vec::new();
+    if !memory.loses_tasks() {
+        return actions;
+    }
+    for t in tasks {
+        let Some(agent) = t.spec.agent.as_deref() else { continue };
+        let state = t.state();
+        if !memory.admitted.contains(agent) || state.is_terminal() || state == TaskState::Partitioned {
+            continue;
         }
+        let ns = t.metadata.namespace.clone().unwrap_or_default();
+        let fw = t.spec.framework.clone().unwrap_or_else(|| "meseta".into());
+        let partitioned = partition_aware.contains(&(ns.clone(), fw));
+        actions.push(LivenessAction::LoseTask { namespace: ns, name: t.metadata.name.clone(), partitioned });
     }
     actions
+}
+
+/// The last step of [`plan`]: the offers of the `unreachable` agents are rescinded.
+pub fn plan_rescinds(unreachable: &[String], offers: &[Arc<Offer>]) -> Vec<LivenessAction> {
+    if unreachable.is_empty() {
+        return Vec::new();
+    }
+    let lost: HashSet<&str> = unreachable.iter().map(String::as_str).collect();
+    offers
+        .iter()
+        .filter(|o| lost.contains(o.spec.agent.as_str()))
+        .map(|o| LivenessAction::Rescind(o.metadata.namespace.clone().unwrap_or_default(), o.metadata.name.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -133,6 +133,39 @@ fn an_agent_without_a_lease_counts_from_when_it_was_first_seen() {
 }
 
 #[test]
+fn an_agent_that_left_and_came_back_counts_from_when_it_was_seen_again() {
+    let both = vec![agent("a", false), agent("b", false)];
+    let only_b = vec![agent("b", false)];
+    let none = HashMap::new();
+    let mut memory = Memory::default();
+    plan(&mut memory, snap(&both, &none, &[], &[], &HashSet::new()), at(0), UNLIMITED);
+    plan(&mut memory, snap(&only_b, &none, &[], &[], &HashSet::new()), at(10), UNLIMITED);
+    // `a` was forgotten while gone: back at 12, it has a full lease duration from then.
+    let back = plan(&mut memory, snap(&both, &none, &[], &[], &HashSet::new()), at(20), UNLIMITED);
+    assert_eq!(back, vec![LivenessAction::MarkUnreachable("b".into())], "only b is silent since 0");
+    let later = plan(&mut memory, snap(&both, &none, &[], &[], &HashSet::new()), at(36), UNLIMITED);
+    assert_eq!(later, vec![LivenessAction::MarkUnreachable("a".into()), LivenessAction::MarkUnreachable("b".into())]);
+}
+
+#[test]
+fn the_steps_skip_tasks_and_offers_when_no_agent_is_unreachable() {
+    let agents = vec![agent("a", false)];
+    let ls: HashMap<_, _> = [lease("a", 0)].into_iter().collect();
+    let mut memory = Memory::default();
+    let verdict = plan_agents(&mut memory, &agents, &ls, at(1), UNLIMITED);
+    assert_eq!(verdict, AgentsVerdict::default());
+    assert!(!memory.loses_tasks());
+    let verdict = plan_agents(&mut memory, &agents, &ls, at(17), UNLIMITED);
+    assert_eq!(verdict.unreachable, vec!["a".to_string()]);
+    assert!(memory.loses_tasks(), "admitted at once without a rate limit");
+    let tasks = vec![task("t", "a", TaskState::Running, None), task("u", "b", TaskState::Running, None)];
+    assert_eq!(lost_names(&plan_lost_tasks(&memory, &tasks, &HashSet::new())), vec!["t".to_string()]);
+    let offers = vec![offer("o1", "a"), offer("o2", "b")];
+    assert_eq!(plan_rescinds(&verdict.unreachable, &offers), vec![LivenessAction::Rescind("r".into(), "o1".into())]);
+    assert!(plan_rescinds(&[], &offers).is_empty());
+}
+
+#[test]
 fn unreachable_agents_lose_their_tasks_one_at_a_time_longest_silent_first() {
     let limits = Limits { lost_agents_per_second: 0.1, max_unreachable_fraction: 0.55, ..UNLIMITED };
     let agents: Vec<_> = (0..10).map(|i| agent(&format!("a{i}"), false)).collect();
