@@ -6,7 +6,7 @@
 //! 409 and a read. It must not decide anything about tasks.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use meseta_schemas::kinds::Task;
 use meseta_schemas::Resource;
@@ -14,7 +14,7 @@ use meseta_schemas::Resource;
 /// The newest seen copy of each task, by namespace and name.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    tasks: Mutex<HashMap<(String, String), Task>>,
+    tasks: Mutex<HashMap<(String, String), Arc<Task>>>,
 }
 
 fn key(task: &Task) -> (String, String) {
@@ -22,8 +22,8 @@ fn key(task: &Task) -> (String, String) {
 }
 
 impl Known {
-    /// Keeps `task` unless a newer copy of it is already known.
-    pub(crate) fn remember(&self, task: &Task) {
+    /// Keeps `task` (shared, not copied) unless a newer copy of it is already known.
+    pub(crate) fn remember(&self, task: &Arc<Task>) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         match tasks.get(&key(task)) {
             Some(have) if have.revision() >= task.revision() && have.metadata.uid == task.metadata.uid => {}
@@ -42,7 +42,7 @@ impl Known {
     }
 
     /// The newest known copy of `namespace/name`.
-    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Task> {
+    pub(crate) fn get(&self, namespace: &str, name: &str) -> Option<Arc<Task>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).get(&(namespace.to_string(), name.to_string())).cloned()
     }
 }
@@ -53,11 +53,11 @@ mod tests {
 
     use super::*;
 
-    fn task(uid: &str, rv: &str) -> Task {
+    fn task(uid: &str, rv: &str) -> Arc<Task> {
         let mut t = Task::new("t", TaskSpec::default()).in_namespace("r");
         t.metadata.uid = Some(uid.into());
         t.metadata.resource_version = Some(rv.into());
-        t
+        Arc::new(t)
     }
 
     #[test]

@@ -264,12 +264,13 @@ impl Agent {
             };
             match event {
                 Some(Ok(Event::Restarted(tasks))) => {
+                    let tasks: Vec<Arc<Task>> = tasks.into_iter().map(Arc::new).collect();
                     for t in &tasks {
                         handle_task(&shared, t);
                     }
                     cleanup_orphans(&shared, &tasks).await;
                 }
-                Some(Ok(Event::Applied(t))) => handle_task(&shared, &t),
+                Some(Ok(Event::Applied(t))) => handle_task(&shared, &Arc::new(t)),
                 Some(Ok(Event::Deleted(t))) => handle_deleted(&shared, &t),
                 Some(Err(e)) => tracing::warn!(error = %e, "task watch failed; retrying"),
                 None => break,
@@ -337,7 +338,7 @@ fn task_id(task: &Task) -> Option<ContainerId> {
 }
 
 /// Level-triggered handling of one task as last seen.
-fn handle_task(shared: &Arc<Shared>, task: &Task) {
+fn handle_task(shared: &Arc<Shared>, task: &Arc<Task>) {
     if task.spec.agent.as_deref() != Some(shared.config.name.as_str()) {
         return;
     }
@@ -388,14 +389,14 @@ fn handle_deleted(shared: &Arc<Shared>, task: &Task) {
 }
 
 /// Kills and deletes containers whose task is gone or finished (and has no runner).
-async fn cleanup_orphans(shared: &Arc<Shared>, tasks: &[Task]) {
+async fn cleanup_orphans(shared: &Arc<Shared>, tasks: &[Arc<Task>]) {
     let live: HashSet<ContainerId> = tasks
         .iter()
         .filter(|t| t.state().holds_resources())
-        .filter_map(task_id)
+        .filter_map(|t| task_id(t))
         .filter(|id| !shared.queue.has_terminal(id.as_str()))
         .collect();
-    let present: HashSet<ContainerId> = tasks.iter().filter_map(task_id).collect();
+    let present: HashSet<ContainerId> = tasks.iter().filter_map(|t| task_id(t)).collect();
     let Ok(ids) = shared.runtime.list().await else { return };
     for id in ids {
         let has_runner = shared.runners.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id);

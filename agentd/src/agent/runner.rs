@@ -59,14 +59,14 @@ impl RunnerHandle {
 }
 
 /// Starts the runner of `task` (container `id`).
-pub(crate) fn spawn(shared: Arc<Shared>, id: ContainerId, task: Task) -> RunnerHandle {
+pub(crate) fn spawn(shared: Arc<Shared>, id: ContainerId, task: Arc<Task>) -> RunnerHandle {
     let (tx, rx) = watch::channel(None);
     let done = CancellationToken::new();
     let handle = RunnerHandle {
         uid: task.metadata.uid.clone().unwrap_or_default(),
         kill: Arc::new(tx),
         done: done.clone(),
-        task: Arc::new(task.clone()),
+        task: task.clone(),
     };
     let span = tracing::info_span!("task", id = %id);
     tokio::spawn(tracing::Instrument::instrument(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use meseta_client::{Api, Client};
-use meseta_schemas::kinds::Task;
+use meseta_schemas::kinds::{Task, TaskStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::known::Known;
@@ -77,7 +77,7 @@ async fn deliver(client: &Client, queue: &StatusQueue, known: &Known, key: &str,
     for _attempt in 0..5 {
         let read = match at_hand.take() {
             Some(t) => Ok(Some(t)),
-            None => api.get_opt(&first.name).await,
+            None => api.get_opt(&first.name).await.map(|t| t.map(Arc::new)),
         };
         let task = match read {
             Ok(Some(t)) => t,
@@ -90,16 +90,25 @@ async fn deliver(client: &Client, queue: &StatusQueue, known: &Known, key: &str,
                 return false;
             }
         };
-        let uid = task.metadata.uid.clone().unwrap_or_default();
-        let status = task.status.clone().unwrap_or_default();
-        let Some(next) = apply_updates(&uid, &status, updates) else {
+        let uid = task.metadata.uid.as_deref().unwrap_or_default();
+        let next = match &task.status {
+            Some(status) => apply_updates(uid, status, updates),
+            None => apply_updates(uid, &TaskStatus::default(), updates),
+        };
+        let Some(next) = next else {
             return ack(queue, key, last_seq);
         };
-        let mut write = task.clone();
-        write.status = Some(next);
+        // The copy at hand with the new status (its old status not copied).
+        let write = Task {
+            api_version: task.api_version.clone(),
+            kind: task.kind.clone(),
+            metadata: task.metadata.clone(),
+            spec: task.spec.clone(),
+            status: Some(next),
+        };
         match api.replace_status(&write).await {
             Ok(written) => {
-                known.remember(&written);
+                known.remember(&Arc::new(written));
                 return ack(queue, key, last_seq);
             }
             Err(e) if e.is_conflict() => continue,
