@@ -136,7 +136,7 @@ fn stamp_new(kind: &KindInfo, obj: &mut Value, now: DateTime<Utc>) {
     for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         m.remove(server_owned);
     }
-    m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    m.insert("uid".into(), Value::String(new_uid()));
     m.insert("creationTimestamp".into(), Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, true)));
     m.insert("generation".into(), Value::from(1));
     if kind.has_status {
@@ -166,6 +166,14 @@ fn initial_status(kind: &KindInfo, now: DateTime<Utc>) -> Option<Value> {
             }],
         })
     })
+}
+
+/// A fresh random (version 4) uid. The bytes come from the thread's
+/// cryptographically secure generator (`rand::rng`, reseeded from the OS)
+/// rather than one `getrandom` system call per object.
+fn new_uid() -> String {
+    let uid = uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid();
+    uid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
 }
 
 fn suffix() -> String {
@@ -235,5 +243,22 @@ async fn create_checked(
             Ok(Written { object: obj, warnings, stored: Some(stored), splice_at })
         }
         TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_uid;
+
+    #[test]
+    fn uids_are_distinct_random_version_4_uuids() {
+        let uids: std::collections::HashSet<String> = (0..1000).map(|_| new_uid()).collect();
+        assert_eq!(uids.len(), 1000, "every uid is new");
+        for uid in &uids {
+            let parsed = uuid::Uuid::parse_str(uid).expect("a uid is a UUID");
+            assert_eq!(parsed.get_version(), Some(uuid::Version::Random), "{uid}");
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{uid}");
+            assert_eq!(uid, &parsed.hyphenated().to_string(), "lower-case hyphenated form");
+        }
     }
 }
