@@ -326,7 +326,7 @@ pub(super) fn run_committer(
             continue;
         };
         shared.applied.store(target, Ordering::Release);
-        if let Err(err) = trees.db.flush() {
+        if let Err(err) = trees.make_durable() {
             let mut waiting: Vec<Reply> = waiting.into_iter().map(|(_, reply)| reply).collect();
             waiting.extend(failed.into_iter().map(|(reply, _)| reply));
             return shared.poison(err.to_string(), waiting);

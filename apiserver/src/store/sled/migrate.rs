@@ -48,18 +48,18 @@ pub(super) fn to_one_tree(trees: &Handles, dir: &Path) -> Result<(), StoreError>
         for &(name, prefix) in &old {
             copied += copy(trees, name, prefix)?;
         }
-        trees.db.flush().map_err(backend)?;
+        trees.make_durable()?;
         tracing::info!(dir = %dir.display(), records = copied, "store migrated from one tree per key space to one tree");
     }
     if !marked {
         trees.tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes()[..]).map_err(backend)?;
-        trees.db.flush().map_err(backend)?;
+        trees.make_durable()?;
     }
     if !old.is_empty() {
         for (name, _) in &old {
             trees.db.drop_tree(name).map_err(backend)?;
         }
-        trees.db.flush().map_err(backend)?;
+        trees.make_durable()?;
         tracing::info!(dir = %dir.display(), "trees of the older store layout dropped");
     }
     Ok(())

@@ -82,6 +82,24 @@ struct Handles {
     db: ::sled::Db,
     /// Objects, change log and counters (see `codec`).
     tree: ::sled::Tree,
+    /// sled's data file (`<dir>/db`), synced after each flush; `None` for
+    /// a temporary database.
+    data_file: Option<std::fs::File>,
+}
+
+impl Handles {
+    /// Makes every write applied so far durable: sled's flush writes its
+    /// buffers out with `sync_file_range`, which neither commits the file's
+    /// size and extents nor flushes the disk's write cache, so a power loss
+    /// could still lose what it wrote; `fdatasync` on the data file then
+    /// does both, as etcd does for its WAL.
+    fn make_durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
+        if let Some(file) = &self.data_file {
+            file.sync_data().map_err(|err| StoreError::Backend(format!("syncing the store's data file: {err}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The embedded, durable [`Store`] on sled. See the module docs.
@@ -108,7 +126,10 @@ impl SledStore {
             config = config.cache_capacity(bytes);
         }
         let db = open_db(&config, dir)?;
-        let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db };
+        let data_path = dir.join("db");
+        let data_file = std::fs::File::open(&data_path)
+            .map_err(|err| StoreError::Backend(format!("opening {} to sync it: {err}", data_path.display())))?;
+        let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db, data_file: Some(data_file) };
         migrate::to_one_tree(&trees, dir)?;
         let revision =
             codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
@@ -249,7 +270,7 @@ impl Drop for SledStore {
             std::thread::sleep(Duration::from_millis(1));
             waited += Duration::from_millis(1);
         }
-        if let Err(err) = self.trees.db.flush() {
+        if let Err(err) = self.trees.make_durable() {
             tracing::warn!(error = %err, "final flush of the store failed");
         }
     }
