@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
 
-use super::{client, percentile, raw, task, tasks_url};
+use super::{client, etcd, percentile, raw, task, tasks_url};
 
 /// What a write run measured.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +42,22 @@ pub enum WriteKind {
     Update,
 }
 
+/// Which server a write run drives.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The apiserver: Tasks over its REST API.
+    Meseta,
+    /// The peer etcd (see [`etcd`]): the same writes as the transactions
+    /// kube-apiserver sends etcd for them, each putting `value` (a stored
+    /// Task's bytes) under the Task's key.
+    Etcd { value: Arc<Vec<u8>> },
+}
+
 /// How a write run is made and when it ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteRun {
+    /// Which server.
+    pub target: Target,
     /// Which write.
     pub kind: WriteKind,
     /// Concurrent closed-loop clients.
@@ -70,10 +83,10 @@ pub async fn writes(
     let (go, start_rx) = tokio::sync::watch::channel(None);
     let mut jobs = Vec::with_capacity(run.clients);
     for c in 0..run.clients {
-        let (base, ns) = (base.to_string(), ns.to_string());
+        let (base, ns, target) = (base.to_string(), ns.to_string(), run.target.clone());
         let (ready, started, mut start_rx) = (ready.clone(), started.clone(), start_rx.clone());
         jobs.push(tokio::spawn(async move {
-            let mut w = Writer::new(&base, &ns, run.kind, c).await?;
+            let mut w = Writer::new(&base, &ns, run.kind, c, &target).await?;
             ready.wait().await;
             let deadline = *start_rx.wait_for(Option::is_some).await?;
             let deadline: tokio::time::Instant = deadline.context("start signal")?;
@@ -106,10 +119,15 @@ pub async fn writes(
 /// One closed-loop client with its connection and, for updates, its Task.
 struct Writer {
     conn: raw::Connection,
-    /// Where the writes go: the collection for creates, the Task for updates.
+    /// Where the writes go: the collection for creates, the Task for updates
+    /// (etcd: its transaction endpoint).
     path: String,
     kind: WriteKind,
     id: usize,
+    /// The etcd peer's: the keys' prefix (`/registry/…/<ns>/`); the
+    /// apiserver's: empty.
+    key_prefix: String,
+    etcd: bool,
     /// The body, made once with slots for what changes between writes
     /// (a create's name; an update's `resourceVersion` and counter), so the
     /// client spends its share of the two cores on requests, not on building
@@ -120,7 +138,10 @@ struct Writer {
 }
 
 impl Writer {
-    async fn new(base: &str, ns: &str, kind: WriteKind, id: usize) -> anyhow::Result<Writer> {
+    async fn new(base: &str, ns: &str, kind: WriteKind, id: usize, target: &Target) -> anyhow::Result<Writer> {
+        if let Target::Etcd { value } = target {
+            return Writer::for_etcd(base, ns, kind, id, value).await;
+        }
         let collection = tasks_url(base, ns);
         let collection_path = collection.strip_prefix(base).context("the collection is under the base URL")?;
         let (path, template, resource_version) = match kind {
@@ -139,7 +160,27 @@ impl Writer {
             }
         };
         let conn = raw::Connection::open(base).await?;
-        Ok(Writer { conn, path, kind, id, template, resource_version })
+        Ok(Writer { conn, path, kind, id, key_prefix: String::new(), etcd: false, template, resource_version })
+    }
+
+    /// A writer of the etcd peer; an update client creates its key first.
+    async fn for_etcd(base: &str, ns: &str, kind: WriteKind, id: usize, value: &[u8]) -> anyhow::Result<Writer> {
+        let mut conn = raw::Connection::open(base).await?;
+        let (template, resource_version) = match kind {
+            WriteKind::Create => (etcd::create_template(value)?, String::new()),
+            WriteKind::Update => {
+                let key = etcd::key(ns, &format!("u{id}"));
+                let mut encoded = Vec::new();
+                etcd::encode_into(key.as_bytes(), &mut encoded);
+                let create = etcd::create_template(value)?;
+                let answer = conn.send("POST", etcd::TXN_PATH, &create, &[&encoded, &encoded]).await?;
+                expect_status(&answer, 200, "etcd create")?;
+                let revision = etcd::succeeded(answer.body)?;
+                (etcd::update_template(&key, value)?, revision)
+            }
+        };
+        let (path, key_prefix) = (etcd::TXN_PATH.to_string(), etcd::key(ns, ""));
+        Ok(Writer { conn, path, kind, id, key_prefix, etcd: true, template, resource_version })
     }
 
     /// Writes until `deadline` or until `started` reaches `count`; returns
@@ -153,10 +194,25 @@ impl Writer {
         let mut latencies = Vec::new();
         let mut n = 0u64;
         let mut slot = Vec::with_capacity(32);
+        let mut key = Vec::with_capacity(128);
         while tokio::time::Instant::now() < deadline && started.fetch_add(1, Ordering::Relaxed) < count {
             let sent = Instant::now();
             slot.clear();
             match self.kind {
+                WriteKind::Create if self.etcd => {
+                    write!(slot, "{}c{}-{n}", self.key_prefix, self.id)?;
+                    key.clear();
+                    etcd::encode_into(&slot, &mut key);
+                    let answer = self.conn.send("POST", &self.path, &self.template, &[&key, &key]).await?;
+                    expect_status(&answer, 200, "etcd create")?;
+                    etcd::succeeded(answer.body)?;
+                }
+                WriteKind::Update if self.etcd => {
+                    let values: [&[u8]; 1] = [self.resource_version.as_bytes()];
+                    let answer = self.conn.send("POST", &self.path, &self.template, &values).await?;
+                    expect_status(&answer, 200, "etcd update")?;
+                    self.resource_version = etcd::succeeded(answer.body)?;
+                }
                 WriteKind::Create => {
                     write!(slot, "c{}-{n}", self.id)?;
                     let answer = self.conn.send("POST", &self.path, &self.template, &[&slot]).await?;

@@ -2,9 +2,10 @@
 //!
 //! Owns the server process ([`Server`]: start on a temporary data directory,
 //! address, RSS, kill on drop) and the load generators in [`load`] and
-//! [`watch`]. It must not link the apiserver's internals: everything goes
+//! [`watch`], and the etcd peer of the write runs ([`etcd`]). It must not link the apiserver's internals: everything goes
 //! through the binary and its HTTP API, as a client would.
 
+pub mod etcd;
 pub mod load;
 pub mod raw;
 pub mod watch;

@@ -10,6 +10,12 @@
 //! - writes: closed-loop `POST` (create) and `PUT` with `resourceVersion`
 //!   (update) at each concurrency for a fixed duration; every write counted
 //!   was acknowledged, i.e. fsynced.
+//! - peer: the same write runs against a real etcd (the store Kubernetes
+//!   keeps its objects in) on the same machine and disk, through its
+//!   HTTP/JSON gateway, as the transactions kube-apiserver sends for a create
+//!   and an update; each figure is also printed as a ratio to etcd's
+//!   (`--peer none` skips it; without `etcd` on `PATH` it is skipped with a
+//!   note saying how to install it).
 //! - watch: one watcher on an empty collection, one writer creating Tasks at
 //!   a modest rate, each stamped with its send time; latency is send → event.
 //! - list: a fresh server filled with `--list-count` Tasks; the server's RSS
@@ -22,8 +28,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
-use meseta_bench::apiserver::load::{self, WriteKind, WriteRun};
-use meseta_bench::apiserver::{find_binary, watch, Server};
+use meseta_bench::apiserver::load::{self, Target, WriteFigures, WriteKind, WriteRun};
+use meseta_bench::apiserver::{etcd, find_binary, task, tasks_url, watch, Server};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark the apiserver over HTTP")]
@@ -55,6 +61,12 @@ struct Args {
     /// Write runs: create, update (default both).
     #[arg(long, value_delimiter = ',', default_value = "create,update")]
     kinds: Vec<String>,
+    /// The peer of the write runs: etcd or none.
+    #[arg(long, default_value = "etcd")]
+    peer: String,
+    /// The `etcd` binary of the peer (default: `etcd` on PATH).
+    #[arg(long)]
+    etcd: Option<PathBuf>,
     /// Sections to run: writes, watch, list (default all).
     #[arg(long, value_delimiter = ',', default_value = "writes,watch,list")]
     only: Vec<String>,
@@ -104,24 +116,42 @@ async fn main() -> anyhow::Result<()> {
             figures.push(Figure("watch.p99".into(), w.delivery(0.99), "ms"));
         }
         if wants("writes") {
+            let peer = match args.peer.as_str() {
+                "none" => None,
+                "etcd" => match etcd::find_binary(args.etcd.as_deref())? {
+                    Some(binary) => Some(binary),
+                    None => {
+                        println!("peer: no etcd on PATH, so no ratios (apt-get install etcd-server, or --etcd PATH)");
+                        None
+                    }
+                },
+                other => bail!("unknown peer {other:?}: expected etcd or none"),
+            };
+            // What the peer stores per write: the bytes of a Task as the apiserver stored it.
+            let sample = load::create(
+                &meseta_bench::apiserver::client()?,
+                &tasks_url(&server.base, "sample"),
+                &task("sample", "sample", serde_json::json!({})),
+            )
+            .await?;
+            let spec = Table { kinds: &kinds, clients: &args.clients, seconds, count: args.count };
             println!(
-                "{:<8} {:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}",
+                "{:<12} {:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}",
                 "write", "clients", "writes/s", "p50 ms", "p99 ms", "writes", "server µs/wr", "client µs/wr"
             );
-            for &kind in &kinds {
-                let label = if kind == WriteKind::Create { "create" } else { "update" };
-                for &c in &args.clients {
-                    let ns = format!("{label}-c{c}");
-                    let run =
-                        WriteRun { kind, clients: c, duration: Duration::from_secs_f64(seconds), count: args.count };
-                    let f = load::writes(&server.base, &ns, run, &|| server.cpu_seconds()).await?;
-                    println!(
-                        "{label:<8} {c:>8} {:>12.0} {:>10.2} {:>10.2} {:>10} {:>14.1} {:>14.1}",
-                        f.per_s, f.p50_ms, f.p99_ms, f.writes, f.server_cpu_us, f.client_cpu_us
-                    );
-                    figures.push(Figure(format!("{label}.c{c}"), f.per_s, "writes/s"));
-                    figures.push(Figure(format!("{label}.c{c}.server_cpu"), f.server_cpu_us, "us/write"));
-                    figures.push(Figure(format!("{label}.c{c}.client_cpu"), f.client_cpu_us, "us/write"));
+            let ours = spec.run("", &server.base, Target::Meseta, &|| server.cpu_seconds(), &mut figures).await?;
+            drop(server);
+            if let Some(binary) = peer {
+                let etcd = etcd::Etcd::start(&binary).await?;
+                let target = Target::Etcd { value: std::sync::Arc::new(serde_json::to_vec(&sample)?) };
+                let theirs = spec.run("etcd.", &etcd.base, target, &|| etcd.cpu_seconds(), &mut figures).await?;
+                println!("{:<12} {:>8} {:>12} {:>24} {:>14}", "vs etcd", "clients", "writes/s ×", "", "server CPU ×");
+                for ((name, ours), (_, theirs)) in ours.iter().zip(&theirs) {
+                    let (speed, cpu) = (ours.per_s / theirs.per_s, ours.server_cpu_us / theirs.server_cpu_us);
+                    let (kind, clients) = name.split_once(".c").unwrap_or((name, ""));
+                    println!("{kind:<12} {clients:>8} {speed:>12.2} {:>24} {cpu:>14.2}", "");
+                    figures.push(Figure(format!("{name}.vs_etcd"), speed, "x"));
+                    figures.push(Figure(format!("{name}.server_cpu.vs_etcd"), cpu, "x"));
                 }
             }
         }
@@ -163,6 +193,55 @@ async fn main() -> anyhow::Result<()> {
         println!("bench apiserver.{name} {shown} {unit}");
     }
     Ok(())
+}
+
+/// The write runs of one target: every kind at every concurrency.
+struct Table<'a> {
+    kinds: &'a [WriteKind],
+    clients: &'a [usize],
+    seconds: f64,
+    count: Option<u64>,
+}
+
+impl Table<'_> {
+    /// Runs the table against `base` and prints a row per run; records the
+    /// figures as `<prefix><kind>.c<clients>` and returns them by that name
+    /// without the prefix.
+    async fn run(
+        &self,
+        prefix: &str,
+        base: &str,
+        target: Target,
+        cpu: &dyn Fn() -> anyhow::Result<f64>,
+        figures: &mut Vec<Figure>,
+    ) -> anyhow::Result<Vec<(String, WriteFigures)>> {
+        let mut measured = Vec::new();
+        for &kind in self.kinds {
+            let label = if kind == WriteKind::Create { "create" } else { "update" };
+            for &c in self.clients {
+                let ns = format!("{label}-c{c}");
+                let duration = Duration::from_secs_f64(self.seconds);
+                let run = WriteRun { target: target.clone(), kind, clients: c, duration, count: self.count };
+                let f = load::writes(base, &ns, run, cpu).await?;
+                println!(
+                    "{:<12} {c:>8} {:>12.0} {:>10.2} {:>10.2} {:>10} {:>14.1} {:>14.1}",
+                    format!("{prefix}{label}"),
+                    f.per_s,
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.writes,
+                    f.server_cpu_us,
+                    f.client_cpu_us
+                );
+                let name = format!("{label}.c{c}");
+                figures.push(Figure(format!("{prefix}{name}"), f.per_s, "writes/s"));
+                figures.push(Figure(format!("{prefix}{name}.server_cpu"), f.server_cpu_us, "us/write"));
+                figures.push(Figure(format!("{prefix}{name}.client_cpu"), f.client_cpu_us, "us/write"));
+                measured.push((name, f));
+            }
+        }
+        Ok(measured)
+    }
 }
 
 /// `100k` for 100,000; counts that are not whole thousands verbatim.
