@@ -199,7 +199,7 @@ mod tests {
 
     fn trees() -> Handles {
         let db = ::sled::Config::new().temporary(true).open().expect("temporary sled");
-        Handles { tree: db.open_tree(codec::TREE).unwrap(), db, data_file: None }
+        Handles { tree: db.open_tree(codec::TREE).unwrap(), db, files: None }
     }
 
     fn create(key: &str, value: &'static str) -> Txn {

@@ -11,6 +11,8 @@
 //!   the one-tree layout on open.
 //! - `commit`: compares and the atomic write (one sled batch) of a batch of
 //!   transactions.
+//! - `durable`: syncing sled's files after its flush, so that what it
+//!   wrote survives a power cut.
 //! - `presence`: the committer's count of stored object keys, which spares
 //!   compares on keys that cannot exist (creates) their B-tree read.
 //! - `group_commit`: revision bookkeeping, the committer thread that applies
@@ -42,6 +44,7 @@ mod codec;
 mod commit;
 mod compact;
 mod dispatch;
+mod durable;
 mod group_commit;
 mod migrate;
 mod presence;
@@ -83,21 +86,18 @@ struct Handles {
     db: ::sled::Db,
     /// Objects, change log and counters (see `codec`).
     tree: ::sled::Tree,
-    /// sled's data file (`<dir>/db`), synced after each flush; `None` for
-    /// a temporary database.
-    data_file: Option<std::fs::File>,
+    /// sled's files, synced after each flush (see `durable`); `None` for a
+    /// temporary database.
+    files: Option<durable::Files>,
 }
 
 impl Handles {
-    /// Makes every write applied so far durable: sled's flush writes its
-    /// buffers out with `sync_file_range`, which neither commits the file's
-    /// size and extents nor flushes the disk's write cache, so a power loss
-    /// could still lose what it wrote; `fdatasync` on the data file then
-    /// does both, as etcd does for its WAL.
+    /// Makes every write applied so far durable, against a power cut too:
+    /// sled's flush, then `durable::Files::sync`.
     fn make_durable(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(backend)?;
-        if let Some(file) = &self.data_file {
-            file.sync_data().map_err(|err| StoreError::Backend(format!("syncing the store's data file: {err}")))?;
+        if let Some(files) = &self.files {
+            files.sync()?;
         }
         Ok(())
     }
@@ -127,10 +127,8 @@ impl SledStore {
             config = config.cache_capacity(bytes);
         }
         let db = open_db(&config, dir)?;
-        let data_path = dir.join("db");
-        let data_file = std::fs::File::open(&data_path)
-            .map_err(|err| StoreError::Backend(format!("opening {} to sync it: {err}", data_path.display())))?;
-        let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db, data_file: Some(data_file) };
+        let files = Some(durable::Files::open(dir)?);
+        let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db, files };
         migrate::to_one_tree(&trees, dir)?;
         let revision =
             codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
