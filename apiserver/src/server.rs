@@ -12,6 +12,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 use tracing::field::Empty;
@@ -69,6 +70,13 @@ pub async fn serve(
     tracing::info!(url = %format!("http://{addr}"), "apiserver listening");
     let collector = tokio::spawn(gc::run(state.clone()));
     let signal_state = state.clone();
+    // Without TCP_NODELAY a watch event written while the previous one is
+    // unacknowledged waits for the client's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "setting TCP_NODELAY on a connection failed");
+        }
+    });
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move {
             shutdown.await;
