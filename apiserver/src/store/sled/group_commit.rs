@@ -1,11 +1,11 @@
 //! Group commit: one committer thread applies queued transactions in
-//! batches; one syncer thread makes the applied batches durable, several at
-//! a time, and then publishes and answers them.
+//! batches, makes them durable with one flush per batch and then publishes
+//! them.
 //!
-//! Owns the revision bookkeeping shared by writers, readers, watchers, the
-//! committer and the syncer (`applied`, `durable`, `compacted`), the queue
-//! of submitted transactions, the live broadcast and the routed watchers'
-//! registry (`dispatch`). It must not evaluate transactions
+//! Owns the revision bookkeeping shared by writers, readers, watchers and the
+//! committer (`applied`, `durable`, `compacted`), the queue of submitted
+//! transactions, the live broadcast and the routed watchers' registry
+//! (`dispatch`). It must not evaluate transactions
 //! itself (that is `commit`) or read trees.
 //!
 //! # Expected flow
@@ -15,21 +15,19 @@
 //! 2. The committer wakes, takes everything queued (after the last batch had
 //!    several writers, waiting up to half a millisecond for as many again)
 //!    and applies it as one batch (`commit::apply_batch`, one sled
-//!    batch), sets `applied` and hands the batch to the syncer. Transactions
-//!    whose compare failed wrote nothing, but are answered through the
-//!    syncer too, since their compare may have seen a write not yet durable.
-//! 3. The syncer takes every batch handed to it so far, runs one `Db::flush`
-//!    and `fdatasync` for all of them (`Handles::make_durable`), then, in
-//!    order and under the publish lock, sets `durable`, queues each batch's
-//!    events for routed watchers and broadcasts them to the others, and
-//!    answers the batch's writers. Meanwhile the committer applies the next
-//!    batches, which the following flush covers: concurrent writers share
-//!    both the sled batch and the fsync, and applying never waits for the
-//!    disk.
+//!    batch). Transactions whose compare failed wrote nothing; they
+//!    are answered at once when the batch committed nothing, else after its
+//!    flush, since their compare may have seen a write of the batch.
+//! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
+//!    lock, sets `durable`, queues the batch's events for routed watchers
+//!    and broadcasts them to the others, then answers
+//!    the batch's committed writers. Transactions submitted meanwhile form
+//!    the next batch, so concurrent writers share both the sled batch
+//!    and the fsync.
 //!
-//! Dedicated threads rather than tasks: the apply and the flush block, and
-//! a thread that sleeps on a queue costs one wake-up per batch instead of a
-//! hop to the blocking pool per flush.
+//! A dedicated thread rather than a task: the apply and the flush block, and
+//! a thread that sleeps on the queue's condition variable costs one wake-up
+//! per batch instead of a hop to the blocking pool per flush.
 //!
 //! # Guarantees
 //!
@@ -38,7 +36,7 @@
 //! - `durable` only grows and never passes `applied`.
 //! - Events reach the broadcast once durable, in revision order, each once.
 //! - [`Shared::subscribe_live`] subscribes and reads `durable` under the same
-//!   lock the syncer publishes under: every event above the returned
+//!   lock the committer publishes under: every event above the returned
 //!   revision arrives on the returned receiver, every event at or below it is
 //!   in the change log. That is what lets a watch switch from replay to live
 //!   with no gap and no duplicate. [`Shared::subscribe_routed`] does the
@@ -46,7 +44,7 @@
 //!
 //! # Errors
 //!
-//! A failed flush poisons the store: waiting (including the batches' failed
+//! A failed flush poisons the store: waiting (including the batch's failed
 //! compares), queued and later writers get
 //! `StoreError::Backend` with the sled error text, since nothing can be
 //! promised durable any more. A batch whose write to sled fails wrote
@@ -249,14 +247,6 @@ impl Shared {
         }
     }
 
-    /// Answers `replies` with the reason the store refuses writes.
-    fn refuse(&self, replies: impl Iterator<Item = Reply>) {
-        let reason = self.failure.get().cloned().unwrap_or_else(|| "the store refuses writes".into());
-        for done in replies {
-            let _ = done.send(Err(StoreError::Backend(reason.clone())));
-        }
-    }
-
     /// Refuses every write from now on; answers `waiting` and the queued
     /// transactions with the reason.
     fn poison(&self, reason: String, waiting: Vec<Reply>) {
@@ -288,21 +278,8 @@ impl Shared {
     }
 }
 
-/// A batch applied by the committer and handed to the syncer, which
-/// answers it once everything up to it is durable.
-struct Settle {
-    /// The batch's last revision; `None` when it committed nothing (only
-    /// failed compares, which may have seen writes not yet durable).
-    target: Option<Revision>,
-    events: Vec<WatchEvent>,
-    committed: Vec<(Revision, Reply)>,
-    failed: Vec<(Reply, TxnOutcome)>,
-}
-
-/// The committer thread's loop: runs until the store is dropped. It alone
-/// holds `presence` (see `presence`). Durability is the syncer's
-/// ([`run_syncer`]), which it starts: the committer applies the next batch
-/// while the syncer flushes the ones before.
+/// The committer thread's loop: runs until the store is dropped or a flush
+/// fails. It alone holds `presence` (see `presence`).
 pub(super) fn run_committer(
     shared: Arc<Shared>,
     handles: Weak<Handles>,
@@ -310,16 +287,8 @@ pub(super) fn run_committer(
     watch_window: u64,
     runtime: tokio::runtime::Handle,
 ) {
-    let (settle, settled) = std::sync::mpsc::channel::<Settle>();
-    let syncer = {
-        let (shared, handles) = (Arc::clone(&shared), handles.clone());
-        std::thread::Builder::new()
-            .name("meseta-store-sync".into())
-            .spawn(move || run_syncer(shared, handles, settled, watch_window, runtime))
-    };
-    if let Err(err) = syncer {
-        return shared.poison(format!("starting the store's sync thread: {err}"), Vec::new());
-    }
+    // Background compactions go to the runtime's blocking pool.
+    let _runtime = runtime.enter();
     let mut gather = 1;
     while let Some((txns, replies)) = shared.next_batch(gather) {
         gather = txns.len();
@@ -335,88 +304,44 @@ pub(super) fn run_committer(
                 continue;
             }
         };
-        drop(trees);
-        let mut batch = Settle { target: None, events: Vec::new(), committed: Vec::new(), failed: Vec::new() };
+        let mut events = Vec::new();
+        let mut waiting = Vec::new();
+        let mut failed = Vec::new();
         for (outcome, reply) in outcomes.into_iter().zip(replies) {
             match outcome {
                 Applied::Committed { revision, events: mut produced } => {
-                    if batch.events.is_empty() {
-                        batch.events = produced;
+                    if events.is_empty() {
+                        events = produced;
                     } else {
-                        batch.events.append(&mut produced);
+                        events.append(&mut produced);
                     }
-                    batch.target = Some(revision);
-                    batch.committed.push((revision, reply));
+                    waiting.push((revision, reply));
                 }
-                Applied::Failed { compare, current } => {
-                    batch.failed.push((reply, TxnOutcome::Failed { compare, current }))
-                }
+                Applied::Failed { compare, current } => failed.push((reply, TxnOutcome::Failed { compare, current })),
             }
         }
-        if let Some(target) = batch.target {
-            shared.applied.store(target, Ordering::Release);
+        let Some(&(target, _)) = waiting.last() else {
+            // Every compare saw durable state (earlier batches are flushed).
+            answer_failed(failed);
+            continue;
+        };
+        shared.applied.store(target, Ordering::Release);
+        if let Err(err) = trees.make_durable() {
+            let mut waiting: Vec<Reply> = waiting.into_iter().map(|(_, reply)| reply).collect();
+            waiting.extend(failed.into_iter().map(|(reply, _)| reply));
+            return shared.poison(err.to_string(), waiting);
         }
-        if settle.send(batch).is_err() {
-            // The syncer has stopped: the store is closing.
-            return;
+        drop(trees);
+        shared.flushes.fetch_add(1, Ordering::Relaxed);
+        shared.publish(target, events);
+        for (revision, done) in waiting {
+            // The writer may have given up waiting (its future was dropped).
+            let _ = done.send(Ok(TxnOutcome::Committed { revision }));
         }
-    }
-}
-
-/// The syncer thread's loop: takes every batch the committer has applied,
-/// makes them durable with one flush and `fdatasync`, then publishes and
-/// answers them in order. Ends when the committer does (its channel closes).
-///
-/// One flush covers every batch applied before it, so while the disk is busy
-/// the next batches queue up here and share the following flush.
-fn run_syncer(
-    shared: Arc<Shared>,
-    handles: Weak<Handles>,
-    settled: std::sync::mpsc::Receiver<Settle>,
-    watch_window: u64,
-    runtime: tokio::runtime::Handle,
-) {
-    // Background compactions go to the runtime's blocking pool.
-    let _runtime = runtime.enter();
-    while let Ok(first) = settled.recv() {
-        let mut batches = vec![first];
-        batches.extend(settled.try_iter());
-        let committed = batches.iter().any(|b| b.target.is_some());
-        if committed {
-            let Some(trees) = upgrade(&shared, &handles) else { return };
-            let synced = trees.make_durable();
-            drop(trees);
-            if let Err(err) = synced {
-                let mut waiting = Vec::new();
-                for batch in batches.into_iter().chain(settled.try_iter()) {
-                    waiting.extend(batch.committed.into_iter().map(|(_, reply)| reply));
-                    waiting.extend(batch.failed.into_iter().map(|(reply, _)| reply));
-                }
-                shared.poison(err.to_string(), waiting);
-                // Batches the committer applies before it sees the poison.
-                for batch in settled.iter() {
-                    let replies =
-                        batch.committed.into_iter().map(|(_, r)| r).chain(batch.failed.into_iter().map(|(r, _)| r));
-                    shared.refuse(replies);
-                }
-                return;
-            }
-            shared.flushes.fetch_add(1, Ordering::Relaxed);
-        }
-        for batch in batches {
-            if let Some(target) = batch.target {
-                shared.publish(target, batch.events);
-            }
-            for (revision, done) in batch.committed {
-                // The writer may have given up waiting (its future was dropped).
-                let _ = done.send(Ok(TxnOutcome::Committed { revision }));
-            }
-            // A failed compare may have seen a write not durable until now.
-            answer_failed(batch.failed);
-        }
-        if committed {
-            maybe_compact(&shared, &handles, watch_window);
-        }
+        // A failed compare may have seen a write of this batch: answered
+        // only now that it is durable.
+        answer_failed(failed);
+        maybe_compact(&shared, &handles, watch_window);
     }
 }
 

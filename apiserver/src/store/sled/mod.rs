@@ -16,9 +16,8 @@
 //! - `presence`: the committer's count of stored object keys, which spares
 //!   compares on keys that cannot exist (creates) their B-tree read.
 //! - `group_commit`: revision bookkeeping, the committer thread that applies
-//!   concurrent writers' transactions in batches sharing one sled batch,
-//!   the syncer thread that makes them durable several batches to one
-//!   fsync, and the live event broadcast.
+//!   concurrent writers' transactions in batches sharing one sled batch
+//!   and one fsync, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `dispatch`: routing live events to narrowed watchers by index value.
 //! - `compact`: change-log compaction.
@@ -34,7 +33,7 @@
 //!
 //! # Caveats
 //!
-//! - `SledStore::open` must run inside a tokio runtime: the syncer thread
+//! - `SledStore::open` must run inside a tokio runtime: the committer thread
 //!   hands compactions to its blocking pool.
 //! - One process may open a directory once at a time (sled locks it). Dropping
 //!   the last `Arc<SledStore>` closes it synchronously, so the directory can be
