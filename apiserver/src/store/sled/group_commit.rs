@@ -18,7 +18,8 @@
 //!    batch). Transactions whose compare failed wrote nothing; they
 //!    are answered at once when the batch committed nothing, else after its
 //!    flush, since their compare may have seen a write of the batch.
-//! 3. It runs one `Db::flush` (fsync) for the batch, then, under the publish
+//! 3. It makes the batch durable (`Handles::make_durable`: sled's flush,
+//!    then `fdatasync` of sled's files), then, under the publish
 //!    lock, sets `durable`, queues the batch's events for routed watchers
 //!    and broadcasts them to the others, then answers
 //!    the batch's committed writers. Transactions submitted meanwhile form
