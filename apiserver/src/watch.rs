@@ -1,5 +1,8 @@
 //! Watch: `GET ...?watch=true&resourceVersion=N` as a chunked stream of
-//! newline-delimited JSON events, flushed one per line.
+//! newline-delimited JSON events. The events the store has ready at once (a
+//! group commit's batch) go out as one chunk, so one write and one TCP
+//! segment carry them: connections have Nagle's algorithm off, and a chunk
+//! per event would cost the watcher a wake-up and a read per event.
 //!
 //! # Expected flow
 //!
@@ -35,7 +38,7 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use meseta_schemas::API_VERSION;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -48,8 +51,11 @@ use crate::objects::{self, Filter};
 use crate::selector::FieldSelector;
 use crate::store::{EventKind, IndexedWatch, Revision, WatchEvent, WatchProgress, WatchStream};
 
-/// Events buffered per watch before its task waits for the client.
+/// Chunks buffered per watch before its task waits for the client.
 const BUFFER: usize = 256;
+
+/// Most events joined into one chunk.
+const JOIN_MAX: usize = 64;
 
 /// Serves a watch request.
 pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
@@ -145,18 +151,32 @@ impl Watch {
             tokio::select! {
                 ev = stream.next() => match ev {
                     Some(Ok(ev)) => {
-                        self.last = self.last.max(ev.revision);
-                        match convert(&ev, &self.filter, self.byte_fields.as_ref()) {
-                            Ok(Some(kind)) => {
-                                if !self.send_event(kind, &ev).await {
-                                    return;
-                                }
+                        // The events ready now, as one chunk.
+                        let mut lines = Vec::new();
+                        let mut next = Some(ev);
+                        let mut end = None;
+                        while let Some(ev) = next.take() {
+                            if let Err(e) = self.take(&ev, &mut lines) {
+                                end = Some(Some(e));
+                                break;
                             }
-                            Ok(None) => {}
-                            Err(e) => {
-                                self.send_error(e).await;
-                                return;
+                            if lines.len() >= JOIN_MAX {
+                                break;
                             }
+                            match stream.next().now_or_never() {
+                                Some(Some(Ok(ev))) => next = Some(ev),
+                                Some(Some(Err(e))) => end = Some(Some(ApiError::from(e))),
+                                Some(None) => end = Some(None),
+                                None => {}
+                            }
+                        }
+                        if !self.send_lines(lines).await {
+                            return;
+                        }
+                        match end {
+                            Some(Some(e)) => return self.send_error(e).await,
+                            Some(None) => return,
+                            None => {}
                         }
                     }
                     Some(Err(e)) => {
@@ -193,10 +213,12 @@ impl Watch {
         self.tx.send(Bytes::from(line)).await.is_ok()
     }
 
-    /// Sends the event line of a store event; false when the client is gone.
-    /// Without a table, the line is made once per event and shared by every
-    /// watcher that sends it.
-    async fn send_event(&self, kind: Kind, ev: &WatchEvent) -> bool {
+    /// Adds the line of a store event to `lines` when the watch's filter
+    /// lets it through. Without a table, the line is made once per event and
+    /// shared by every watcher that sends it.
+    fn take(&mut self, ev: &WatchEvent, lines: &mut Vec<Bytes>) -> Result<(), ApiError> {
+        self.last = self.last.max(ev.revision);
+        let Some(kind) = convert(ev, &self.filter, self.byte_fields.as_ref())? else { return Ok(()) };
         let line = match self.table {
             Some(info) => derived(ev).object(ev, kind.side()).map(|obj| {
                 let mut line =
@@ -204,16 +226,22 @@ impl Watch {
                         .expect("JSON serialises");
                 line.push(b'\n');
                 Bytes::from(line)
-            }),
-            None => derived(ev).line(ev, kind),
+            })?,
+            None => derived(ev).line(ev, kind)?,
         };
-        match line {
-            Ok(line) => self.tx.send(line).await.is_ok(),
-            Err(e) => {
-                self.send_error(e).await;
-                false
-            }
-        }
+        lines.push(line);
+        Ok(())
+    }
+
+    /// Sends `lines` as one chunk (none when empty); false when the client
+    /// is gone.
+    async fn send_lines(&self, lines: Vec<Bytes>) -> bool {
+        let chunk = match lines.len() {
+            0 => return true,
+            1 => lines.into_iter().next().unwrap_or_default(),
+            _ => Bytes::from(lines.concat()),
+        };
+        self.tx.send(chunk).await.is_ok()
     }
 
     async fn send_error(&self, e: ApiError) {
