@@ -6,6 +6,7 @@
 //! `metadata.resourceVersion`: it is stamped from the key's `mod_revision` on
 //! every read. It must not do I/O.
 
+pub(crate) mod scan;
 mod splice;
 
 use serde_json::{Map, Value};

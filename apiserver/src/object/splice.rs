@@ -3,33 +3,33 @@
 //! so the wire form is the stored bytes with `"resourceVersion":"<rev>"`
 //! written right after the `{` of the top-level `metadata` object.
 //!
-//! Owns finding that `{` safely: a small scanner walks the top-level keys
-//! (skipping values without decoding them) and the keys of `metadata`, and
-//! gives up, so that callers parse instead, whenever the bytes are not the
-//! plain shape the store writes: no `metadata` object, a key with escapes, a
-//! `resourceVersion` already present, or anything malformed. It must not
-//! allocate or do I/O.
+//! Owns finding that `{` safely: the lenient [`Scan`] walks the top-level
+//! keys (skipping values without decoding them) and the keys of `metadata`,
+//! and gives up, so that callers parse instead, whenever the bytes are not
+//! the plain shape the store writes: no `metadata` object, a key with
+//! escapes, a `resourceVersion` already present, or anything malformed. It
+//! must not allocate or do I/O.
 
+use super::scan::{Lenient, Scan};
 use crate::store::Revision;
 
 /// Where the `resourceVersion` field goes in `stored`: the index right after
 /// the `{` of the top-level `metadata` object, and whether that object is
 /// empty. `None` when the bytes are not of the plain stored shape.
 pub fn splice_point(stored: &[u8]) -> Option<(usize, bool)> {
-    let mut scan = Scan { b: stored, i: 0 };
+    let mut scan = Scan::lenient(stored);
     let mut found = None;
-    scan.object(|scan, key| {
-        if key == b"metadata" {
+    scan.object(|scan, member| {
+        if member.key == b"metadata" {
             if found.is_some() {
                 return None;
             }
-            found = Some(scan.metadata_start()?);
+            found = Some(metadata_start(scan)?);
             return Some(());
         }
-        scan.value()
+        scan.value().map(drop)
     })?;
-    scan.ws();
-    if scan.i != stored.len() {
+    if !scan.at_end() {
         return None;
     }
     found
@@ -39,13 +39,13 @@ pub fn splice_point(stored: &[u8]) -> Option<(usize, bool)> {
 /// as those a write just serialised: the scan stops at the end of
 /// `metadata` instead of checking the rest of the object.
 pub fn splice_point_of_json(stored: &[u8]) -> Option<(usize, bool)> {
-    let mut scan = Scan { b: stored, i: 0 };
+    let mut scan = Scan::lenient(stored);
     let mut found = None;
-    let _ = scan.object(|scan, key| {
-        if key != b"metadata" {
-            return scan.value();
+    let _ = scan.object(|scan, member| {
+        if member.key != b"metadata" {
+            return scan.value().map(drop);
         }
-        found = Some(scan.metadata_start()?);
+        found = Some(metadata_start(scan)?);
         // Stop: the rest of the object is not needed.
         None
     });
@@ -58,19 +58,15 @@ pub fn splice_point_of_json(stored: &[u8]) -> Option<(usize, bool)> {
 /// anything it refuses, see the module doc): `each` may then have seen some
 /// fields, and callers parse instead.
 pub fn metadata_fields<'a>(stored: &'a [u8], mut each: impl FnMut(&[u8], &'a [u8])) -> Option<()> {
-    let mut scan = Scan { b: stored, i: 0 };
+    let mut scan = Scan::lenient(stored);
     let mut done = false;
-    let _ = scan.object(|scan, key| {
-        if key != b"metadata" {
-            return scan.value();
+    let _ = scan.object(|scan, member| {
+        if member.key != b"metadata" {
+            return scan.value().map(drop);
         }
-        if scan.peek()? != b'{' {
-            return None;
-        }
-        scan.object(|scan, key| {
-            let start = scan.i;
-            scan.value()?;
-            each(key, &stored[start..scan.i]);
+        scan.object(|scan, member| {
+            let value = scan.value()?;
+            each(member.key, &stored[value.start..value.end]);
             Some(())
         })?;
         done = true;
@@ -94,139 +90,19 @@ pub fn append_spliced(out: &mut Vec<u8>, stored: &[u8], point: (usize, bool), re
     out.extend_from_slice(&stored[at..]);
 }
 
-/// A forward-only JSON scanner over trusted-but-checked bytes.
-struct Scan<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    /// Skips a string starting at `"`; returns its raw content and whether
-    /// it held an escape.
-    fn string(&mut self) -> Option<(&'a [u8], bool)> {
-        if self.peek()? != b'"' {
+/// Reads the `metadata` object at the cursor: the index right after its `{`
+/// and whether it is empty; `None` when it is not an object or already
+/// holds a `resourceVersion`.
+fn metadata_start(scan: &mut Lenient<'_>) -> Option<(usize, bool)> {
+    let mut empty = true;
+    let object = scan.object(|scan, member| {
+        empty = false;
+        if member.key == b"resourceVersion" {
             return None;
         }
-        let start = self.i + 1;
-        let mut j = start;
-        let mut escaped = false;
-        loop {
-            match *self.b.get(j)? {
-                b'"' => break,
-                b'\\' => {
-                    escaped = true;
-                    j += 2;
-                }
-                _ => j += 1,
-            }
-        }
-        self.i = j + 1;
-        Some((&self.b[start..j], escaped))
-    }
-
-    /// Walks an object starting at `{`, calling `each` with the scanner at
-    /// the start of each value (after `:`); `each` must consume the value.
-    /// Keys with escapes are refused.
-    /// Reads the `metadata` object at the cursor: the index right after its
-    /// `{` and whether it is empty; `None` when it is not an object or
-    /// already holds a `resourceVersion`.
-    fn metadata_start(&mut self) -> Option<(usize, bool)> {
-        if self.peek()? != b'{' {
-            return None;
-        }
-        let at = self.i + 1;
-        let mut empty = true;
-        self.object(|scan, key| {
-            empty = false;
-            if key == b"resourceVersion" {
-                return None;
-            }
-            scan.value()
-        })?;
-        Some((at, empty))
-    }
-
-    fn object(&mut self, mut each: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
-        self.ws();
-        if self.peek()? != b'{' {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            let (key, escaped) = self.string()?;
-            if escaped {
-                return None;
-            }
-            self.ws();
-            if self.peek()? != b':' {
-                return None;
-            }
-            self.i += 1;
-            self.ws();
-            each(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Skips one value of any type.
-    fn value(&mut self) -> Option<()> {
-        self.ws();
-        match self.peek()? {
-            b'"' => self.string().map(|_| ()),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return Some(());
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-            }
-            _ => {
-                let start = self.i;
-                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')) {
-                    self.i += 1;
-                }
-                (self.i > start).then_some(())
-            }
-        }
-    }
+        scan.value().map(drop)
+    })?;
+    Some((object.start + 1, empty))
 }
 
 #[cfg(test)]

@@ -13,47 +13,51 @@
 //! `{"agent":..,"until":..}` with chrono's RFC 3339 form). Whenever the bytes
 //! are not of that shape (no `status` object, escapes, whitespace, a filter
 //! with other fields, a time in another form, a repeated key) it gives up
-//! and the caller decodes fully. It must not read the store or allocate more
-//! than the output.
+//! and the caller decodes fully: whitespace is refused because the re-encode
+//! would drop it, not because offsets count on its absence (they come from
+//! the compact [`Scan`]). It must not read the store or allocate more than
+//! the output.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use meseta_schemas::kinds::OfferFilter;
+
+use crate::object::scan::{Compact, Scan, Span};
 
 /// `stored` with the filter for `agent` at `until` (kept when later) and the
 /// filters lapsed at `now` dropped, or `None` when the bytes are not of the
 /// plain stored shape.
 pub(super) fn with_filter(stored: &[u8], agent: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Option<Vec<u8>> {
-    let mut scan = Scan { b: stored, i: 0 };
+    let mut scan = Scan::compact(stored);
     let mut place = None;
-    scan.object(|scan, key| {
-        if key != b"status" {
-            return scan.value();
+    scan.object(|scan, member| {
+        if member.key != b"status" {
+            return scan.value().map(drop);
         }
         if place.is_some() {
             return None;
         }
-        place = Some(scan.status()?);
+        place = Some(status(scan)?);
         Some(())
     })?;
-    if scan.i != stored.len() {
+    if !scan.at_end() {
         return None;
     }
     let place = place?;
     let mut out = Vec::with_capacity(stored.len() + 96);
     match place {
-        Place::Array { start, end } => {
-            out.extend_from_slice(&stored[..start]);
-            write_filters(&mut out, &stored[start..end], agent, until, now)?;
-            out.extend_from_slice(&stored[end..]);
+        Place::Array(array) => {
+            out.extend_from_slice(&stored[..array.start]);
+            write_filters(&mut out, &stored[array.start..array.end], agent, until, now)?;
+            out.extend_from_slice(&stored[array.end..]);
         }
-        Place::Insert { at, comma_before } => {
+        Place::Insert { at, comma_before, comma_after } => {
             out.extend_from_slice(&stored[..at]);
             if comma_before {
                 out.push(b',');
             }
             out.extend_from_slice(b"\"filters\":");
             write_filters(&mut out, b"[]", agent, until, now)?;
-            if !comma_before && stored[at] != b'}' {
+            if comma_after {
                 out.push(b',');
             }
             out.extend_from_slice(&stored[at..]);
@@ -64,14 +68,14 @@ pub(super) fn with_filter(stored: &[u8], agent: &str, until: DateTime<Utc>, now:
 
 /// Writes the new filter array for the old array `old` (its raw bytes).
 fn write_filters(out: &mut Vec<u8>, old: &[u8], agent: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Option<()> {
-    let mut scan = Scan { b: old, i: 0 };
+    let mut scan = Scan::compact(old);
     let mut first = true;
     let mut found = false;
     out.push(b'[');
     scan.array(|scan| {
-        let start = scan.i;
-        let (name, at) = scan.filter()?;
-        let raw = &scan.b[start..scan.i];
+        let start = scan.pos();
+        let (name, at) = filter(scan)?;
+        let raw = &old[start..scan.pos()];
         let at_time = parse_time(at)?;
         if at_time <= now {
             return Some(());
@@ -94,7 +98,7 @@ fn write_filters(out: &mut Vec<u8>, old: &[u8], agent: &str, until: DateTime<Utc
         out.extend_from_slice(raw);
         Some(())
     })?;
-    if scan.i != old.len() {
+    if !scan.at_end() {
         return None;
     }
     if !found {
@@ -143,156 +147,60 @@ fn parse_time(text: &[u8]) -> Option<DateTime<Utc>> {
 
 /// Where the filter array is, or where it goes when absent.
 enum Place {
-    /// The raw bytes `start..end` of the present array.
-    Array { start: usize, end: usize },
-    /// Insert `"filters":[...]` at `at` (before a later key or the closing
-    /// brace), with a comma before it when it follows another member.
-    Insert { at: usize, comma_before: bool },
+    /// The span of the present array.
+    Array(Span),
+    /// Insert `"filters":[...]` at `at`, with a comma before it when it
+    /// follows another member and after it when another member follows.
+    Insert { at: usize, comma_before: bool, comma_after: bool },
 }
 
-/// A scanner over compact JSON (no whitespace, as serde_json writes it).
-struct Scan<'a> {
-    b: &'a [u8],
-    i: usize,
+/// The `status` object at the cursor: where its `filters` array is or would
+/// go, by key order.
+fn status(scan: &mut Compact<'_>) -> Option<Place> {
+    let mut place = None;
+    let mut last_member_end = None;
+    let object = scan.object(|scan, member| {
+        let value = if member.key == b"filters" {
+            if place.is_some() {
+                return None;
+            }
+            let array = scan.array(|scan| scan.value().map(drop))?;
+            place = Some(Place::Array(array));
+            array
+        } else {
+            if place.is_none() && member.key > b"filters".as_slice() {
+                place = Some(Place::Insert { at: member.key_span.start, comma_before: false, comma_after: true });
+            }
+            scan.value()?
+        };
+        last_member_end = Some(value.end);
+        Some(())
+    })?;
+    Some(match place {
+        Some(p) => p,
+        // Every key sorts before `filters`: append after the last member.
+        None => match last_member_end {
+            Some(end) => Place::Insert { at: end, comma_before: true, comma_after: false },
+            None => Place::Insert { at: object.start + 1, comma_before: false, comma_after: false },
+        },
+    })
 }
 
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.peek()? == c).then(|| self.i += 1)
-    }
-
-    /// A string without escapes: its contents.
-    fn string(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        let len = self.b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
-        self.i = start + len;
-        self.eat(b'"')?;
-        Some(&self.b[start..start + len])
-    }
-
-    /// Skips any string, escapes included.
-    fn skip_string(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        loop {
-            let len = self.b[self.i..].iter().position(|&c| c == b'"' || c == b'\\')?;
-            self.i += len;
-            if self.peek()? == b'"' {
-                self.i += 1;
-                return Some(());
-            }
-            self.i += 2;
+/// One filter `{"agent":"..","until":".."}`, those two keys in that order
+/// and no other: the agent and the time text.
+fn filter<'a>(scan: &mut Compact<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    const KEYS: [&[u8]; 2] = [b"agent", b"until"];
+    let mut texts = [None; 2];
+    let mut n = 0;
+    scan.object(|scan, member| {
+        if KEYS.get(n) != Some(&member.key) {
+            return None;
         }
-    }
-
-    /// Calls `member` for each key (no escapes), positioned at its value,
-    /// which `member` must consume.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.eat(b'}').is_some() {
-            return Some(());
-        }
-        loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            member(self, key)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.eat(b']').is_some() {
-            return Some(());
-        }
-        loop {
-            element(self)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Skips one value.
-    fn value(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'"' => self.skip_string(),
-            b'{' => self.object(|scan, _| scan.value()),
-            b'[' => self.array(Scan::value),
-            _ => {
-                let len = self.b[self.i..].iter().position(|&c| matches!(c, b',' | b'}' | b']'))?;
-                let atom = &self.b[self.i..self.i + len];
-                let ok = matches!(atom, b"true" | b"false" | b"null")
-                    || (!atom.is_empty()
-                        && atom.iter().all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')));
-                self.i += len;
-                ok.then_some(())
-            }
-        }
-    }
-
-    /// The `status` object: where its `filters` array is or would go.
-    fn status(&mut self) -> Option<Place> {
-        let mut place = None;
-        let mut last_member_end = None;
-        let open = self.i;
-        self.object(|scan, key| {
-            let key_start = scan.i - key.len() - 3;
-            if key == b"filters" {
-                if place.is_some() {
-                    return None;
-                }
-                let start = scan.i;
-                scan.array(|s| s.value())?;
-                place = Some(Place::Array { start, end: scan.i });
-            } else {
-                if place.is_none() && key > b"filters".as_slice() {
-                    place = Some(Place::Insert { at: key_start, comma_before: false });
-                }
-                scan.value()?;
-            }
-            last_member_end = Some(scan.i);
-            Some(())
-        })?;
-        Some(match place {
-            Some(p) => p,
-            // Every key sorts before `filters`: append before the `}`.
-            None => match last_member_end {
-                Some(end) => Place::Insert { at: end, comma_before: true },
-                None => Place::Insert { at: open + 1, comma_before: false },
-            },
-        })
-    }
-
-    /// One filter `{"agent":"..","until":".."}`: the agent and the time text.
-    fn filter(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-        self.eat(b'{')?;
-        (self.string()? == b"agent").then_some(())?;
-        self.eat(b':')?;
-        let agent = self.string()?;
-        self.eat(b',')?;
-        (self.string()? == b"until").then_some(())?;
-        self.eat(b':')?;
-        let until = self.string()?;
-        self.eat(b'}')?;
-        Some((agent, until))
-    }
+        texts[n] = Some(scan.plain_string()?);
+        n += 1;
+        Some(())
+    })?;
+    Some((texts[0]?, texts[1]?))
 }
 
 #[cfg(test)]

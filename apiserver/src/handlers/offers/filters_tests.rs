@@ -129,6 +129,14 @@ fn other_shapes_are_left_to_the_full_decode() {
 }
 
 #[test]
+fn bytes_cut_inside_an_escape_are_refused() {
+    let now = at(100, 0);
+    for bytes in [&br#"{"status":{},"x":"a"#[..], br#"{"status":{"filters":[{"agent":""#] {
+        assert!(with_filter(bytes, "a1", now, now).is_none(), "{}", String::from_utf8_lossy(bytes));
+    }
+}
+
+#[test]
 fn times_read_as_chrono_reads_its_own_form() {
     for t in [at(0, 0), at(1, 500_000_000), at(2, 123_456_000), at(3, 123_456_789), at(-1_700_000_000, 0)] {
         let text = serde_json::to_value(t).unwrap();
