@@ -117,8 +117,11 @@ async fn check(store: &SledStore, expected: &Expected) {
     assert_eq!(seen, expected.log);
 }
 
+/// The trees in the directory, opened the way the store opens it: a store
+/// just dropped may take a moment to let go of the directory's lock (sled's
+/// io threads hold the file until their last job ends).
 fn tree_names(dir: &Path) -> Vec<String> {
-    let db = ::sled::Config::new().path(dir).open().expect("open sled");
+    let db = super::super::open_db(&::sled::Config::new().path(dir), dir).expect("open sled");
     db.tree_names().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect()
 }
 
