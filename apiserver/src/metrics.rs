@@ -5,6 +5,7 @@
 //! `apiserver_request_total{verb,resource,code}`,
 //! `apiserver_request_duration_seconds{verb,resource}`,
 //! `apiserver_storage_duration_seconds{op}`,
+//! `apiserver_storage_txn_total{resource,outcome}`,
 //! `apiserver_registered_watchers{resource}`. Each server has its own
 //! registry, so several servers can live in one process (tests).
 
@@ -25,6 +26,11 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Store operation latency by operation.
     pub storage_duration: HistogramVec,
+    /// Store transactions by outcome (`committed`, or `failed`: a compare
+    /// did not hold, so the caller retries or answers a conflict) and by the
+    /// resource of the key that decided it (the failed compare's, else the
+    /// first write's).
+    pub txns: IntCounterVec,
     /// Open watches by resource.
     pub watchers: IntGaugeVec,
 }
@@ -50,6 +56,14 @@ impl Metrics {
             &["op"],
         )
         .expect("valid metric");
+        let txns = IntCounterVec::new(
+            Opts::new(
+                "apiserver_storage_txn_total",
+                "Store transactions by outcome and by the resource of the deciding key.",
+            ),
+            &["resource", "outcome"],
+        )
+        .expect("valid metric");
         let watchers =
             IntGaugeVec::new(Opts::new("apiserver_registered_watchers", "Open watches by resource."), &["resource"])
                 .expect("valid metric");
@@ -57,11 +71,12 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
             Box::new(storage_duration.clone()),
+            Box::new(txns.clone()),
             Box::new(watchers.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, request_duration, storage_duration, watchers }
+        Metrics { registry, requests, request_duration, storage_duration, txns, watchers }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -94,6 +109,13 @@ impl MeteredStore {
     }
 }
 
+/// The resource a store key belongs to: the segment after the registry
+/// prefix (`/registry/tasks/ns/a` is `tasks`), else the key's first segment.
+fn resource_of(key: &str) -> &str {
+    let rest = key.strip_prefix(crate::path::REGISTRY_PREFIX).unwrap_or_else(|| key.trim_start_matches('/'));
+    rest.split('/').next().unwrap_or_default()
+}
+
 #[async_trait]
 impl Store for MeteredStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -113,7 +135,17 @@ impl Store for MeteredStore {
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let _t = self.timer("txn");
-        self.inner.txn(txn).await
+        let written = txn.ops.first().map(|op| resource_of(op.key()).to_owned()).unwrap_or_default();
+        let compared: Vec<String> = txn.compares.iter().map(|c| resource_of(c.key()).to_owned()).collect();
+        let outcome = self.inner.txn(txn).await?;
+        let (resource, label) = match &outcome {
+            TxnOutcome::Committed { .. } => (written.as_str(), "committed"),
+            TxnOutcome::Failed { compare, .. } => {
+                (compared.get(*compare).map_or(written.as_str(), String::as_str), "failed")
+            }
+        };
+        self.metrics.txns.with_label_values(&[resource, label]).inc();
+        Ok(outcome)
     }
 
     fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream, StoreError> {

@@ -60,6 +60,21 @@ async fn metrics_count_requests_by_verb_resource_and_code() {
 }
 
 #[tokio::test]
+async fn metrics_count_store_transactions_by_resource_and_outcome() {
+    let (_dir, state) = state();
+    let task =
+        json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "t"}, "spec": {"command": "true"}});
+    let (code, text) = call(&state, "POST", "/apis/meseta.io/v1/namespaces/m/tasks", Some(task.clone())).await;
+    assert_eq!(code, StatusCode::CREATED, "{text}");
+    // The same name again: the store's "absent" compare fails.
+    let (code, text) = call(&state, "POST", "/apis/meseta.io/v1/namespaces/m/tasks", Some(task)).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{text}");
+    let (_, metrics) = call(&state, "GET", "/metrics", None).await;
+    assert!(metrics.contains(r#"apiserver_storage_txn_total{outcome="committed",resource="tasks"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"apiserver_storage_txn_total{outcome="failed",resource="tasks"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
 async fn discovery_documents() {
     let (_dir, state) = state();
     let (code, text) = call(&state, "GET", "/apis/meseta.io/v1", None).await;

@@ -68,6 +68,15 @@ pub enum Compare {
     },
 }
 
+impl Compare {
+    /// The key it checks.
+    pub fn key(&self) -> &str {
+        match self {
+            Compare::ModRevision { key, .. } | Compare::Exists { key } => key,
+        }
+    }
+}
+
 /// A write inside a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -83,7 +92,73 @@ pub enum Op {
         /// The key.
         key: String,
     },
+    /// Rewrite `key`'s value with `edit` as the transaction applies: see
+    /// [`Edit`]. A no-op when the key is absent or the edit keeps the value.
+    Edit {
+        /// The key.
+        key: String,
+        /// The rewrite.
+        edit: Edit,
+    },
 }
+
+impl Op {
+    /// The key it writes.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } | Op::Edit { key, .. } => key,
+        }
+    }
+}
+
+/// A rewrite of a key's value that the store runs when it applies the
+/// transaction, on the value as of that moment (after the writes of the
+/// transactions ordered before it). Writers whose changes commute (a filter
+/// added to a shared object) use it instead of a compare on the object's
+/// revision, so they do not keep losing the race to each other and retrying.
+///
+/// The function runs in the store's commit path: it must be pure and quick,
+/// and must not block or take locks. `None` keeps the value as it is (no
+/// write, no event). A panic in it is caught and also keeps the value.
+#[derive(Clone)]
+pub struct Edit(Arc<Rewrite>);
+
+/// The function behind an [`Edit`].
+type Rewrite = dyn Fn(&[u8]) -> Option<Bytes> + Send + Sync;
+
+impl Edit {
+    /// An edit running `rewrite` on the current value.
+    pub fn new(rewrite: impl Fn(&[u8]) -> Option<Bytes> + Send + Sync + 'static) -> Edit {
+        Edit(Arc::new(rewrite))
+    }
+
+    /// The new value for `current`, or `None` to keep it (also when the
+    /// rewrite panicked, which is logged).
+    pub fn apply(&self, current: &[u8]) -> Option<Bytes> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.0)(current))) {
+            Ok(value) => value,
+            Err(_) => {
+                tracing::error!("a store edit panicked; the value is kept as it was");
+                None
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Edit(..)")
+    }
+}
+
+/// Two edits are equal when they are the same function object.
+impl PartialEq for Edit {
+    fn eq(&self, other: &Edit) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Edit {}
 
 /// An atomic, conditional multi-key write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -34,6 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
 use meseta_bench::schedule::cpu::PartsCpu;
 use meseta_bench::schedule::stats::{quantile, Timings, PHASES};
+use meseta_bench::schedule::txns::TxnCounts;
 use meseta_client::{Api, Client, ListParams};
 use meseta_schemas::{Job, JobSpec, JobType, Resources, Task, TaskSpec};
 
@@ -126,9 +127,16 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let client = Client::new(&cluster.url)?;
+    let http = reqwest::Client::new();
+    let txns_before = TxnCounts::scrape(&http, &cluster.url).await?;
     let result = measure(&client, &args, instances, jobs, (cpu, mem)).await;
+    let txns = match &result {
+        Ok(_) => Some(TxnCounts::scrape(&http, &cluster.url).await?.since(&txns_before)),
+        Err(_) => None,
+    };
     cluster.stop().await;
     let m = result?;
+    let txns = txns.unwrap_or_default();
 
     let tag = format!("{instances}x{agents}");
     println!(
@@ -152,6 +160,19 @@ async fn main() -> anyhow::Result<()> {
         "schedule: CPU from the first create to the look that saw all RUNNING: {cpu_total:.1} s ({})",
         m.cpu.0.iter().map(|(part, s)| format!("{part} {s:.1} s")).collect::<Vec<_>>().join(", ")
     );
+    let per_task_count = |n: f64| n / instances as f64;
+    println!(
+        "schedule: store transactions per task, committed / failed a compare: {}",
+        txns.resources()
+            .iter()
+            .map(|r| format!(
+                "{r} {:.2} / {:.2}",
+                per_task_count(txns.get(r, "committed")),
+                per_task_count(txns.get(r, "failed"))
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (state, (n, message)) in &t.by_state {
         println!("schedule: {n:>7} tasks {state} (last message: {message:?})");
     }
@@ -168,8 +189,15 @@ async fn main() -> anyhow::Result<()> {
     ];
     let per_task = |s: f64| s * 1e3 / instances as f64;
     let cpu_figures = m.cpu.0.iter().map(|(part, s)| (format!("cpu_per_task.{part}"), per_task(*s), "ms"));
-    let figures =
-        figures.into_iter().chain(cpu_figures).chain([("cpu_per_task.all".into(), per_task(cpu_total), "ms")]);
+    let txn_figures = txns.resources().into_iter().flat_map(|r| {
+        ["committed", "failed"]
+            .map(|outcome| (format!("txns_per_task.{r}.{outcome}"), per_task_count(txns.get(r, outcome)), "txns"))
+    });
+    let figures = figures
+        .into_iter()
+        .chain(cpu_figures)
+        .chain([("cpu_per_task.all".into(), per_task(cpu_total), "ms")])
+        .chain(txn_figures);
     for (name, value, unit) in figures {
         let shown = if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") };
         println!("bench schedule.{name} {shown} {unit}");

@@ -12,8 +12,9 @@
 //!    task gets `spec.agent`, its ports (`spec.resources.ports`,
 //!    `status.ports`), `status.agent` and the ASSIGNED transition.
 //! 3. Commit: compares on the offer, every named task, every new key (must
-//!    not exist), every deleted Reservation and the Framework; ops delete the
-//!    offer, put the tasks, the Reservations and the Framework's filter.
+//!    not exist) and every deleted Reservation; ops delete the offer, put the
+//!    tasks and the Reservations, and edit the Framework's filters in at
+//!    commit (no compare: see [`super::framework_filter`]).
 //!    Any other compare failure re-reads and starts again.
 
 use axum::http::StatusCode;
@@ -27,7 +28,7 @@ use serde_json::{json, Value};
 
 use super::fit::Pools;
 use super::{
-    decode, encode, framework_with_filter, json_body, kind, offer_lost, usable_offer, AcceptRequest, Ctx, Operation,
+    decode, encode, framework_filter, json_body, kind, offer_lost, usable_offer, AcceptRequest, Ctx, Operation,
 };
 use crate::error::ApiError;
 use crate::handlers::{respond, Call};
@@ -78,9 +79,7 @@ pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
         let mut txn = Txn { compares: plan.compares, ops: plan.ops };
         if !remaining.is_empty() {
             let refuse = req.filters.as_ref().and_then(|f| f.refuse_seconds);
-            if let Some(fw) = framework_with_filter(&call, &offer, refuse, now).await? {
-                fw.add_to(&mut txn);
-            }
+            txn.ops.push(framework_filter(&call, &offer, refuse, now)?);
         }
         match call.state.store().txn(txn).await? {
             TxnOutcome::Committed { revision } => {

@@ -3,8 +3,8 @@
 //!
 //! Owns the request shapes, the offer checks shared by both verbs (exists,
 //! outstanding, not expired, right framework) and the decline filters written
-//! into the Framework's `status.filters` (edited on its stored bytes, see
-//! [`filters`]). The drawing rules live in [`fit`],
+//! into the Framework's `status.filters` (a store edit applied at commit, on
+//! the stored bytes, see [`framework_filter`] and [`filters`]). The drawing rules live in [`fit`],
 //! the accept transaction in [`accept`]. It must not decide allocation: the
 //! allocator controller makes offers, this only consumes them.
 //!
@@ -36,7 +36,7 @@ use crate::error::ApiError;
 use crate::object;
 use crate::objects::{self, MAX_RETRIES};
 use crate::path::object_key;
-use crate::store::{Compare, KeyValue, Op, Txn, TxnOutcome};
+use crate::store::{Compare, Edit, KeyValue, Op, Txn, TxnOutcome};
 
 /// The built-in framework of every role; its tasks leave `spec.framework` empty.
 pub(crate) const BUILTIN_FRAMEWORK: &str = "meseta";
@@ -152,74 +152,67 @@ pub(crate) async fn usable_offer(
     Ok((kv, offer))
 }
 
-/// The Framework's key, the revision read and the bytes to store: the
-/// Framework with a decline filter for the offer's agent.
-pub(crate) struct FilterPut {
-    key: String,
-    revision: u64,
-    value: bytes::Bytes,
-}
-
-impl FilterPut {
-    /// Adds the compare on the Framework and its write to `txn`.
-    pub(crate) fn add_to(self, txn: &mut Txn) {
-        txn.compares.push(Compare::ModRevision { key: self.key.clone(), revision: self.revision });
-        txn.ops.push(Op::Put { key: self.key, value: self.value });
-    }
-}
-
-/// The offer's Framework with a filter for `agent` until `now + refuse`
-/// (expired filters pruned), or `None` when the Framework does not exist or
-/// `refuse` is not positive.
-pub(crate) async fn framework_with_filter(
+/// The write that records a decline filter for the offer's agent in its
+/// Framework's `status.filters`, until `now + refuse` (default: the
+/// Framework's `spec.defaultRefuseSeconds`, else [`DEFAULT_REFUSE_SECONDS`]).
+///
+/// It is a store [`Edit`]: the filter is added to the Framework as it is when
+/// the transaction commits, with no compare on its revision. Filters of
+/// concurrent answers commute (each agent keeps its latest `until`), and
+/// every framework answers its offers from many workers at once, so a
+/// compare made them lose the race to each other and retry several times per
+/// commit. A missing Framework, or a refuse time that is not positive, writes
+/// nothing.
+pub(crate) fn framework_filter(
     call: &Ctx,
     offer: &Offer,
     refuse: Option<f64>,
     now: DateTime<Utc>,
-) -> Result<Option<FilterPut>, ApiError> {
+) -> Result<Op, ApiError> {
     let ns = call.target.namespace.as_deref();
     let key = object_key(kind("frameworks")?, ns, &offer.spec.framework);
-    let current = call.state.store().get(&key).await?;
-    filter_framework(current, offer, refuse, now)
+    let agent = offer.spec.agent.clone();
+    let edit = Edit::new(move |stored| with_filter(stored, &agent, refuse, now));
+    Ok(Op::Edit { key, edit })
 }
 
-/// [`framework_with_filter`] of the Framework as read (`current`). The
-/// stored bytes are edited in place ([`filters`]); only bytes not of the
-/// plain stored shape are decoded and encoded whole.
-fn filter_framework(
-    current: Option<KeyValue>,
-    offer: &Offer,
-    refuse: Option<f64>,
-    now: DateTime<Utc>,
-) -> Result<Option<FilterPut>, ApiError> {
-    let Some(kv) = current else {
-        return Ok(None);
-    };
+/// The stored Framework `stored` with a filter for `agent` (expired filters
+/// pruned), or `None` to keep it: the refuse time is not positive, or the
+/// bytes do not decode (logged). The bytes are edited in place
+/// ([`filters`]); only bytes not of the plain stored shape are decoded and
+/// encoded whole.
+fn with_filter(stored: &[u8], agent: &str, refuse: Option<f64>, now: DateTime<Utc>) -> Option<bytes::Bytes> {
     let seconds = match refuse {
         Some(s) => s,
-        None => default_refuse_seconds(&kv)?.unwrap_or(DEFAULT_REFUSE_SECONDS),
+        None => default_refuse_seconds(stored)?.unwrap_or(DEFAULT_REFUSE_SECONDS),
     };
     if !(seconds > 0.0 && seconds.is_finite()) {
-        return Ok(None);
+        return None;
     }
     let until = now + chrono::Duration::milliseconds((seconds.min(1e9) * 1000.0) as i64);
-    if let Some(value) = filters::with_filter(&kv.value, &offer.spec.agent, until, now) {
-        return Ok(Some(FilterPut { key: kv.key, revision: kv.mod_revision, value: value.into() }));
+    if let Some(value) = filters::with_filter(stored, agent, until, now) {
+        return Some(value.into());
     }
-    let mut fw: Framework = decode(&kv)?;
+    let mut fw: Framework = match serde_json::from_slice(stored) {
+        Ok(fw) => fw,
+        Err(err) => {
+            tracing::warn!(error = %err, "a stored Framework does not decode; no decline filter recorded");
+            return None;
+        }
+    };
     let status = fw.status.get_or_insert_with(Default::default);
     status.filters.retain(|f| f.until > now);
-    match status.filters.iter_mut().find(|f| f.agent == offer.spec.agent) {
+    match status.filters.iter_mut().find(|f| f.agent == agent) {
         Some(f) => f.until = f.until.max(until),
-        None => status.filters.push(OfferFilter { agent: offer.spec.agent.clone(), until }),
+        None => status.filters.push(OfferFilter { agent: agent.to_owned(), until }),
     }
     fw.metadata.resource_version = None;
-    let value = object::to_stored(&encode(&fw)?);
-    Ok(Some(FilterPut { key: kv.key, revision: kv.mod_revision, value }))
+    Some(object::to_stored(&encode(&fw).ok()?))
 }
 
-/// The Framework's `spec.defaultRefuseSeconds`, read without decoding the rest.
-fn default_refuse_seconds(kv: &KeyValue) -> Result<Option<f64>, ApiError> {
+/// The Framework's `spec.defaultRefuseSeconds`, read without decoding the
+/// rest; `None` (logged) when the bytes do not decode.
+fn default_refuse_seconds(stored: &[u8]) -> Option<Option<f64>> {
     #[derive(Deserialize)]
     struct Head {
         #[serde(default)]
@@ -231,9 +224,13 @@ fn default_refuse_seconds(kv: &KeyValue) -> Result<Option<f64>, ApiError> {
         #[serde(default)]
         default_refuse_seconds: Option<f64>,
     }
-    let head: Head =
-        serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(format!("stored {}: {e}", kv.key)))?;
-    Ok(head.spec.default_refuse_seconds)
+    match serde_json::from_slice::<Head>(stored) {
+        Ok(head) => Some(head.spec.default_refuse_seconds),
+        Err(err) => {
+            tracing::warn!(error = %err, "a stored Framework does not decode; no decline filter recorded");
+            None
+        }
+    }
 }
 
 /// The offer's expiry as of `now`, as [`usable_offer`] checks it.
@@ -261,9 +258,7 @@ pub(super) async fn decline(mut call: Call) -> Result<Response, ApiError> {
             compares: vec![Compare::ModRevision { key: offer_kv.key.clone(), revision: offer_kv.mod_revision }],
             ops: vec![Op::Delete { key: offer_kv.key.clone() }],
         };
-        if let Some(fw) = framework_with_filter(&call, &offer, refuse, now).await? {
-            fw.add_to(&mut txn);
-        }
+        txn.ops.push(framework_filter(&call, &offer, refuse, now)?);
         match call.state.store().txn(txn).await? {
             TxnOutcome::Committed { .. } => {
                 tracing::info!(offer = call.target.name(), framework = %offer.spec.framework, "offer declined");
@@ -284,4 +279,49 @@ pub(super) async fn decline(mut call: Call) -> Result<Response, ApiError> {
         name: call.target.name().to_string(),
         reason: "the offer's framework kept changing; try again".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use meseta_schemas::kinds::FrameworkSpec;
+
+    use super::*;
+
+    fn stored(spec: FrameworkSpec) -> Vec<u8> {
+        crate::object::to_stored(&encode(&Framework::new("fw", spec)).unwrap()).to_vec()
+    }
+
+    fn filters_of(bytes: &[u8]) -> Vec<(String, DateTime<Utc>)> {
+        let fw: Framework = serde_json::from_slice(bytes).unwrap();
+        fw.status.unwrap_or_default().filters.into_iter().map(|f| (f.agent, f.until)).collect()
+    }
+
+    #[test]
+    fn the_refuse_time_comes_from_the_request_then_the_framework_then_the_default() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let plain = stored(FrameworkSpec::default());
+        let seconds = |s: i64| now + chrono::Duration::seconds(s);
+        let named = with_filter(&plain, "a1", Some(30.0), now).unwrap();
+        assert_eq!(filters_of(&named), vec![("a1".to_owned(), seconds(30))]);
+        let defaulted = with_filter(&plain, "a1", None, now).unwrap();
+        assert_eq!(filters_of(&defaulted), vec![("a1".to_owned(), seconds(DEFAULT_REFUSE_SECONDS as i64))]);
+        let own = stored(FrameworkSpec { default_refuse_seconds: Some(60.0), ..Default::default() });
+        assert_eq!(filters_of(&with_filter(&own, "a2", None, now).unwrap()), vec![("a2".to_owned(), seconds(60))]);
+        // A later answer for the same agent keeps one filter, the later until.
+        let again = with_filter(&named, "a1", Some(90.0), now).unwrap();
+        assert_eq!(filters_of(&again), vec![("a1".to_owned(), seconds(90))]);
+    }
+
+    #[test]
+    fn no_positive_refuse_time_or_undecodable_bytes_keep_the_framework() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let plain = stored(FrameworkSpec::default());
+        assert!(with_filter(&plain, "a1", Some(0.0), now).is_none());
+        assert!(with_filter(&plain, "a1", Some(f64::NAN), now).is_none());
+        let never = stored(FrameworkSpec { default_refuse_seconds: Some(0.0), ..Default::default() });
+        assert!(with_filter(&never, "a1", None, now).is_none());
+        assert!(with_filter(b"{\"spec\": 3", "a1", None, now).is_none());
+        assert!(with_filter(b"[1, 2]", "a1", Some(5.0), now).is_none());
+    }
 }

@@ -135,9 +135,7 @@ pub(super) fn apply_batch(
 /// stages its writes at `revision`.
 fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
     for (index, compare) in txn.compares.iter().enumerate() {
-        let key = match compare {
-            Compare::ModRevision { key, .. } | Compare::Exists { key } => key,
-        };
+        let key = compare.key();
         let current = view.current(key)?;
         let holds = match compare {
             Compare::ModRevision { revision, .. } => current.as_ref().map_or(0, |r| r.mod_revision) == *revision,
@@ -145,7 +143,7 @@ fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revisi
         };
         if !holds {
             let current = current.map(|r| KeyValue {
-                key: key.clone(),
+                key: key.to_owned(),
                 value: r.value,
                 create_revision: r.create_revision,
                 mod_revision: r.mod_revision,
@@ -156,12 +154,19 @@ fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revisi
 
     let mut events = Vec::with_capacity(txn.ops.len());
     for op in txn.ops {
-        let key = match &op {
-            Op::Put { key, .. } | Op::Delete { key } => key,
+        let before = view.current(op.key())?;
+        // The value to write (`None`: delete). An edit is a put of what it
+        // makes of the current value, or nothing.
+        let (key, value) = match op {
+            Op::Put { key, value } => (key, Some(value)),
+            Op::Delete { key } => (key, None),
+            Op::Edit { key, edit } => match before.as_ref().and_then(|prev| edit.apply(&prev.value)) {
+                Some(value) => (key, Some(value)),
+                None => continue,
+            },
         };
-        let before = view.current(key)?;
-        let event = match op {
-            Op::Put { key, value } => {
+        let event = match value {
+            Some(value) => {
                 let (kind, create_revision, prev_value) = match before {
                     Some(prev) => (EventKind::Updated, prev.create_revision, prev.value),
                     None => (EventKind::Created, revision, Bytes::new()),
@@ -170,7 +175,7 @@ fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revisi
                 view.set(&key, Some(Record { create_revision, mod_revision: revision, value: value.clone() }));
                 WatchEvent { revision, kind, key, value, prev_value, memo: Default::default() }
             }
-            Op::Delete { key } => {
+            None => {
                 let Some(prev) = before else { continue };
                 writes.remove(codec::object_key(&key));
                 view.set(&key, None);
@@ -265,6 +270,55 @@ mod tests {
         assert!(trees.tree.get(codec::object_key("/a")).unwrap().is_none());
         assert_eq!(log_len(&trees), 3);
         assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &7u64.to_be_bytes());
+    }
+
+    fn append(key: &str, suffix: &'static str) -> Txn {
+        let edit = crate::store::Edit::new(move |current| {
+            (!current.ends_with(suffix.as_bytes())).then(|| [current, suffix.as_bytes()].concat().into())
+        });
+        Txn { compares: vec![], ops: vec![Op::Edit { key: key.into(), edit }] }
+    }
+
+    #[test]
+    fn edits_rewrite_the_value_as_the_batch_left_it() {
+        let trees = trees();
+        apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1")], 1).unwrap();
+        // Each edit sees the one before it in the batch; one that keeps the
+        // value and one of an absent key write nothing and make no event.
+        let panics = Txn {
+            compares: vec![],
+            ops: vec![Op::Edit { key: "/a".into(), edit: crate::store::Edit::new(|_| panic!("a broken edit")) }],
+        };
+        let out = apply_batch(
+            &trees,
+            &mut presence(&trees),
+            vec![append("/a", "x"), append("/a", "y"), append("/a", "y"), append("/absent", "z"), panics],
+            2,
+        )
+        .unwrap();
+        type Seen = (EventKind, Vec<u8>, Vec<u8>);
+        let events: Vec<Vec<Seen>> = out
+            .iter()
+            .map(|o| match o {
+                Applied::Committed { events, .. } => {
+                    events.iter().map(|e| (e.kind.clone(), e.value.to_vec(), e.prev_value.to_vec())).collect()
+                }
+                Applied::Failed { .. } => panic!("an edit has no compare to fail"),
+            })
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                vec![(EventKind::Updated, b"1x".to_vec(), b"1".to_vec())],
+                vec![(EventKind::Updated, b"1xy".to_vec(), b"1x".to_vec())],
+                vec![],
+                vec![],
+                vec![],
+            ]
+        );
+        let stored = codec::decode_object("/a", trees.tree.get(codec::object_key("/a")).unwrap().unwrap()).unwrap();
+        assert_eq!((stored.create_revision, stored.mod_revision, &stored.value[..]), (1, 3, &b"1xy"[..]));
+        assert!(trees.tree.get(codec::object_key("/absent")).unwrap().is_none());
     }
 
     #[test]
