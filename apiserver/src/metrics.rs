@@ -109,11 +109,10 @@ impl MeteredStore {
     }
 }
 
-/// The resource a store key belongs to: the segment after the registry
-/// prefix (`/registry/tasks/ns/a` is `tasks`), else the key's first segment.
-fn resource_of(key: &str) -> &str {
-    let rest = key.strip_prefix(crate::path::REGISTRY_PREFIX).unwrap_or_else(|| key.trim_start_matches('/'));
-    rest.split('/').next().unwrap_or_default()
+/// The resource a store key belongs to (`/registry/tasks/ns/a` is `tasks`);
+/// `other` for keys of no registered kind.
+fn resource_of(key: &str) -> &'static str {
+    crate::path::kind_of_key(key).map_or("other", |kind| kind.plural)
 }
 
 #[async_trait]
@@ -135,14 +134,12 @@ impl Store for MeteredStore {
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let _t = self.timer("txn");
-        let written = txn.ops.first().map(|op| resource_of(op.key()).to_owned()).unwrap_or_default();
-        let compared: Vec<String> = txn.compares.iter().map(|c| resource_of(c.key()).to_owned()).collect();
+        let written = txn.ops.first().map_or("other", |op| resource_of(op.key()));
+        let compared: Vec<&'static str> = txn.compares.iter().map(|c| resource_of(c.key())).collect();
         let outcome = self.inner.txn(txn).await?;
         let (resource, label) = match &outcome {
-            TxnOutcome::Committed { .. } => (written.as_str(), "committed"),
-            TxnOutcome::Failed { compare, .. } => {
-                (compared.get(*compare).map_or(written.as_str(), String::as_str), "failed")
-            }
+            TxnOutcome::Committed { .. } => (written, "committed"),
+            TxnOutcome::Failed { compare, .. } => (compared.get(*compare).copied().unwrap_or(written), "failed"),
         };
         self.metrics.txns.with_label_values(&[resource, label]).inc();
         Ok(outcome)
