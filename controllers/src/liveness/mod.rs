@@ -55,7 +55,8 @@ pub struct LivenessConfig {
     /// unreachable, no task is declared lost. Default 0.55 (Kubernetes'
     /// unhealthy zone threshold).
     pub max_unreachable_fraction: f64,
-    /// How often everything is looked at even without a change. Default 1 s.
+    /// How often every lease, offer and task is looked at (only agent
+    /// changes wake a pass sooner). Default 1 s.
     pub resync: Duration,
     /// Where "now" comes from.
     pub clock: Clock,
@@ -96,26 +97,31 @@ pub async fn run_shared(
     watches: &Watches,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Only agent changes (one registers, leaves, or is edited) wake this
+    // loop; everything else is looked at by the pass every `resync`, as
+    // Kubernetes' node lifecycle controller checks leases every monitor
+    // period. A renewal can only make an agent fresher, so it need not wake
+    // a pass: its observation is at most one `resync` late, against a
+    // lease of seconds. Waking on every renewal and offer change made a
+    // pass over every agent run hundreds of times a second on a busy
+    // cluster.
     let changed = Arc::new(Notify::new());
+    let quiet = || Arc::new(Notify::new());
     let wp = WatchParams::default;
     let agents = watches.agents(changed.clone());
     // The agents' leases by name, kept up to date from the lease watch's
-    // events, so a pass (one per burst of renewals) looks each up without
-    // building a map of them all.
+    // events, so a pass looks each up without building a map of them all.
     let lease_map: Arc<Mutex<HashMap<String, Arc<Lease>>>> = Arc::default();
     let leases = cache::spawn_cache_observing(
         Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
         wp(),
-        changed.clone(),
+        quiet(),
         cancel.clone(),
         track_leases(lease_map.clone()),
     );
-    // Task changes do not wake this loop: its decisions follow leases and
-    // agents, and the tasks of an unreachable agent are read at the next
-    // pass (a change of those, or the resync).
-    let tasks = watches.tasks(Arc::new(Notify::new()), |_| {});
-    let offers = cache::spawn_cache(Api::<Offer>::all(client.clone()), wp(), changed.clone(), cancel.clone());
-    let frameworks = watches.frameworks(changed.clone());
+    let tasks = watches.tasks(quiet(), |_| {});
+    let offers = cache::spawn_cache(Api::<Offer>::all(client.clone()), wp(), quiet(), cancel.clone());
+    let frameworks = watches.frameworks(quiet());
     let mut memory = Memory::default();
     // Passes look at every agent: with many agents they are paced by their cost.
     let mut busy = Duration::ZERO;
