@@ -36,7 +36,7 @@ struct Expected {
 /// Writes a store the way the older layout did: one write per revision
 /// (`None` deletes), then the change log compacted through `compacted`.
 fn write_old_layout(dir: &Path, writes: &[(String, Option<String>)], compacted: Revision) -> Expected {
-    let db = ::sled::Config::new().path(dir).open().expect("open sled");
+    let db = open_raw(dir);
     let (objects, log, meta) =
         (db.open_tree("objects").unwrap(), db.open_tree("log").unwrap(), db.open_tree("meta").unwrap());
     let mut expected = Expected { compacted, ..Expected::default() };
@@ -117,11 +117,17 @@ async fn check(store: &SledStore, expected: &Expected) {
     assert_eq!(seen, expected.log);
 }
 
-/// The trees in the directory, opened the way the store opens it: a store
-/// just dropped may take a moment to let go of the directory's lock (sled's
-/// io threads hold the file until their last job ends).
+/// Opens the directory's sled database the way the store does: a database
+/// just dropped (a store's or a raw one's) may take a moment to let go of
+/// the directory's lock, as sled's io threads hold the file until their
+/// last job ends.
+fn open_raw(dir: &Path) -> ::sled::Db {
+    super::super::open_db(&::sled::Config::new().path(dir), dir).expect("open sled")
+}
+
+/// The trees in the directory.
 fn tree_names(dir: &Path) -> Vec<String> {
-    let db = super::super::open_db(&::sled::Config::new().path(dir), dir).expect("open sled");
+    let db = open_raw(dir);
     db.tree_names().iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect()
 }
 
@@ -156,7 +162,7 @@ async fn a_migration_cut_short_before_its_mark_runs_again() {
     {
         // A crash half-way through the copy: some records in the new tree,
         // one of them not yet its final bytes, no layout mark.
-        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
+        let db = open_raw(dir.path());
         let tree = db.open_tree(codec::TREE).unwrap();
         tree.insert(codec::object_key("/tasks/ns/t0001"), encode_object(1, 1, b"stale")).unwrap();
         tree.insert(codec::META_REVISION, &3u64.to_be_bytes()).unwrap();
@@ -174,7 +180,7 @@ async fn leftover_old_trees_after_the_mark_are_dropped_not_copied() {
     {
         // A crash after the mark, before the old trees were dropped: what
         // they hold is older than the store's tree and must not come back.
-        let db = ::sled::Config::new().path(dir.path()).open().unwrap();
+        let db = open_raw(dir.path());
         let stale = db.open_tree("objects").unwrap();
         stale.insert("/tasks/ns/b", encode_object(1, 1, b"resurrected")).unwrap();
         db.open_tree("meta").unwrap().insert("revision", &1u64.to_be_bytes()).unwrap();

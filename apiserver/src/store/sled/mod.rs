@@ -262,7 +262,8 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         self.shared.close();
         // Wait for in-flight blocking jobs (flush, list, compaction) to let go
-        // of the database, so the directory can be reopened right away.
+        // of the database, so the directory can be reopened at once (sled's
+        // own io threads may hold its lock a moment longer: `open_db` waits).
         let mut waited = Duration::ZERO;
         while Arc::strong_count(&self.trees) > 1 && waited < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(1));
