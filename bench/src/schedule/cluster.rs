@@ -38,13 +38,19 @@ pub struct AgentShape {
     pub poll_interval: Duration,
 }
 
-/// The running cluster; cancelling [`SimCluster::cancel`] stops it all.
+/// The running cluster; [`SimCluster::stop`] stops it all, the apiserver
+/// last.
 pub struct SimCluster {
     /// `http://127.0.0.1:PORT` of the apiserver.
     pub url: String,
-    /// Cancels the apiserver, the controllers and the agents.
+    /// Cancels the controllers and the agents.
     pub cancel: CancellationToken,
+    /// Stops the apiserver (at `stop`, once the others ended, or on drop).
+    server_stop: CancellationToken,
     _dir: TempDir,
+    /// The apiserver's loop.
+    server: Option<JoinHandle<()>>,
+    /// The controllers' and the agents' loops.
     handles: Vec<JoinHandle<()>>,
     /// The apiserver's and the controllers' runtimes.
     runtimes: Vec<Runtime>,
@@ -71,7 +77,8 @@ impl SimCluster {
         listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);
         let cancel = CancellationToken::new();
-        let stop = cancel.clone();
+        let server_stop = CancellationToken::new();
+        let stop = server_stop.clone();
         let (api_rt, controllers_rt) = (runtime(APISERVER_THREADS)?, runtime(CONTROLLERS_THREADS)?);
         let server = api_rt.spawn(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -95,8 +102,10 @@ impl SimCluster {
         Ok(SimCluster {
             url,
             cancel,
+            server_stop,
             _dir: dir,
-            handles: vec![server, controllers],
+            server: Some(server),
+            handles: vec![controllers],
             runtimes: vec![api_rt, controllers_rt],
         })
     }
@@ -142,15 +151,20 @@ impl SimCluster {
         }
     }
 
-    /// Stops everything and waits (briefly) for the loops to end.
+    /// Stops everything and waits (briefly) for the loops to end: the
+    /// controllers and the agents first, so none of their writes (a lease
+    /// renewal, a status) meets a stopped apiserver and logs a failure.
     pub async fn stop(mut self) {
         self.cancel.cancel();
-        // The controllers go first, so none of their writes meets a stopped apiserver.
         if let Some(controllers) = self.runtimes.pop() {
             controllers.shutdown_background();
         }
-        let all = futures::future::join_all(std::mem::take(&mut self.handles));
-        let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+        let others = futures::future::join_all(std::mem::take(&mut self.handles));
+        let _ = tokio::time::timeout(Duration::from_secs(10), others).await;
+        self.server_stop.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
     }
 }
 
@@ -159,6 +173,7 @@ impl Drop for SimCluster {
     /// from within async code).
     fn drop(&mut self) {
         self.cancel.cancel();
+        self.server_stop.cancel();
         for rt in self.runtimes.drain(..) {
             rt.shutdown_background();
         }
