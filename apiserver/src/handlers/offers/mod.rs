@@ -4,9 +4,10 @@
 //! Owns the request shapes, the offer checks shared by both verbs (exists,
 //! outstanding, not expired, right framework) and the decline filters written
 //! into the Framework's `status.filters` (a store edit applied at commit, on
-//! the stored bytes, see [`framework_filter`] and [`filters`]). The drawing rules live in [`fit`],
-//! the accept transaction in [`accept`]. It must not decide allocation: the
-//! allocator controller makes offers, this only consumes them.
+//! the stored bytes, see [`framework_filter`] and [`filters`]). The drawing
+//! rules live in [`fit`], the accept transaction in [`accept`]. It must not
+//! decide allocation: the allocator controller makes offers, this only
+//! consumes them.
 //!
 //! # Guarantees
 //!
@@ -14,6 +15,9 @@
 //!   accepts / declines of one offer exactly one commits; the others get 410
 //!   (the offer went away under them) or 404 (already gone when read).
 //! - A rejected request writes nothing.
+//! - The decline filters of concurrent answers on one Framework are all
+//!   kept, each agent with its latest `until`: they are store edits, so a
+//!   filter never makes an answer retry.
 //! - Watchers see ordinary events: the offer DELETED, tasks ADDED or
 //!   MODIFIED, the Framework MODIFIED, Reservations ADDED / DELETED.
 
