@@ -16,6 +16,10 @@ pub struct ListParams {
     pub limit: Option<u32>,
     /// `continue` token from the previous page.
     pub continue_token: Option<String>,
+    /// Leave every item's `metadata.managedFields` out of the decode (`None`),
+    /// as client-go's informers strip it: see
+    /// [`meseta_schemas::skipping_managed_fields`]. Default: false.
+    pub strip_managed_fields: bool,
 }
 
 impl ListParams {
@@ -40,6 +44,12 @@ impl ListParams {
     /// Continue after the page that returned `token`.
     pub fn continue_from(mut self, token: impl Into<String>) -> Self {
         self.continue_token = Some(token.into());
+        self
+    }
+
+    /// Decode the items without their `managedFields`.
+    pub fn strip_managed_fields(mut self) -> Self {
+        self.strip_managed_fields = true;
         self
     }
 
@@ -71,6 +81,10 @@ pub struct WatchParams {
     pub bookmarks: bool,
     /// Page size of the watcher's initial list. Default: 500.
     pub page_size: Option<u32>,
+    /// Leave `metadata.managedFields` out of every object decoded, listed
+    /// or watched (`None`), as client-go's informers strip it: for caches
+    /// whose readers never look at field ownership. Default: false.
+    pub strip_managed_fields: bool,
 }
 
 impl Default for WatchParams {
@@ -81,6 +95,7 @@ impl Default for WatchParams {
             timeout: Some(Duration::from_secs(290)),
             bookmarks: true,
             page_size: Some(500),
+            strip_managed_fields: false,
         }
     }
 }
@@ -107,6 +122,12 @@ impl WatchParams {
         self
     }
 
+    /// Decode every object without its `managedFields`.
+    pub fn strip_managed_fields(mut self) -> Self {
+        self.strip_managed_fields = true;
+        self
+    }
+
     /// The list parameters of the watcher's initial list.
     pub fn list_params(&self) -> ListParams {
         ListParams {
@@ -114,6 +135,7 @@ impl WatchParams {
             field_selector: self.field_selector.clone(),
             limit: self.page_size,
             continue_token: None,
+            strip_managed_fields: self.strip_managed_fields,
         }
     }
 

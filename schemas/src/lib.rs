@@ -27,7 +27,9 @@ mod validate_kinds;
 pub mod validation;
 
 pub use kinds::*;
-pub use meta::{ListMeta, ObjectList, ObjectMeta, OwnerReference, Time, API_VERSION, GROUP, VERSION};
+pub use meta::{
+    skipping_managed_fields, ListMeta, ObjectList, ObjectMeta, OwnerReference, Time, API_VERSION, GROUP, VERSION,
+};
 pub use resource::Resource;
 pub use resources::{PortRange, Resources};
 pub use validation::{FieldError, FieldErrorKind, Validate};

@@ -63,8 +63,44 @@ pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_grace_period_seconds: Option<i64>,
     /// Server-side apply field ownership, kept opaque.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Read as `None` inside `skipping_managed_fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "managed_fields_unless_skipped")]
     pub managed_fields: Option<Vec<serde_json::Value>>,
+}
+
+std::thread_local! {
+    /// Whether `metadata.managedFields` is being skipped on this thread (see
+    /// [`skipping_managed_fields`]).
+    static SKIP_MANAGED_FIELDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode` (a synchronous decode) with every `metadata.managedFields`
+/// it meets skipped over rather than built into `Value` trees, and left
+/// `None`: client-go's informers strip them the same way. For readers that
+/// never look at field ownership (controllers' caches, agents' task
+/// watches), the entries are most of an object's decode; an update sent
+/// without them keeps the stored ones (the server's rule, as Kubernetes').
+/// serde has no way to hand a setting to a nested field's decoder, so it
+/// is a thread-local switch held for exactly this call.
+pub fn skipping_managed_fields<T>(decode: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SKIP_MANAGED_FIELDS.with(|skip| skip.set(self.0));
+        }
+    }
+    let _restore = Restore(SKIP_MANAGED_FIELDS.with(|skip| skip.replace(true)));
+    decode()
+}
+
+fn managed_fields_unless_skipped<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Vec<serde_json::Value>>, D::Error> {
+    if SKIP_MANAGED_FIELDS.with(std::cell::Cell::get) {
+        serde::de::IgnoredAny::deserialize(de)?;
+        return Ok(None);
+    }
+    Option::deserialize(de)
 }
 
 /// A reference from a dependent to its owner (`metadata.ownerReferences[]`).
@@ -118,4 +154,25 @@ pub struct ObjectList<K> {
     /// The objects.
     #[serde(default = "Vec::new")]
     pub items: Vec<K>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> ObjectMeta {
+        serde_json::from_str(r#"{"name": "t", "managedFields": [{"manager": "m"}], "labels": {"a": "b"}}"#).unwrap()
+    }
+
+    #[test]
+    fn managed_fields_are_skipped_only_inside_the_call() {
+        assert_eq!(meta().managed_fields.map(|m| m.len()), Some(1));
+        let (inside, nested) = skipping_managed_fields(|| (meta(), skipping_managed_fields(meta)));
+        assert_eq!((inside.managed_fields, nested.managed_fields), (None, None));
+        assert_eq!(inside.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(meta().managed_fields.map(|m| m.len()), Some(1), "the switch is off again");
+        // Also after a decode that panicked.
+        let _ = std::panic::catch_unwind(|| skipping_managed_fields(|| panic!("a decoder failed")));
+        assert!(meta().managed_fields.is_some());
+    }
 }

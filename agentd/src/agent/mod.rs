@@ -255,7 +255,8 @@ impl Agent {
         let usage = shared.config.usage_interval.map(|i| tokio::spawn(usage::run(shared.clone(), i)));
 
         let api: Api<Task> = Api::all(shared.client.clone());
-        let params = WatchParams::default().fields(format!("spec.agent={name}"));
+        // The agent never reads field ownership: its decode is skipped.
+        let params = WatchParams::default().fields(format!("spec.agent={name}")).strip_managed_fields();
         let mut events = std::pin::pin!(meseta_client::watcher(api, params).default_backoff());
         loop {
             let event = tokio::select! {

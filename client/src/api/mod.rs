@@ -225,7 +225,11 @@ impl<K: Resource> Api<K> {
     #[tracing::instrument(level = "debug", skip(self), fields(kind = K::KIND, ns = ?self.namespace))]
     pub async fn list(&self, params: &ListParams) -> Result<ObjectList<K>> {
         let bytes = self.client.send(Method::GET, &self.collection_path()?, &params.query(), Body::None).await?;
-        decode(&format!("{}List", K::KIND), &bytes)
+        let what = format!("{}List", K::KIND);
+        match params.strip_managed_fields {
+            true => meseta_schemas::skipping_managed_fields(|| decode(&what, &bytes)),
+            false => decode(&what, &bytes),
+        }
     }
 
     /// Every object, following `continue` tokens page by page (page size from
@@ -330,7 +334,7 @@ impl<K: Resource> Api<K> {
         let path = self.collection_path()?;
         let limit = params.timeout.map(|t| t + WATCH_CLIENT_MARGIN);
         let resp = self.client.stream(&path, &params.query(resource_version), limit).await?;
-        Ok(watch::decode_stream(resp, self.client.url_for(&path)))
+        Ok(watch::decode_stream(resp, self.client.url_for(&path), params.strip_managed_fields))
     }
 
     /// Escape hatch: POSTs `body` to the subresource `sub` of `name`

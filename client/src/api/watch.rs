@@ -160,6 +160,14 @@ pub(crate) fn decode_event<K: Resource>(line: &[u8]) -> Result<WatchEvent<K>> {
     }
 }
 
+/// [`decode_event`], with `metadata.managedFields` left out when `strip`.
+fn decode_event_as<K: Resource>(line: &[u8], strip: bool) -> Result<WatchEvent<K>> {
+    match strip {
+        true => meseta_schemas::skipping_managed_fields(|| decode_event(line)),
+        false => decode_event(line),
+    }
+}
+
 struct LineState {
     body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: BytesMut,
@@ -199,12 +207,13 @@ impl LineState {
     }
 }
 
-/// Turns a watch response into a stream of events.
-pub(crate) fn decode_stream<K: Resource>(resp: reqwest::Response, url: String) -> WatchStream<K> {
+/// Turns a watch response into a stream of events; `strip`: without their
+/// objects' `managedFields`.
+pub(crate) fn decode_stream<K: Resource>(resp: reqwest::Response, url: String, strip: bool) -> WatchStream<K> {
     let state = LineState { body: resp.bytes_stream().boxed(), buf: BytesMut::new(), url, done: false };
-    futures::stream::unfold(state, |mut state| async move {
+    futures::stream::unfold(state, move |mut state| async move {
         let line = state.next_line().await?;
-        let event = line.and_then(|l| decode_event::<K>(&l));
+        let event = line.and_then(|l| decode_event_as::<K>(&l, strip));
         Some((event, state))
     })
     .boxed()
@@ -215,6 +224,29 @@ mod tests {
     use meseta_schemas::Task;
 
     use super::*;
+
+    #[test]
+    fn stripped_events_decode_everything_but_the_managed_fields() {
+        let line = br#"{"type":"MODIFIED","object":{"kind":"Task","metadata":{"name":"a","resourceVersion":"5",
+            "managedFields":[{"manager":"m","fieldsV1":{"f:spec":{"f:command":{}}}}],"labels":{"l":"1"}},
+            "spec":{"command":"true"}}}"#;
+        let task = |event| match event {
+            WatchEvent::Modified(t) => t,
+            other => panic!("unexpected {other:?}"),
+        };
+        let kept = task(decode_event_as::<Task>(line, false).unwrap());
+        let stripped = task(decode_event_as::<Task>(line, true).unwrap());
+        assert_eq!(kept.metadata.managed_fields.as_ref().map(Vec::len), Some(1));
+        assert_eq!(stripped.metadata.managed_fields, None);
+        let mut without = kept.clone();
+        without.metadata.managed_fields = None;
+        assert_eq!(stripped, without, "only the managed fields are left out");
+        // The switch is off again after the call.
+        assert!(task(decode_event::<Task>(line).unwrap()).metadata.managed_fields.is_some());
+        // A bad line is reported the same way with the switch on.
+        let err = decode_event_as::<Task>(br#"{"type":"ADDED","object":{"spec":{"command":3}}}"#, true).unwrap_err();
+        assert!(err.to_string().contains("spec.command"), "{err}");
+    }
 
     #[test]
     fn every_event_type_decodes() {

@@ -57,6 +57,9 @@ pub(crate) fn spawn_hub<K: Resource>(
     cancel: CancellationToken,
 ) -> Store<K> {
     let (store, writer) = reflector::store::<K>();
+    // No controller reads field ownership, and an update sent without it
+    // keeps the stored entries: the caches leave it out of the decode.
+    let params = params.strip_managed_fields();
     let stream = reflector::reflector(writer, watcher(api, params).default_backoff());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
