@@ -75,21 +75,21 @@ std::thread_local! {
 }
 
 /// Runs `decode` (a synchronous decode) with every `metadata.managedFields`
-/// it meets skipped over rather than built into `Value` trees, and left
-/// `None`: client-go's informers strip them the same way. For readers that
+/// it meets, when `skip`, skipped over rather than built into `Value` trees,
+/// and left `None`: client-go's informers strip them the same way. For readers that
 /// never look at field ownership (controllers' caches, agents' task
 /// watches), the entries are most of an object's decode; an update sent
 /// without them keeps the stored ones (the server's rule, as Kubernetes').
 /// serde has no way to hand a setting to a nested field's decoder, so it
 /// is a thread-local switch held for exactly this call.
-pub fn skipping_managed_fields<T>(decode: impl FnOnce() -> T) -> T {
+pub fn skipping_managed_fields<T>(skip: bool, decode: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             SKIP_MANAGED_FIELDS.with(|skip| skip.set(self.0));
         }
     }
-    let _restore = Restore(SKIP_MANAGED_FIELDS.with(|skip| skip.replace(true)));
+    let _restore = Restore(SKIP_MANAGED_FIELDS.with(|switch| switch.replace(skip)));
     decode()
 }
 
@@ -167,12 +167,13 @@ mod tests {
     #[test]
     fn managed_fields_are_skipped_only_inside_the_call() {
         assert_eq!(meta().managed_fields.map(|m| m.len()), Some(1));
-        let (inside, nested) = skipping_managed_fields(|| (meta(), skipping_managed_fields(meta)));
+        let (inside, nested) = skipping_managed_fields(true, || (meta(), skipping_managed_fields(true, meta)));
         assert_eq!((inside.managed_fields, nested.managed_fields), (None, None));
+        assert!(skipping_managed_fields(false, meta).managed_fields.is_some(), "kept when not asked to skip");
         assert_eq!(inside.labels.get("a").map(String::as_str), Some("b"));
         assert_eq!(meta().managed_fields.map(|m| m.len()), Some(1), "the switch is off again");
         // Also after a decode that panicked.
-        let _ = std::panic::catch_unwind(|| skipping_managed_fields(|| panic!("a decoder failed")));
+        let _ = std::panic::catch_unwind(|| skipping_managed_fields(true, || panic!("a decoder failed")));
         assert!(meta().managed_fields.is_some());
     }
 }

@@ -130,13 +130,12 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let txns_before = TxnCounts::scrape(&http, &cluster.url).await?;
     let result = measure(&client, &args, instances, jobs, (cpu, mem)).await;
-    let txns = match &result {
-        Ok(_) => Some(TxnCounts::scrape(&http, &cluster.url).await?.since(&txns_before)),
-        Err(_) => None,
+    let txns = match result.is_ok() {
+        true => TxnCounts::scrape(&http, &cluster.url).await?.since(&txns_before),
+        false => TxnCounts::default(),
     };
     cluster.stop().await;
     let m = result?;
-    let txns = txns.unwrap_or_default();
 
     let tag = format!("{instances}x{agents}");
     println!(

@@ -226,10 +226,7 @@ impl<K: Resource> Api<K> {
     pub async fn list(&self, params: &ListParams) -> Result<ObjectList<K>> {
         let bytes = self.client.send(Method::GET, &self.collection_path()?, &params.query(), Body::None).await?;
         let what = format!("{}List", K::KIND);
-        match params.strip_managed_fields {
-            true => meseta_schemas::skipping_managed_fields(|| decode(&what, &bytes)),
-            false => decode(&what, &bytes),
-        }
+        meseta_schemas::skipping_managed_fields(params.strip_managed_fields, || decode(&what, &bytes))
     }
 
     /// Every object, following `continue` tokens page by page (page size from

@@ -160,14 +160,6 @@ pub(crate) fn decode_event<K: Resource>(line: &[u8]) -> Result<WatchEvent<K>> {
     }
 }
 
-/// [`decode_event`], with `metadata.managedFields` left out when `strip`.
-fn decode_event_as<K: Resource>(line: &[u8], strip: bool) -> Result<WatchEvent<K>> {
-    match strip {
-        true => meseta_schemas::skipping_managed_fields(|| decode_event(line)),
-        false => decode_event(line),
-    }
-}
-
 struct LineState {
     body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buf: BytesMut,
@@ -213,7 +205,7 @@ pub(crate) fn decode_stream<K: Resource>(resp: reqwest::Response, url: String, s
     let state = LineState { body: resp.bytes_stream().boxed(), buf: BytesMut::new(), url, done: false };
     futures::stream::unfold(state, move |mut state| async move {
         let line = state.next_line().await?;
-        let event = line.and_then(|l| decode_event_as::<K>(&l, strip));
+        let event = line.and_then(|l| meseta_schemas::skipping_managed_fields(strip, || decode_event::<K>(&l)));
         Some((event, state))
     })
     .boxed()
@@ -234,8 +226,11 @@ mod tests {
             WatchEvent::Modified(t) => t,
             other => panic!("unexpected {other:?}"),
         };
-        let kept = task(decode_event_as::<Task>(line, false).unwrap());
-        let stripped = task(decode_event_as::<Task>(line, true).unwrap());
+        // As `decode_stream` decodes each line.
+        let decode_event_as =
+            |line: &[u8], strip| meseta_schemas::skipping_managed_fields(strip, || decode_event::<Task>(line));
+        let kept = task(decode_event_as(line, false).unwrap());
+        let stripped = task(decode_event_as(line, true).unwrap());
         assert_eq!(kept.metadata.managed_fields.as_ref().map(Vec::len), Some(1));
         assert_eq!(stripped.metadata.managed_fields, None);
         let mut without = kept.clone();
@@ -244,7 +239,7 @@ mod tests {
         // The switch is off again after the call.
         assert!(task(decode_event::<Task>(line).unwrap()).metadata.managed_fields.is_some());
         // A bad line is reported the same way with the switch on.
-        let err = decode_event_as::<Task>(br#"{"type":"ADDED","object":{"spec":{"command":3}}}"#, true).unwrap_err();
+        let err = decode_event_as(br#"{"type":"ADDED","object":{"spec":{"command":3}}}"#, true).unwrap_err();
         assert!(err.to_string().contains("spec.command"), "{err}");
     }
 

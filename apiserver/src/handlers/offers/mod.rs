@@ -182,28 +182,35 @@ pub(crate) fn framework_filter(
 
 /// The stored Framework `stored` with a filter for `agent` (expired filters
 /// pruned), or `None` to keep it: the refuse time is not positive, or the
-/// bytes do not decode (logged). The bytes are edited in place
+/// bytes do not decode (logged).
+fn with_filter(stored: &[u8], agent: &str, refuse: Option<f64>, now: DateTime<Utc>) -> Option<bytes::Bytes> {
+    filtered(stored, agent, refuse, now).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "a stored Framework does not decode; no decline filter recorded");
+        None
+    })
+}
+
+/// [`with_filter`], with its decode error. The bytes are edited in place
 /// ([`filters`]); only bytes not of the plain stored shape are decoded and
 /// encoded whole.
-fn with_filter(stored: &[u8], agent: &str, refuse: Option<f64>, now: DateTime<Utc>) -> Option<bytes::Bytes> {
+fn filtered(
+    stored: &[u8],
+    agent: &str,
+    refuse: Option<f64>,
+    now: DateTime<Utc>,
+) -> Result<Option<bytes::Bytes>, serde_json::Error> {
     let seconds = match refuse {
         Some(s) => s,
         None => default_refuse_seconds(stored)?.unwrap_or(DEFAULT_REFUSE_SECONDS),
     };
     if !(seconds > 0.0 && seconds.is_finite()) {
-        return None;
+        return Ok(None);
     }
     let until = now + chrono::Duration::milliseconds((seconds.min(1e9) * 1000.0) as i64);
     if let Some(value) = filters::with_filter(stored, agent, until, now) {
-        return Some(value.into());
+        return Ok(Some(value.into()));
     }
-    let mut fw: Framework = match serde_json::from_slice(stored) {
-        Ok(fw) => fw,
-        Err(err) => {
-            tracing::warn!(error = %err, "a stored Framework does not decode; no decline filter recorded");
-            return None;
-        }
-    };
+    let mut fw: Framework = serde_json::from_slice(stored)?;
     let status = fw.status.get_or_insert_with(Default::default);
     status.filters.retain(|f| f.until > now);
     match status.filters.iter_mut().find(|f| f.agent == agent) {
@@ -211,12 +218,12 @@ fn with_filter(stored: &[u8], agent: &str, refuse: Option<f64>, now: DateTime<Ut
         None => status.filters.push(OfferFilter { agent: agent.to_owned(), until }),
     }
     fw.metadata.resource_version = None;
-    Some(object::to_stored(&encode(&fw).ok()?))
+    Ok(Some(object::to_stored(&serde_json::to_value(&fw)?)))
 }
 
 /// The Framework's `spec.defaultRefuseSeconds`, read without decoding the
-/// rest; `None` (logged) when the bytes do not decode.
-fn default_refuse_seconds(stored: &[u8]) -> Option<Option<f64>> {
+/// rest.
+fn default_refuse_seconds(stored: &[u8]) -> Result<Option<f64>, serde_json::Error> {
     #[derive(Deserialize)]
     struct Head {
         #[serde(default)]
@@ -228,13 +235,7 @@ fn default_refuse_seconds(stored: &[u8]) -> Option<Option<f64>> {
         #[serde(default)]
         default_refuse_seconds: Option<f64>,
     }
-    match serde_json::from_slice::<Head>(stored) {
-        Ok(head) => Some(head.spec.default_refuse_seconds),
-        Err(err) => {
-            tracing::warn!(error = %err, "a stored Framework does not decode; no decline filter recorded");
-            None
-        }
-    }
+    Ok(serde_json::from_slice::<Head>(stored)?.spec.default_refuse_seconds)
 }
 
 /// The offer's expiry as of `now`, as [`usable_offer`] checks it.
