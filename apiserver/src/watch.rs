@@ -7,7 +7,10 @@
 //! # Expected flow
 //!
 //! - `resourceVersion` absent or `0`: one `ADDED` per current object (from a
-//!   list), then live events after the list's revision.
+//!   list), then live events after the list's revision. The list is not a
+//!   snapshot: an object written during its scan shows a state newer than
+//!   the list's revision, and the events up to that state are not sent
+//!   again ([`Replays`]).
 //! - `resourceVersion=N`: every event after N, then live ones.
 //! - Selectors apply with transitions: an object that stops matching is sent
 //!   as `DELETED` (its last matching state), one that starts matching as
@@ -31,6 +34,7 @@
 
 mod index;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::OnceLock;
 
@@ -75,6 +79,7 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
         }
         Some(n) => (Vec::new(), n),
     };
+    let replays = Replays::of(call.target.kind, start, &initial);
     // Already validated by `Filter::from_params`.
     let fields = call.params.field_selector.as_deref().and_then(|s| FieldSelector::parse(s).ok());
     let no_labels = call.params.label_selector.as_deref().is_none_or(|s| s.trim().is_empty());
@@ -95,6 +100,7 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
         filter,
         byte_fields,
         last: start,
+        replays,
         progress,
         tx,
         bookmarks: bookmarks.then_some(call.state.bookmark_interval()),
@@ -123,6 +129,8 @@ struct Watch {
     /// stored bytes ([`index::fields_match`]): events are then not decoded.
     byte_fields: Option<FieldSelector>,
     last: Revision,
+    /// Events the initial list already showed.
+    replays: Replays,
     /// How far a narrowed store stream has read past `last`.
     progress: WatchProgress,
     tx: mpsc::Sender<Bytes>,
@@ -218,6 +226,9 @@ impl Watch {
     /// shared by every watcher that sends it.
     fn take(&mut self, ev: &WatchEvent, lines: &mut Vec<Bytes>) -> Result<(), ApiError> {
         self.last = self.last.max(ev.revision);
+        if self.replays.replays(&ev.key, ev.revision) {
+            return Ok(());
+        }
         let Some(kind) = convert(ev, &self.filter, self.byte_fields.as_ref())? else { return Ok(()) };
         let line = match self.table {
             Some(info) => derived(ev).object(ev, kind.side()).map(|obj| {
@@ -249,6 +260,45 @@ impl Watch {
             tracing::error!(error = %detail, "watch failed");
         }
         self.send("ERROR", &e.status()).await;
+    }
+}
+
+/// The objects of a watch's initial list whose state is newer than the
+/// list's revision, with that state's revision, by store key: events of
+/// those keys up to it are what the list already sent.
+#[derive(Debug, Default)]
+struct Replays {
+    at: HashMap<String, Revision>,
+    max: Revision,
+}
+
+impl Replays {
+    /// The objects of `initial` (of `kind`, listed at `listed`) ahead of it.
+    fn of(kind: &meseta_schemas::registry::KindInfo, listed: Revision, initial: &[Value]) -> Self {
+        let mut replays = Replays::default();
+        for obj in initial {
+            let meta = &obj["metadata"];
+            let revision = meta["resourceVersion"].as_str().and_then(|v| v.parse::<Revision>().ok());
+            let (Some(revision), Some(name)) = (revision, meta["name"].as_str()) else { continue };
+            if revision > listed {
+                replays.at.insert(crate::path::object_key(kind, meta["namespace"].as_str(), name), revision);
+                replays.max = replays.max.max(revision);
+            }
+        }
+        replays
+    }
+
+    /// Whether the event of `key` at `revision` was already sent with the
+    /// list. Past the newest listed revision nothing is, and the set is let go.
+    fn replays(&mut self, key: &str, revision: Revision) -> bool {
+        if self.at.is_empty() {
+            return false;
+        }
+        let replay = self.at.get(key).is_some_and(|at| revision <= *at);
+        if revision >= self.max {
+            self.at = HashMap::new();
+        }
+        replay
     }
 }
 
@@ -443,6 +493,26 @@ mod tests {
         assert!(seen(&ev(EventKind::Updated, db.clone(), db), &filter).is_none());
         let (t, o) = seen(&ev(EventKind::Deleted, Value::Null, web), &filter).unwrap();
         assert_eq!((t.as_str(), o["metadata"]["resourceVersion"].as_str()), ("DELETED", Some("7")));
+    }
+
+    #[test]
+    fn events_the_initial_list_already_showed_are_replays() {
+        let tasks = meseta_schemas::registry::by_plural("tasks").unwrap();
+        // Listed at 10, but the scan saw a/t written at 12 and a/u at 13.
+        let initial = vec![
+            json!({"metadata": {"name": "t", "namespace": "a", "resourceVersion": "12"}}),
+            json!({"metadata": {"name": "u", "namespace": "a", "resourceVersion": "13"}}),
+            json!({"metadata": {"name": "old", "namespace": "a", "resourceVersion": "4"}}),
+        ];
+        let mut r = Replays::of(tasks, 10, &initial);
+        assert!(r.replays("/registry/tasks/a/t", 11));
+        assert!(!r.replays("/registry/tasks/a/new", 11), "an object the list did not show is news");
+        assert!(r.replays("/registry/tasks/a/t", 12));
+        assert!(!r.replays("/registry/tasks/a/old", 12), "listed at or below the list's revision");
+        assert!(r.replays("/registry/tasks/a/u", 13));
+        assert!(!r.replays("/registry/tasks/a/t", 12), "forgotten once the watch passed the newest listed state");
+        let mut none = Replays::of(tasks, 20, &initial);
+        assert!(!none.replays("/registry/tasks/a/t", 12), "nothing ahead of a list at 20");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -62,6 +63,50 @@ async fn watch_from_zero_replays_current_objects_then_goes_live() {
     }
     names.sort();
     assert_eq!(names, vec!["a", "b", "c", "d"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_opened_during_writes_sends_each_object_once() {
+    // The list behind a watch from now is no snapshot: objects created
+    // during its scan show up in it and again as live events unless the
+    // watch leaves those replays out.
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(0..200)
+                .for_each_concurrent(8, |i| {
+                    let api = api.clone();
+                    async move {
+                        api.post(&tasks("w"), &task("w", &format!("t{i}"))).await;
+                    }
+                })
+                .await;
+        })
+    };
+    let mut watches = Vec::new();
+    while !writer.is_finished() && watches.len() < 12 {
+        watches.push(Events::open(&api, &format!("{}?watch=1", tasks("w"))).await);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.await.unwrap();
+    assert!(!watches.is_empty());
+    api.post(&tasks("w"), &task("w", "last")).await;
+    for (n, ev) in watches.iter_mut().enumerate() {
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        loop {
+            let (kind, name) = next_named(ev).await;
+            assert_eq!(kind, "ADDED", "watch {n}: {name}");
+            *seen.entry(name.clone()).or_default() += 1;
+            if name == "last" {
+                break;
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).map(|(k, _)| k.clone()).collect();
+        assert!(twice.is_empty(), "watch {n} sent these more than once: {twice:?}");
+        assert_eq!(seen.len(), 201, "watch {n} sent every object");
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ pub struct Resp {
 }
 
 /// A client for one test server.
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,

@@ -20,7 +20,12 @@
 //! - The first event, and the first after every re-list, is
 //!   [`Event::Restarted`] with the complete list: consumers replace their
 //!   state with it (objects deleted while the watch was down are absent).
-//! - After that, every change is delivered in resourceVersion order.
+//! - After that, every change is delivered in resourceVersion order, once:
+//!   a list is not a snapshot (it reports the revision read before its
+//!   scan, and an object written during the scan shows its newer state), so
+//!   the watch from the list's version replays some of what the list
+//!   already showed. Those replays (an event of an object at or below the
+//!   version the list showed it at) are dropped; see [`Ahead`].
 //! - A watch the server closes cleanly (e.g. `timeoutSeconds`) resumes from
 //!   the last resourceVersion seen (objects or bookmarks), without a re-list.
 //! - A 410 (the version was compacted) re-lists without yielding an error.
@@ -34,6 +39,8 @@
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::HashMap;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
@@ -127,9 +134,58 @@ enum State<K> {
     /// Nothing known: list next.
     Empty,
     /// Listed (or the watch ended) at `resource_version`: watch from there next.
-    InitListed { resource_version: String },
+    InitListed { resource_version: String, ahead: Ahead },
     /// A watch is open; `resource_version` is the last one seen.
-    Watching { resource_version: String, stream: WatchStream<K> },
+    Watching { resource_version: String, ahead: Ahead, stream: WatchStream<K> },
+}
+
+/// The listed objects whose version is newer than the list's own, with
+/// that version: a watch from the list's version replays their changes up
+/// to it, which the consumer already has. Versions are compared as
+/// numbers; an object whose version is not a number is never dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Ahead {
+    at: HashMap<(Option<String>, String), u64>,
+    max: u64,
+}
+
+fn version_of<K: Resource>(obj: &K) -> Option<u64> {
+    obj.meta().resource_version.as_deref()?.parse().ok()
+}
+
+fn key_of<K: Resource>(obj: &K) -> (Option<String>, String) {
+    let meta = obj.meta();
+    (meta.namespace.clone(), meta.name.clone())
+}
+
+impl Ahead {
+    /// The objects of a list at `list_version` that are newer than it.
+    pub(crate) fn of<K: Resource>(list_version: &str, items: &[K]) -> Self {
+        let Ok(listed) = list_version.parse::<u64>() else { return Ahead::default() };
+        let mut ahead = Ahead::default();
+        for obj in items {
+            if let Some(v) = version_of(obj).filter(|v| *v > listed) {
+                ahead.at.insert(key_of(obj), v);
+                ahead.max = ahead.max.max(v);
+            }
+        }
+        ahead
+    }
+
+    /// Whether a watch event carrying `obj` replays what the list showed.
+    /// Once the watch reaches the newest listed version nothing more can
+    /// be a replay, and the set is let go.
+    pub(crate) fn replays<K: Resource>(&mut self, obj: &K) -> bool {
+        if self.at.is_empty() {
+            return false;
+        }
+        let Some(v) = version_of(obj) else { return false };
+        let replay = self.at.get(&key_of(obj)).is_some_and(|listed| v <= *listed);
+        if v >= self.max {
+            self.at = HashMap::new();
+        }
+        replay
+    }
 }
 
 fn is_expired(status: &StatusBody) -> bool {
@@ -144,22 +200,23 @@ async fn step<K: Resource, S: ListWatch<K>>(src: &S, params: &WatchParams, state
         State::Empty => match src.list_all(&params.list_params()).await {
             Ok(list) => {
                 let resource_version = list.metadata.resource_version.unwrap_or_default();
-                tracing::debug!(kind = K::KIND, %resource_version, items = list.items.len(), "listed");
-                (Some(Ok(Event::Restarted(list.items))), State::InitListed { resource_version })
+                let ahead = Ahead::of(&resource_version, &list.items);
+                tracing::debug!(kind = K::KIND, %resource_version, items = list.items.len(), ahead = ahead.at.len(), "listed");
+                (Some(Ok(Event::Restarted(list.items))), State::InitListed { resource_version, ahead })
             }
             Err(source) => (Some(Err(Error::InitialList { kind: K::KIND, source })), State::Empty),
         },
-        State::InitListed { resource_version } => match src.watch(params, &resource_version).await {
-            Ok(stream) => (None, State::Watching { resource_version, stream }),
+        State::InitListed { resource_version, ahead } => match src.watch(params, &resource_version).await {
+            Ok(stream) => (None, State::Watching { resource_version, ahead, stream }),
             Err(e) if e.is_gone() => {
                 tracing::info!(kind = K::KIND, %resource_version, "watch version compacted; re-listing");
                 (None, State::Empty)
             }
             Err(source) => {
-                (Some(Err(Error::WatchStart { kind: K::KIND, source })), State::InitListed { resource_version })
+                (Some(Err(Error::WatchStart { kind: K::KIND, source })), State::InitListed { resource_version, ahead })
             }
         },
-        State::Watching { mut resource_version, mut stream } => {
+        State::Watching { mut resource_version, mut ahead, mut stream } => {
             let mut advance = |obj: &K| {
                 if let Some(rv) = obj.meta().resource_version.as_ref().filter(|rv| !rv.is_empty()) {
                     resource_version.clone_from(rv);
@@ -168,17 +225,19 @@ async fn step<K: Resource, S: ListWatch<K>>(src: &S, params: &WatchParams, state
             let out = match stream.next().await {
                 Some(Ok(WatchEvent::Added(obj) | WatchEvent::Modified(obj))) => {
                     advance(&obj);
-                    Event::Applied(obj)
+                    let replay = ahead.replays(&obj);
+                    Some(Event::Applied(obj)).filter(|_| !replay)
                 }
                 Some(Ok(WatchEvent::Deleted(obj))) => {
                     advance(&obj);
-                    Event::Deleted(obj)
+                    let replay = ahead.replays(&obj);
+                    Some(Event::Deleted(obj)).filter(|_| !replay)
                 }
                 Some(Ok(WatchEvent::Bookmark { resource_version: rv })) => {
                     if !rv.is_empty() {
                         resource_version = rv;
                     }
-                    return (None, State::Watching { resource_version, stream });
+                    return (None, State::Watching { resource_version, ahead, stream });
                 }
                 Some(Ok(WatchEvent::Error(status))) if is_expired(&status) => {
                     tracing::info!(kind = K::KIND, %resource_version, "watch expired; re-listing");
@@ -186,19 +245,19 @@ async fn step<K: Resource, S: ListWatch<K>>(src: &S, params: &WatchParams, state
                 }
                 Some(Ok(WatchEvent::Error(status))) => {
                     let err = Error::WatchError { kind: K::KIND, status };
-                    return (Some(Err(err)), State::InitListed { resource_version });
+                    return (Some(Err(err)), State::InitListed { resource_version, ahead });
                 }
                 Some(Err(e)) if e.is_gone() => return (None, State::Empty),
                 Some(Err(source)) => {
                     let err = Error::Watch { kind: K::KIND, source };
-                    return (Some(Err(err)), State::InitListed { resource_version });
+                    return (Some(Err(err)), State::InitListed { resource_version, ahead });
                 }
                 None => {
                     tracing::debug!(kind = K::KIND, %resource_version, "watch closed; resuming");
-                    return (None, State::InitListed { resource_version });
+                    return (None, State::InitListed { resource_version, ahead });
                 }
             };
-            (Some(Ok(out)), State::Watching { resource_version, stream })
+            (out.map(Ok), State::Watching { resource_version, ahead, stream })
         }
     }
 }

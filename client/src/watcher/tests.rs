@@ -103,6 +103,65 @@ async fn lists_then_watches_from_the_list_version() {
     assert_eq!(fake.calls(), vec!["list", "watch@10"]);
 }
 
+/// One delivered event as (kind, name, version).
+fn seen(ev: &Event<Role>) -> (&'static str, String, u64) {
+    match ev {
+        Event::Applied(r) => ("applied", r.metadata.name.clone(), r.revision()),
+        Event::Deleted(r) => ("deleted", r.metadata.name.clone(), r.revision()),
+        Event::Restarted(v) => ("restarted", String::new(), v.len() as u64),
+    }
+}
+
+#[tokio::test]
+async fn what_the_list_already_showed_is_not_delivered_again() {
+    // The list reports version 10 but its scan saw `a` written at 12 and
+    // `b` re-created at 13 (deleted at 11): the watch from 10 replays those.
+    let fake = Fake::new(vec![
+        list(10, vec![role("a", 12), role("b", 13), role("old", 4)]),
+        Reply::Watch(Ok(vec![
+            Ok(WatchEvent::Deleted(role("b", 11))),
+            Ok(WatchEvent::Modified(role("a", 11))),
+            Ok(WatchEvent::Added(role("c", 11))),
+            Ok(WatchEvent::Modified(role("a", 12))),
+            Ok(WatchEvent::Added(role("b", 13))),
+            Ok(WatchEvent::Modified(role("a", 14))),
+            Ok(WatchEvent::Deleted(role("b", 15))),
+        ])),
+    ]);
+    let events: Vec<_> = take(&fake, 4).await.into_iter().map(Result::unwrap).collect();
+    let seen: Vec<_> = events.iter().map(seen).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("restarted", String::new(), 3),
+            ("applied", "c".into(), 11),
+            ("applied", "a".into(), 14),
+            ("deleted", "b".into(), 15),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn replays_are_dropped_across_a_resumed_watch_and_forgotten_after() {
+    let fake = Fake::new(vec![
+        list(10, vec![role("a", 12)]),
+        Reply::Watch(Ok(vec![Ok(WatchEvent::Added(role("c", 11)))])),
+        // Resumed from 11: the change of `a` at 12 is still a replay.
+        Reply::Watch(Ok(vec![Ok(WatchEvent::Modified(role("a", 12))), Ok(WatchEvent::Modified(role("a", 16)))])),
+    ]);
+    let events: Vec<_> = take(&fake, 3).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(seen(&events[1]), ("applied", "c".into(), 11));
+    assert_eq!(seen(&events[2]), ("applied", "a".into(), 16));
+    assert_eq!(fake.calls(), vec!["list", "watch@10", "watch@11"]);
+
+    let mut ahead = Ahead::of("10", &[role("a", 12), role("b", 3)]);
+    assert!(!ahead.replays(&role("b", 3)), "an object older than the list is never ahead of it");
+    assert!(ahead.replays(&role("a", 12)));
+    assert!(!ahead.replays(&role("a", 12)), "past the newest listed version nothing is dropped");
+    let mut odd = Ahead::of("not-a-number", &[role("a", 12)]);
+    assert!(!odd.replays(&role("a", 12)), "versions that are not numbers are never compared");
+}
+
 #[tokio::test]
 async fn a_closed_watch_resumes_from_the_last_version_and_bookmark() {
     let fake = Fake::new(vec![
