@@ -51,6 +51,9 @@ pub enum Target {
     /// kube-apiserver sends etcd for them, each putting `value` (a stored
     /// Task's bytes) under the Task's key.
     Etcd { value: Arc<Vec<u8>> },
+    /// The floor server (see [`super::floor`]): the apiserver's requests,
+    /// answered once appended and synced, with nothing else done.
+    Floor,
 }
 
 /// How a write run is made and when it ends.
@@ -151,7 +154,16 @@ impl Writer {
             }
             WriteKind::Update => {
                 let name = format!("u{id}");
-                let mut current = create(&client()?, &collection, &task(ns, &name, json!({}))).await?;
+                let mut current = match target {
+                    // The floor keeps nothing to update: the client's Task is
+                    // made here, as the apiserver would have stored it.
+                    Target::Floor => {
+                        let mut stored = task(ns, &name, json!({}));
+                        stored["metadata"]["resourceVersion"] = json!("1");
+                        stored
+                    }
+                    _ => create(&client()?, &collection, &task(ns, &name, json!({}))).await?,
+                };
                 let rv = current["metadata"]["resourceVersion"].as_str().context("resourceVersion")?.to_string();
                 current["metadata"]["resourceVersion"] = json!(RV_SLOT);
                 current["metadata"]["annotations"]["bench/n"] = json!(N_SLOT);

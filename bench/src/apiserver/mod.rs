@@ -6,6 +6,7 @@
 //! through the binary and its HTTP API, as a client would.
 
 pub mod etcd;
+pub mod floor;
 pub mod load;
 pub mod raw;
 pub mod watch;
@@ -27,10 +28,7 @@ pub const API: &str = "/apis/meseta.io/v1";
 pub fn find_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
-        None => {
-            let exe = std::env::current_exe().context("locating the bench binary")?;
-            exe.parent().context("the bench binary has no parent directory")?.join("meseta-apiserver")
-        }
+        None => sibling("meseta-apiserver")?,
     };
     if !path.is_file() {
         bail!(
@@ -40,6 +38,13 @@ pub fn find_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The path of the binary `name` next to the running bench binary, whether
+/// or not it exists.
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    Ok(exe.parent().context("the bench binary has no parent directory")?.join(name))
 }
 
 /// A running apiserver on 127.0.0.1 with its own temporary data directory;

@@ -14,8 +14,13 @@
 //!   keeps its objects in) on the same machine and disk, through its
 //!   HTTP/JSON gateway, as the transactions kube-apiserver sends for a create
 //!   and an update; each figure is also printed as a ratio to etcd's
-//!   (`--peer none` skips it; without `etcd` on `PATH` it is skipped with a
-//!   note saying how to install it).
+//!   (without `etcd` on `PATH` it is skipped with a note saying how to
+//!   install it).
+//! - floor: the same write runs against `floor` (built beside this binary),
+//!   a server with the apiserver's HTTP stack and group-committed
+//!   `fdatasync` that does nothing else: the ceiling of durable HTTP writes on
+//!   this machine, printed as `<figure>.vs_floor`. `--peer etcd`, `--peer
+//!   floor` or `--peer none` picks the peers.
 //! - watch: one watcher on an empty collection, one writer creating Tasks at
 //!   a modest rate, each stamped with its send time; latency is send → event.
 //! - list: a fresh server filled with `--list-count` Tasks; the server's RSS
@@ -61,9 +66,10 @@ struct Args {
     /// Write runs: create, update (default both).
     #[arg(long, value_delimiter = ',', default_value = "create,update")]
     kinds: Vec<String>,
-    /// The peer of the write runs: etcd or none.
-    #[arg(long, default_value = "etcd")]
-    peer: String,
+    /// The peers of the write runs: etcd, floor (the least a durable HTTP
+    /// store does: see `meseta_bench::apiserver::floor`), or none.
+    #[arg(long, value_delimiter = ',', default_value = "etcd,floor")]
+    peer: Vec<String>,
     /// The `etcd` binary of the peer (default: `etcd` on PATH).
     #[arg(long)]
     etcd: Option<PathBuf>,
@@ -95,6 +101,18 @@ async fn main() -> anyhow::Result<()> {
             other => bail!("unknown write kind {other:?}: expected create or update"),
         });
     }
+    for peer in &args.peer {
+        if !["etcd", "floor", "none"].contains(&peer.as_str()) {
+            bail!("unknown peer {peer:?}: expected etcd, floor or none");
+        }
+    }
+    let floor_binary = meseta_bench::apiserver::sibling("floor")?;
+    if args.peer.iter().any(|p| p == "floor") && !floor_binary.is_file() {
+        bail!(
+            "the floor server is not at {}: build it with `cargo build --release -p meseta-bench`, or pass --peer etcd",
+            floor_binary.display()
+        );
+    }
     let wants = |s: &str| args.only.iter().any(|o| o == s);
     let mut figures = Vec::new();
 
@@ -116,16 +134,17 @@ async fn main() -> anyhow::Result<()> {
             figures.push(Figure("watch.p99".into(), w.delivery(0.99), "ms"));
         }
         if wants("writes") {
-            let peer = match args.peer.as_str() {
-                "none" => None,
-                "etcd" => match etcd::find_binary(args.etcd.as_deref())? {
-                    Some(binary) => Some(binary),
-                    None => {
-                        println!("peer: no etcd on PATH, so no ratios (apt-get install etcd-server, or --etcd PATH)");
-                        None
+            let etcd_binary = match args.peer.iter().any(|p| p == "etcd") {
+                false => None,
+                true => {
+                    match etcd::find_binary(args.etcd.as_deref())? {
+                        Some(binary) => Some(binary),
+                        None => {
+                            println!("peer: no etcd on PATH, so no etcd ratios (apt-get install etcd-server, or --etcd PATH)");
+                            None
+                        }
                     }
-                },
-                other => bail!("unknown peer {other:?}: expected etcd or none"),
+                }
             };
             // What the peer stores per write: the bytes of a Task as the apiserver stored it.
             let sample = load::create(
@@ -141,18 +160,17 @@ async fn main() -> anyhow::Result<()> {
             );
             let ours = spec.run("", &server.base, Target::Meseta, &|| server.cpu_seconds(), &mut figures).await?;
             drop(server);
-            if let Some(binary) = peer {
+            if let Some(binary) = etcd_binary {
                 let etcd = etcd::Etcd::start(&binary).await?;
                 let target = Target::Etcd { value: std::sync::Arc::new(serde_json::to_vec(&sample)?) };
                 let theirs = spec.run("etcd.", &etcd.base, target, &|| etcd.cpu_seconds(), &mut figures).await?;
-                println!("{:<12} {:>8} {:>12} {:>24} {:>14}", "vs etcd", "clients", "writes/s ×", "", "server CPU ×");
-                for ((name, ours), (_, theirs)) in ours.iter().zip(&theirs) {
-                    let (speed, cpu) = (ours.per_s / theirs.per_s, ours.server_cpu_us / theirs.server_cpu_us);
-                    let (kind, clients) = name.split_once(".c").unwrap_or((name, ""));
-                    println!("{kind:<12} {clients:>8} {speed:>12.2} {:>24} {cpu:>14.2}", "");
-                    figures.push(Figure(format!("{name}.vs_etcd"), speed, "x"));
-                    figures.push(Figure(format!("{name}.server_cpu.vs_etcd"), cpu, "x"));
-                }
+                ratios("etcd", &ours, &theirs, &mut figures);
+            }
+            if args.peer.iter().any(|p| p == "floor") {
+                let floor = Server::start(&floor_binary)?;
+                let theirs =
+                    spec.run("floor.", &floor.base, Target::Floor, &|| floor.cpu_seconds(), &mut figures).await?;
+                ratios("floor", &ours, &theirs, &mut figures);
             }
         }
     }
@@ -193,6 +211,19 @@ async fn main() -> anyhow::Result<()> {
         println!("bench apiserver.{name} {shown} {unit}");
     }
     Ok(())
+}
+
+/// Prints and records Meseta's write figures over a peer's, as
+/// `<name>.vs_<peer>` (writes/s) and `<name>.server_cpu.vs_<peer>`.
+fn ratios(peer: &str, ours: &[(String, WriteFigures)], theirs: &[(String, WriteFigures)], figures: &mut Vec<Figure>) {
+    println!("{:<12} {:>8} {:>12} {:>24} {:>14}", format!("vs {peer}"), "clients", "writes/s ×", "", "server CPU ×");
+    for ((name, ours), (_, theirs)) in ours.iter().zip(theirs) {
+        let (speed, cpu) = (ours.per_s / theirs.per_s, ours.server_cpu_us / theirs.server_cpu_us);
+        let (kind, clients) = name.split_once(".c").unwrap_or((name, ""));
+        println!("{kind:<12} {clients:>8} {speed:>12.2} {:>24} {cpu:>14.2}", "");
+        figures.push(Figure(format!("{name}.vs_{peer}"), speed, "x"));
+        figures.push(Figure(format!("{name}.server_cpu.vs_{peer}"), cpu, "x"));
+    }
 }
 
 /// The write runs of one target: every kind at every concurrency.
