@@ -289,6 +289,101 @@ async fn reopen_keeps_objects_revision_compaction_and_log() {
     assert_eq!(next_event(&mut watch).await.revision, next);
 }
 
+/// Copies the store directory `from` as it is on disk at this instant: what
+/// a crash of the process would leave (sled keeps unflushed writes in memory).
+fn copy_as_crashed(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_as_crashed(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The log's segment files in a store directory.
+fn log_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("wal")).unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_a_crash_took_from_sled_come_back_from_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let store = Arc::clone(&store);
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                put(&store, &format!("/c/{w}/{i}"), &format!("v{i}")).await;
+            }
+            // Some updates and deletes, batched with other writers' creates.
+            put(&store, &format!("/c/{w}/0"), "updated").await;
+            let delete = Txn { compares: vec![], ops: vec![Op::Delete { key: format!("/c/{w}/1") }] };
+            committed(store.txn(delete).await.unwrap());
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let revision = store.revision();
+    let crashed = tempfile::tempdir().unwrap();
+    copy_as_crashed(dir.path(), crashed.path());
+
+    let recovered = open(&crashed);
+    assert!(recovered.recovered_batches() > 0, "sled had flushed everything: the log was not needed");
+    assert_eq!(recovered.revision(), revision);
+    assert_eq!(recovered.list("/c/", None, None).await.unwrap().items.len(), 8 * 24);
+    for w in 0..8 {
+        assert_eq!(value_of(&recovered, &format!("/c/{w}/0")).await.as_deref(), Some("updated"));
+        assert_eq!(value_of(&recovered, &format!("/c/{w}/1")).await, None);
+        assert_eq!(value_of(&recovered, &format!("/c/{w}/24")).await.as_deref(), Some("v24"));
+    }
+    // The change log came back too: a watch replays every revision.
+    let mut watch = recovered.watch("/c/", 0).unwrap();
+    for rev in 1..=revision {
+        assert_eq!(next_event(&mut watch).await.revision, rev);
+    }
+    assert_eq!(put(&recovered, "/c/next", "v").await, revision + 1, "the revision counter continues");
+    // Recovered writes are in sled now: a second crash needs no log.
+    let again = tempfile::tempdir().unwrap();
+    copy_as_crashed(crashed.path(), again.path());
+    let reopened = open(&again);
+    assert_eq!(reopened.recovered_batches(), 1, "only the write made after the recovery");
+    assert_eq!(reopened.revision(), revision + 1);
+}
+
+#[tokio::test]
+async fn checkpoints_flush_sled_and_drop_the_log_before_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&dir, SledOptions { wal_segment_bytes: 16 << 10, ..SledOptions::default() });
+    let value = "x".repeat(200);
+    const WRITES: u64 = 400;
+    for i in 0..WRITES {
+        put(&store, &format!("/p/{i}"), &value).await;
+    }
+    let waited = std::time::Instant::now();
+    while store.checkpoint_count() < 2 {
+        assert!(waited.elapsed() < HANG, "no checkpoints after {WRITES} writes of {} bytes", value.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Each write logs its object and its change-log entry (over 400 bytes):
+    // about 40 per 16 KiB segment, so about ten segments were started.
+    assert!(log_segments(dir.path()) < 5, "{} segments left after checkpoints", log_segments(dir.path()));
+
+    let crashed = tempfile::tempdir().unwrap();
+    copy_as_crashed(dir.path(), crashed.path());
+    let recovered = open(&crashed);
+    assert!(recovered.recovered_batches() < WRITES, "checkpoints left everything to the log");
+    assert_eq!(recovered.revision(), WRITES);
+    let listed = recovered.list("/p/", None, None).await.unwrap().items;
+    assert_eq!(listed.len() as u64, WRITES);
+    assert!(listed.iter().all(|kv| kv.value == value.as_bytes()));
+}
+
 #[tokio::test]
 async fn dropping_the_store_ends_its_watches() {
     let dir = tempfile::tempdir().unwrap();

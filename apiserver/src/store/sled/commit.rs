@@ -20,11 +20,11 @@
 
 use std::collections::HashMap;
 
-use ::sled::Batch;
 use bytes::Bytes;
 
 use super::codec::{self, META_REVISION};
 use super::presence::Presence;
+use super::wal::Staged;
 use super::{backend, Handles};
 use crate::store::{Compare, EventKind, KeyValue, Op, Revision, StoreError, Txn, WatchEvent};
 
@@ -90,7 +90,8 @@ impl View<'_> {
 
 /// Applies `txns` in order; the ones whose compares hold get consecutive
 /// revisions from `first_revision`. Returns one [`Applied`] per transaction,
-/// in order. On a storage error the batch must not be acknowledged (sled
+/// in order, and the write-ahead log record of what the batch wrote (`None`
+/// when it committed nothing). On a storage error the batch must not be acknowledged (sled
 /// may hold part of it in memory, but a crash recovers it entirely or not at
 /// all) and `presence` is recounted before the next batch.
 pub(super) fn apply_batch(
@@ -98,10 +99,10 @@ pub(super) fn apply_batch(
     presence: &mut Presence,
     txns: Vec<Txn>,
     first_revision: Revision,
-) -> Result<Vec<Applied>, StoreError> {
+) -> Result<(Vec<Applied>, Option<Vec<u8>>), StoreError> {
     presence.refresh(trees)?;
     let mut view = View { trees, presence, keys: HashMap::with_capacity(txns.len()) };
-    let mut writes = Batch::default();
+    let mut writes = Staged::new(first_revision);
     let mut outcomes = Vec::with_capacity(txns.len());
     let mut next = first_revision;
     for txn in txns {
@@ -112,10 +113,11 @@ pub(super) fn apply_batch(
         outcomes.push(outcome);
     }
     if next == first_revision {
-        return Ok(outcomes);
+        return Ok((outcomes, None));
     }
 
-    writes.insert(META_REVISION, &(next - 1).to_be_bytes()[..]);
+    writes.insert(META_REVISION, (next - 1).to_be_bytes()[..].into());
+    let (writes, record) = writes.seal(next - 1);
     let touched = view.keys;
     if let Err(err) = trees.tree.apply_batch(writes) {
         presence.invalidate();
@@ -128,12 +130,12 @@ pub(super) fn apply_batch(
             _ => {}
         }
     }
-    Ok(outcomes)
+    Ok((outcomes, Some(record)))
 }
 
 /// Checks one transaction's compares against `view` and, when they all hold,
 /// stages its writes at `revision`.
-fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
+fn apply_one(view: &mut View<'_>, writes: &mut Staged, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
     for (index, compare) in txn.compares.iter().enumerate() {
         let key = compare.key();
         let current = view.current(key)?;
@@ -171,13 +173,13 @@ fn apply_one(view: &mut View<'_>, writes: &mut Batch, txn: Txn, revision: Revisi
                     Some(prev) => (EventKind::Updated, prev.create_revision, prev.value),
                     None => (EventKind::Created, revision, Bytes::new()),
                 };
-                writes.insert(codec::object_key(&key), codec::encode_object(create_revision, revision, &value));
+                writes.insert(&codec::object_key(&key), codec::encode_object(create_revision, revision, &value));
                 view.set(&key, Some(Record { create_revision, mod_revision: revision, value: value.clone() }));
                 WatchEvent { revision, kind, key, value, prev_value, memo: Default::default() }
             }
             None => {
                 let Some(prev) = before else { continue };
-                writes.remove(codec::object_key(&key));
+                writes.remove(&codec::object_key(&key));
                 view.set(&key, None);
                 WatchEvent {
                     revision,
@@ -216,6 +218,41 @@ mod tests {
 
     fn presence(trees: &Handles) -> Presence {
         Presence::load(trees).unwrap()
+    }
+
+    /// The outcomes alone.
+    fn apply_batch(
+        trees: &Handles,
+        presence: &mut Presence,
+        txns: Vec<Txn>,
+        first_revision: Revision,
+    ) -> Result<Vec<Applied>, StoreError> {
+        super::apply_batch(trees, presence, txns, first_revision).map(|(outcomes, _)| outcomes)
+    }
+
+    fn contents(tree: &::sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+        tree.iter().map(|e| e.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    #[test]
+    fn the_log_records_of_the_batches_rebuild_the_tree_they_wrote() {
+        let trees = trees();
+        let mut known = presence(&trees);
+        let batches = vec![
+            (vec![create("/a", "1"), create("/b", "1"), create("/c", "1")], 1),
+            (vec![delete("/a"), create("/b", "again"), append("/c", "x"), create("/d", "1")], 4),
+            (vec![delete("/d"), create("/a", "2")], 7),
+        ];
+        let replica = ::sled::Config::new().temporary(true).open().unwrap().open_tree(codec::TREE).unwrap();
+        for (txns, first) in batches {
+            let (_, record) = super::apply_batch(&trees, &mut known, txns, first).unwrap();
+            let record = record.expect("the batch committed something");
+            let log = super::super::wal::decode_one(&record).expect("a whole record");
+            assert_eq!(log.first, first);
+            replica.apply_batch(log.to_batch()).unwrap();
+            assert_eq!(contents(&replica), contents(&trees.tree), "after the batch from {first}");
+        }
+        assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &8u64.to_be_bytes());
     }
 
     fn delete(key: &str) -> Txn {
@@ -325,8 +362,9 @@ mod tests {
     fn a_batch_with_no_committed_transaction_writes_nothing() {
         let trees = trees();
         apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1")], 1).unwrap();
-        let out = apply_batch(&trees, &mut presence(&trees), vec![create("/a", "2")], 2).unwrap();
+        let (out, record) = super::apply_batch(&trees, &mut presence(&trees), vec![create("/a", "2")], 2).unwrap();
         assert!(revision_of(&out[0]).is_none());
+        assert!(record.is_none(), "nothing for the log either");
         assert_eq!(log_len(&trees), 1);
         assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &1u64.to_be_bytes());
     }

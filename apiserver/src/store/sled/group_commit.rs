@@ -1,6 +1,6 @@
 //! Group commit: one committer thread applies queued transactions in
-//! batches, makes them durable with one flush per batch and then publishes
-//! them.
+//! batches, makes them durable with one write-ahead log append per batch and
+//! then publishes them.
 //!
 //! Owns the revision bookkeeping shared by writers, readers, watchers and the
 //! committer (`applied`, `durable`, `compacted`), the queue of submitted
@@ -17,18 +17,22 @@
 //!    and applies it as one batch (`commit::apply_batch`, one sled
 //!    batch). Transactions whose compare failed wrote nothing; they
 //!    are answered at once when the batch committed nothing, else after its
-//!    flush, since their compare may have seen a write of the batch.
-//! 3. It makes the batch durable (`Handles::make_durable`: sled's flush,
-//!    then `fdatasync` of sled's files), then, under the publish
+//!    log append, since their compare may have seen a write of the batch.
+//! 3. It makes the batch durable (`wal::Log::append`: the batch's writes,
+//!    appended to the write-ahead log and synced), then, under the publish
 //!    lock, sets `durable`, queues the batch's events for routed watchers
 //!    and broadcasts them to the others, then answers
 //!    the batch's committed writers. Transactions submitted meanwhile form
 //!    the next batch, so concurrent writers share both the sled batch
 //!    and the fsync.
 //!
-//! A dedicated thread rather than a task: the apply and the flush block, and
+//! 4. When the log's segment is full, it starts the next one and a
+//!    checkpoint in the background: sled's flush and the sync of its files
+//!    (`Handles::make_durable`), after which the older segments go.
+//!
+//! A dedicated thread rather than a task: the apply and the sync block, and
 //! a thread that sleeps on the queue's condition variable costs one wake-up
-//! per batch instead of a hop to the blocking pool per flush.
+//! per batch instead of a hop to the blocking pool per sync.
 //!
 //! # Guarantees
 //!
@@ -45,11 +49,12 @@
 //!
 //! # Errors
 //!
-//! A failed flush poisons the store: waiting (including the batch's failed
+//! A failed log append poisons the store: waiting (including the batch's failed
 //! compares), queued and later writers get
 //! `StoreError::Backend` with the sled error text, since nothing can be
 //! promised durable any more. A batch whose write to sled fails wrote
-//! nothing durable: its writers get the error, the store carries on.
+//! nothing durable: its writers get the error, the store carries on. A
+//! failed checkpoint only keeps the older segments, and the next one retries.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -60,7 +65,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::commit::{self, Applied};
 use super::dispatch::{Dispatch, Subscription};
 use super::presence::Presence;
-use super::{compact, Handles};
+use super::{compact, wal, Handles};
 use crate::store::{Revision, StoreError, Txn, TxnOutcome, WatchEvent, WatchIndex};
 
 /// A batch of durable events, in revision order, as sent to live watchers.
@@ -111,6 +116,8 @@ pub(super) struct Shared {
     failure: OnceLock<String>,
     flushes: AtomicU64,
     compacting: AtomicBool,
+    checkpointing: AtomicBool,
+    checkpoints: AtomicU64,
     /// Serializes compactions.
     pub(super) compact_lock: Mutex<()>,
 }
@@ -131,6 +138,8 @@ impl Shared {
             failure: OnceLock::new(),
             flushes: AtomicU64::new(0),
             compacting: AtomicBool::new(false),
+            checkpointing: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(0),
             compact_lock: Mutex::new(()),
         }
     }
@@ -145,12 +154,17 @@ impl Shared {
         self.durable.load(Ordering::Acquire)
     }
 
-    /// How many flushes the committer has run.
+    /// How many log appends (each with its sync) the committer has run.
     pub(super) fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
 
-    /// Queues `txn` for the committer. Refused once a flush has failed.
+    /// How many checkpoints have completed.
+    pub(super) fn checkpoint_count(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Queues `txn` for the committer. Refused once a log append has failed.
     pub(super) fn submit(&self, txn: Txn) -> Result<Answer, StoreError> {
         let (reply, answer) = oneshot::channel();
         let mut queue = lock(&self.queue);
@@ -179,8 +193,8 @@ impl Shared {
     /// With `gather` > 1 (the last batch had that many writers, so they are
     /// likely to come back), waits up to [`GATHER_WAIT`] for that many
     /// before taking a non-empty queue: every batch costs sled two buffer
-    /// writes and the flush whatever its size, so fuller batches cost less
-    /// per write. A lone writer is never held back.
+    /// writes and the log a sync whatever its size, so fuller batches cost
+    /// less per write. A lone writer is never held back.
     fn next_batch(&self, gather: usize) -> Option<(Vec<Txn>, Vec<Reply>)> {
         let mut queue = lock(&self.queue);
         let mut deadline = None;
@@ -251,7 +265,7 @@ impl Shared {
     /// Refuses every write from now on; answers `waiting` and the queued
     /// transactions with the reason.
     fn poison(&self, reason: String, waiting: Vec<Reply>) {
-        tracing::error!(error = %reason, "store flush failed; refusing further writes");
+        tracing::error!(error = %reason, "store write-ahead log append failed; refusing further writes");
         let queued = {
             let mut queue = lock(&self.queue);
             let _ = self.failure.set(reason.clone());
@@ -279,12 +293,14 @@ impl Shared {
     }
 }
 
-/// The committer thread's loop: runs until the store is dropped or a flush
-/// fails. It alone holds `presence` (see `presence`).
+/// The committer thread's loop: runs until the store is dropped or a log
+/// append fails. It alone holds `presence` (see `presence`) and appends to
+/// `log`.
 pub(super) fn run_committer(
     shared: Arc<Shared>,
     handles: Weak<Handles>,
     mut presence: Presence,
+    mut log: wal::Log,
     watch_window: u64,
     runtime: tokio::runtime::Handle,
 ) {
@@ -295,8 +311,8 @@ pub(super) fn run_committer(
         gather = txns.len();
         let Some(trees) = upgrade(&shared, &handles) else { return };
         let first = shared.applied() + 1;
-        let outcomes = match commit::apply_batch(&trees, &mut presence, txns, first) {
-            Ok(outcomes) => outcomes,
+        let (outcomes, record) = match commit::apply_batch(&trees, &mut presence, txns, first) {
+            Ok(applied) => applied,
             Err(err) => {
                 tracing::warn!(error = %err, "applying a batch of transactions failed");
                 for reply in replies {
@@ -322,12 +338,16 @@ pub(super) fn run_committer(
             }
         }
         let Some(&(target, _)) = waiting.last() else {
-            // Every compare saw durable state (earlier batches are flushed).
+            // Every compare saw durable state (earlier batches are logged).
             answer_failed(failed);
             continue;
         };
         shared.applied.store(target, Ordering::Release);
-        if let Err(err) = trees.make_durable() {
+        let appended = match &record {
+            Some(record) => log.append(record),
+            None => Err(StoreError::Backend("a batch that committed writes has no log record".into())),
+        };
+        if let Err(err) = appended {
             let mut waiting: Vec<Reply> = waiting.into_iter().map(|(_, reply)| reply).collect();
             waiting.extend(failed.into_iter().map(|(reply, _)| reply));
             return shared.poison(err.to_string(), waiting);
@@ -343,7 +363,47 @@ pub(super) fn run_committer(
         // only now that it is durable.
         answer_failed(failed);
         maybe_compact(&shared, &handles, watch_window);
+        maybe_checkpoint(&shared, &handles, &mut log);
     }
+}
+
+/// Starts a checkpoint when the log's segment is full: the next segment at
+/// once, then, in the background, sled's flush and the removal of the
+/// segments before the new one (everything in them was applied to sled
+/// before the flush began).
+fn maybe_checkpoint(shared: &Arc<Shared>, handles: &Weak<Handles>, log: &mut wal::Log) {
+    if !log.full() || shared.checkpointing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some(trees) = upgrade(shared, handles) else {
+        shared.checkpointing.store(false, Ordering::Release);
+        return;
+    };
+    let keep_from = match log.rotate() {
+        Ok(seq) => seq,
+        Err(err) => {
+            tracing::warn!(error = %err, "starting a new write-ahead log segment failed; the current one grows");
+            shared.checkpointing.store(false, Ordering::Release);
+            return;
+        }
+    };
+    let dir = log.dir().to_owned();
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        match trees.make_durable().and_then(|()| wal::remove_below(&dir, keep_from)) {
+            Ok(()) => {
+                shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(elapsed = ?started.elapsed(), keep_from, "store checkpoint done");
+            }
+            Err(err) => tracing::warn!(
+                error = %err,
+                "store checkpoint failed; the write-ahead log keeps its older segments until the next one"
+            ),
+        }
+        drop(trees);
+        shared.checkpointing.store(false, Ordering::Release);
+    });
 }
 
 /// Answers writers whose compare failed; they wrote nothing.

@@ -11,13 +11,16 @@
 //!   the one-tree layout on open.
 //! - `commit`: compares and the atomic write (one sled batch) of a batch of
 //!   transactions.
+//! - `wal`: the write-ahead log that makes each batch durable; sled itself
+//!   is flushed only at checkpoints, and on open the log gives back what a
+//!   crash took from sled.
 //! - `durable`: syncing sled's files after its flush, so that what it
 //!   wrote survives a power cut.
 //! - `presence`: the committer's count of stored object keys, which spares
 //!   compares on keys that cannot exist (creates) their B-tree read.
 //! - `group_commit`: revision bookkeeping, the committer thread that applies
 //!   concurrent writers' transactions in batches sharing one sled batch
-//!   and one fsync, and the live event broadcast.
+//!   and one log sync, checkpoints, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `dispatch`: routing live events to narrowed watchers by index value.
 //! - `compact`: change-log compaction.
@@ -47,6 +50,7 @@ mod durable;
 mod group_commit;
 mod migrate;
 mod presence;
+mod wal;
 mod watch;
 
 use std::ops::Bound;
@@ -71,11 +75,14 @@ pub struct SledOptions {
     pub live_buffer: usize,
     /// sled page-cache size in bytes; `None` keeps sled's default.
     pub cache_capacity: Option<u64>,
+    /// Bytes of write-ahead log after which sled is flushed and the log
+    /// started afresh (a checkpoint). Default 64 MiB.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for SledOptions {
     fn default() -> Self {
-        Self { watch_window: 200_000, live_buffer: 1024, cache_capacity: None }
+        Self { watch_window: 200_000, live_buffer: 1024, cache_capacity: None, wal_segment_bytes: wal::SEGMENT_BYTES }
     }
 }
 
@@ -107,17 +114,23 @@ pub struct SledStore {
     trees: Arc<Handles>,
     shared: Arc<Shared>,
     me: Weak<SledStore>,
+    /// Batches the open took from the write-ahead log.
+    recovered: u64,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its committer thread.
-    /// Opening reads every object key once (the committer's `presence`
-    /// count) and migrates a store of the older layout (`migrate`).
+    /// Opening applies the write-ahead log's batches that sled lost in a
+    /// crash (see `recover`), reads every object key once (the committer's
+    /// `presence` count) and migrates a store of the older layout
+    /// (`migrate`).
     ///
     /// Errors: `StoreError::Backend` when called outside a tokio runtime, when
     /// sled cannot open the directory (including when it is already open),
-    /// when the stored counters are corrupt, or when migrating a store of the
-    /// older layout fails (see `migrate`; it is retried on the next open).
+    /// when the stored counters are corrupt, when the write-ahead log is
+    /// damaged or does not continue what sled recovered, or when migrating a
+    /// store of the older layout fails (see `migrate`; it is retried on the
+    /// next open).
     pub fn open(dir: &Path, opts: SledOptions) -> Result<Arc<SledStore>, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::Backend("SledStore::open must be called inside a tokio runtime".into()))?;
@@ -129,12 +142,19 @@ impl SledStore {
         let files = Some(durable::Files::open(dir)?);
         let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db, files };
         migrate::to_one_tree(&trees, dir)?;
+        let wal_dir = dir.join(wal::WAL_DIR);
+        let (recovered, next_segment) = recover(&trees, &wal_dir)?;
         let revision =
             codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
         let compacted =
             codec::decode_counter(codec::META_COMPACTED, trees.tree.get(codec::META_COMPACTED).map_err(backend)?)?;
         // Finish a compaction that a crash interrupted.
         compact::delete_through(&trees, compacted)?;
+        // What the log held is now in sled: made durable there, the log
+        // starts afresh.
+        trees.make_durable()?;
+        let log = wal::Log::create(&wal_dir, next_segment, opts.wal_segment_bytes)?;
+        wal::remove_below(&wal_dir, next_segment)?;
         let presence = presence::Presence::load(&trees)?;
         tracing::debug!(dir = %dir.display(), revision, compacted, "sled store opened");
 
@@ -143,15 +163,29 @@ impl SledStore {
         let (committer_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
         std::thread::Builder::new()
             .name("meseta-store-commit".into())
-            .spawn(move || group_commit::run_committer(committer_shared, handles, presence, opts.watch_window, runtime))
+            .spawn(move || {
+                group_commit::run_committer(committer_shared, handles, presence, log, opts.watch_window, runtime)
+            })
             .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
-        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone() }))
+        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone(), recovered }))
     }
 
     /// How many fsyncs the store has run for writes (group commit shares one
     /// among all writers waiting at that moment).
     pub fn flush_count(&self) -> u64 {
         self.shared.flush_count()
+    }
+
+    /// How many checkpoints (sled flushed, older log segments removed) have
+    /// completed since the open.
+    pub fn checkpoint_count(&self) -> u64 {
+        self.shared.checkpoint_count()
+    }
+
+    /// How many batches the open applied from the write-ahead log: those a
+    /// crash took from sled before it flushed them.
+    pub fn recovered_batches(&self) -> u64 {
+        self.recovered
     }
 
     /// The revision of the last applied write, durable or not.
@@ -229,6 +263,37 @@ impl Store for SledStore {
             .await
             .map_err(|err| StoreError::Backend(format!("compaction task failed: {err}")))?
     }
+}
+
+/// Applies the records of the log in `wal_dir` that sled lost: those above
+/// the revision sled recovered, each as the one sled batch it was. sled
+/// recovers a prefix of its batches, so the first record above that revision
+/// must start right after it. Returns how many it applied and the number of
+/// the log's next segment.
+fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, u64), StoreError> {
+    let mut revision =
+        codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
+    let mut applied = 0;
+    let next_segment = wal::replay(wal_dir, |record| {
+        if record.last <= revision {
+            return Ok(());
+        }
+        if record.first != revision + 1 {
+            return Err(StoreError::Backend(format!(
+                "the store holds revisions up to {revision}, but its write-ahead log goes on with {}..={}: \
+                 the revisions in between are lost; restore the data directory from a backup",
+                record.first, record.last
+            )));
+        }
+        trees.tree.apply_batch(record.to_batch()).map_err(backend)?;
+        revision = record.last;
+        applied += 1;
+        Ok(())
+    })?;
+    if applied > 0 {
+        tracing::info!(batches = applied, revision, "store recovered writes from its write-ahead log");
+    }
+    Ok((applied, next_segment))
 }
 
 /// One page of keys under `prefix`, and whether more follow.

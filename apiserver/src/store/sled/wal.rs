@@ -1,0 +1,449 @@
+//! The store's write-ahead log: what makes a committed batch durable, so
+//! that sled need not be flushed for every batch.
+//!
+//! Owns the log's segment files (`<dir>/wal/<seq>.wal`), the byte layout of
+//! a record, appending with `fdatasync`, reading the log back after a crash,
+//! and removing segments that a sled flush has made redundant. It must not
+//! decide what a batch writes (that is `commit`), when sled is flushed (the
+//! committer's checkpoint, in `group_commit`) or which records a recovery
+//! applies (the store's open, in `mod`).
+//!
+//! # Why
+//!
+//! A sled flush per batch writes sled's I/O buffers, pages included, and
+//! syncs its data file: the largest single wait on the write path. The log
+//! instead appends exactly what the batch wrote and syncs one file, as
+//! etcd's WAL does. sled is flushed only at a checkpoint, when a segment has
+//! grown past its size limit ([`SEGMENT_BYTES`] by default); after that flush the older segments hold
+//! nothing sled would not recover, and are removed.
+//!
+//! # Record layout
+//!
+//! `payload length (u32 LE) | CRC-32 of payload (u32 LE) | payload`, where
+//! the payload is `first revision (u64 BE) | last revision (u64 BE) | ops`
+//! and each op is `1 | key length (u32 BE) | key | value length (u32 BE) |
+//! value` (a put) or `2 | key length (u32 BE) | key` (a removal), in the
+//! order the batch staged them. Keys and values are the tree's own bytes
+//! (see `codec`), so a record replays as one sled batch.
+//!
+//! # Guarantees
+//!
+//! - [`Log::append`] returns once the record and the file's size are on
+//!   disk; a new segment's directory entry is synced before any record in it
+//!   is appended.
+//! - A record cut short by a crash (length or checksum wrong) can only be the
+//!   last of the last segment, since the next record is appended only after
+//!   the previous one synced; reading stops there. The same damage anywhere
+//!   earlier is reported as corruption.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ::sled::{Batch, IVec};
+
+use crate::store::{Revision, StoreError};
+
+/// The log's directory inside the store directory.
+pub(super) const WAL_DIR: &str = "wal";
+
+/// Default size past which the committer starts a new segment and a
+/// checkpoint (`SledOptions::wal_segment_bytes`). About 30,000 creates of a typical Task: a checkpoint every second or so
+/// at full load, and a replay of at most this much after a crash.
+pub(super) const SEGMENT_BYTES: u64 = 64 << 20;
+
+const HEADER: usize = 8;
+const PAYLOAD_HEADER: usize = 16;
+const PUT: u8 = 1;
+const REMOVE: u8 = 2;
+const SUFFIX: &str = ".wal";
+
+/// A batch's writes, staged for sled and encoded for the log at once.
+pub(super) struct Staged {
+    batch: Batch,
+    record: Vec<u8>,
+}
+
+impl Staged {
+    /// An empty batch whose first transaction will commit at `first`.
+    pub(super) fn new(first: Revision) -> Staged {
+        let mut record = Vec::with_capacity(4096);
+        record.extend_from_slice(&[0; HEADER]);
+        record.extend_from_slice(&first.to_be_bytes());
+        record.extend_from_slice(&[0; 8]);
+        Staged { batch: Batch::default(), record }
+    }
+
+    /// Stages a put of `value` under `key`.
+    pub(super) fn insert(&mut self, key: &[u8], value: IVec) {
+        self.record.push(PUT);
+        put_bytes(&mut self.record, key);
+        put_bytes(&mut self.record, &value);
+        self.batch.insert(key, value);
+    }
+
+    /// Stages the removal of `key`.
+    pub(super) fn remove(&mut self, key: &[u8]) {
+        self.record.push(REMOVE);
+        put_bytes(&mut self.record, key);
+        self.batch.remove(key);
+    }
+
+    /// The sled batch and the sealed log record of a batch whose last
+    /// committed transaction has revision `last`.
+    pub(super) fn seal(self, last: Revision) -> (Batch, Vec<u8>) {
+        let Staged { batch, mut record } = self;
+        record[HEADER + 8..HEADER + PAYLOAD_HEADER].copy_from_slice(&last.to_be_bytes());
+        let len = u32::try_from(record.len() - HEADER).unwrap_or(u32::MAX);
+        let crc = crc32fast::hash(&record[HEADER..]);
+        record[..4].copy_from_slice(&len.to_le_bytes());
+        record[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        (batch, record)
+    }
+}
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    // A key or value of 4 GiB or more never reaches the store: the request
+    // body limit is far below it.
+    buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// One record read back from the log.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Record {
+    /// Revision of the batch's first committed transaction.
+    pub(super) first: Revision,
+    /// Revision of its last.
+    pub(super) last: Revision,
+    /// Its writes in order: a key and its new value, or `None` for a removal.
+    pub(super) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// The record's writes as one sled batch.
+    pub(super) fn to_batch(&self) -> Batch {
+        let mut batch = Batch::default();
+        for (key, value) in &self.ops {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        batch
+    }
+}
+
+/// What the front of `buf` holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A whole record, and the bytes it took.
+    Record(Record, usize),
+    /// Nothing: the end of the segment.
+    End,
+    /// A record cut short or not matching its checksum.
+    Torn(String),
+}
+
+/// Decodes the record at the front of `buf`.
+fn next_record(buf: &[u8]) -> Next {
+    if buf.is_empty() {
+        return Next::End;
+    }
+    if buf.len() < HEADER {
+        return Next::Torn(format!("{} bytes where a record header needs {HEADER}", buf.len()));
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(buf[4..HEADER].try_into().expect("4 bytes"));
+    let Some(payload) = buf.get(HEADER..HEADER + len) else {
+        return Next::Torn(format!("a record of {len} bytes with only {} left", buf.len() - HEADER));
+    };
+    if crc32fast::hash(payload) != crc {
+        return Next::Torn(format!("a record of {len} bytes does not match its checksum"));
+    }
+    match decode_payload(payload) {
+        Some(record) => Next::Record(record, HEADER + len),
+        None => Next::Torn(format!("a record of {len} bytes matches its checksum but is malformed")),
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Option<Record> {
+    let first = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+    let last = u64::from_be_bytes(payload.get(8..PAYLOAD_HEADER)?.try_into().ok()?);
+    let mut rest = &payload[PAYLOAD_HEADER..];
+    let mut ops = Vec::new();
+    while let Some((&tag, tail)) = rest.split_first() {
+        let (key, tail) = take_bytes(tail)?;
+        let (value, tail) = match tag {
+            PUT => {
+                let (value, tail) = take_bytes(tail)?;
+                (Some(value.to_vec()), tail)
+            }
+            REMOVE => (None, tail),
+            _ => return None,
+        };
+        ops.push((key.to_vec(), value));
+        rest = tail;
+    }
+    Some(Record { first, last, ops })
+}
+
+fn take_bytes(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+    let bytes = buf.get(4..4 + len)?;
+    Some((bytes, &buf[4 + len..]))
+}
+
+/// The record `bytes` holds, whole; `None` when it is torn.
+#[cfg(test)]
+pub(super) fn decode_one(bytes: &[u8]) -> Option<Record> {
+    match next_record(bytes) {
+        Next::Record(record, used) if used == bytes.len() => Some(record),
+        _ => None,
+    }
+}
+
+/// The segment being appended to.
+pub(super) struct Log {
+    dir: PathBuf,
+    file: File,
+    seq: u64,
+    len: u64,
+    limit: u64,
+}
+
+impl Log {
+    /// Starts segment `seq` in the log directory `dir` (created if missing);
+    /// it is full past `limit` bytes.
+    pub(super) fn create(dir: &Path, seq: u64, limit: u64) -> Result<Log, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|err| failed("creating", dir, err))?;
+        let path = segment_path(dir, seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .map_err(|err| failed("creating", &path, err))?;
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(Log { dir: dir.to_owned(), file, seq, len: 0, limit })
+    }
+
+    /// Appends `record` (from [`Staged::seal`]) and syncs it.
+    pub(super) fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+        let path = || segment_path(&self.dir, self.seq);
+        self.file.write_all(record).map_err(|err| failed("appending to", &path(), err))?;
+        self.len += record.len() as u64;
+        self.file.sync_data().map_err(|err| failed("syncing", &path(), err))
+    }
+
+    /// The log's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the segment has grown past its limit.
+    pub(super) fn full(&self) -> bool {
+        self.len >= self.limit
+    }
+
+    /// Starts the next segment; returns its number: once sled is flushed,
+    /// every segment below it may go (see [`remove_below`]).
+    pub(super) fn rotate(&mut self) -> Result<u64, StoreError> {
+        *self = Log::create(&self.dir, self.seq + 1, self.limit)?;
+        Ok(self.seq)
+    }
+}
+
+/// Removes the segments of `dir` numbered below `seq`.
+pub(super) fn remove_below(dir: &Path, seq: u64) -> Result<(), StoreError> {
+    for (n, path) in segments(dir)? {
+        if n < seq {
+            std::fs::remove_file(&path).map_err(|err| failed("removing", &path, err))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every record of the log in `dir`, oldest first, handing each to
+/// `apply`; returns the number the next segment should take.
+///
+/// Errors: a segment that cannot be read, a damaged record anywhere but at
+/// the end of the last segment, or an error of `apply`.
+pub(super) fn replay(dir: &Path, mut apply: impl FnMut(Record) -> Result<(), StoreError>) -> Result<u64, StoreError> {
+    let segments = segments(dir)?;
+    let count = segments.len();
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let bytes = std::fs::read(path).map_err(|err| failed("reading", path, err))?;
+        let mut at = 0;
+        loop {
+            match next_record(&bytes[at..]) {
+                Next::Record(record, used) => {
+                    at += used;
+                    apply(record)?;
+                }
+                Next::End => break,
+                Next::Torn(what) if i + 1 == count => {
+                    // The crash came while this record was written: it was
+                    // never acknowledged.
+                    tracing::warn!(segment = %path.display(), offset = at, "{what}: the log ends here");
+                    break;
+                }
+                Next::Torn(what) => {
+                    return Err(StoreError::Backend(format!(
+                        "the store's write-ahead log is damaged: {what} at byte {at} of {}, which is not its last \
+                         segment; restore the data directory from a backup",
+                        path.display()
+                    )))
+                }
+            }
+        }
+    }
+    Ok(segments.last().map_or(1, |(n, _)| n + 1))
+}
+
+/// The segments of `dir`, by number; none when it does not exist.
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(failed("listing", dir, err)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|err| failed("listing", dir, err))?;
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)).and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        found.push((n, entry.path()));
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}{SUFFIX}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|err| failed("syncing", dir, err))
+}
+
+fn failed(what: &str, path: &Path, err: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{what} the store's write-ahead log {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(first: Revision, last: Revision, puts: &[(&str, &str)], removes: &[&str]) -> Vec<u8> {
+        let mut staged = Staged::new(first);
+        for (k, v) in puts {
+            staged.insert(k.as_bytes(), IVec::from(v.as_bytes()));
+        }
+        for k in removes {
+            staged.remove(k.as_bytes());
+        }
+        staged.seal(last).1
+    }
+
+    fn read_all(dir: &Path) -> Result<(Vec<Record>, u64), StoreError> {
+        let mut records = Vec::new();
+        let next = replay(dir, |r| {
+            records.push(r);
+            Ok(())
+        })?;
+        Ok((records, next))
+    }
+
+    #[test]
+    fn a_sealed_record_reads_back_as_its_revisions_and_ops_in_order() {
+        let bytes = sealed(7, 9, &[("oa", "1"), ("ob", "")], &["oc"]);
+        let Next::Record(record, used) = next_record(&bytes) else { panic!("not a record") };
+        assert_eq!(used, bytes.len());
+        assert_eq!(record.first, 7);
+        assert_eq!(record.last, 9);
+        let ops =
+            vec![(b"oa".to_vec(), Some(b"1".to_vec())), (b"ob".to_vec(), Some(Vec::new())), (b"oc".to_vec(), None)];
+        assert_eq!(record.ops, ops);
+    }
+
+    #[test]
+    fn a_record_cut_anywhere_or_with_a_flipped_bit_is_torn() {
+        let bytes = sealed(1, 1, &[("oa", "value")], &["ob"]);
+        for cut in 1..bytes.len() {
+            assert!(matches!(next_record(&bytes[..cut]), Next::Torn(_)), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            assert!(!matches!(next_record(&flipped), Next::Record(..)), "bit flipped at byte {at}");
+        }
+    }
+
+    #[test]
+    fn replay_reads_segments_in_order_and_stops_at_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(WAL_DIR);
+        let mut log = Log::create(&wal, 9, SEGMENT_BYTES).unwrap();
+        log.append(&sealed(1, 1, &[("oa", "1")], &[])).unwrap();
+        assert_eq!(log.rotate().unwrap(), 10);
+        log.append(&sealed(2, 3, &[("ob", "1")], &["oa"])).unwrap();
+        // A crash half-way through the next append.
+        let torn = sealed(4, 4, &[("oc", "1")], &[]);
+        log.file.write_all(&torn[..torn.len() / 2]).unwrap();
+
+        let (records, next) = read_all(&wal).unwrap();
+        assert_eq!(records.iter().map(|r| (r.first, r.last)).collect::<Vec<_>>(), vec![(1, 1), (2, 3)]);
+        assert_eq!(next, 11);
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_is_an_error_not_an_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(WAL_DIR);
+        let mut log = Log::create(&wal, 1, SEGMENT_BYTES).unwrap();
+        log.append(&sealed(1, 1, &[("oa", "1")], &[])).unwrap();
+        log.rotate().unwrap();
+        log.append(&sealed(2, 2, &[("ob", "1")], &[])).unwrap();
+        let first = segment_path(&wal, 1);
+        let mut bytes = std::fs::read(&first).unwrap();
+        let end = bytes.len() - 1;
+        bytes[end] ^= 1;
+        std::fs::write(&first, bytes).unwrap();
+
+        let err = read_all(&wal).unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn segments_below_a_number_are_removed_and_a_missing_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(WAL_DIR);
+        assert_eq!(read_all(&wal).unwrap(), (Vec::new(), 1));
+        let mut log = Log::create(&wal, 1, SEGMENT_BYTES).unwrap();
+        log.append(&sealed(1, 1, &[("oa", "1")], &[])).unwrap();
+        log.rotate().unwrap();
+        log.append(&sealed(2, 2, &[("ob", "2")], &[])).unwrap();
+        remove_below(&wal, 2).unwrap();
+        let (records, next) = read_all(&wal).unwrap();
+        assert_eq!(records.iter().map(|r| r.first).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn a_record_replays_as_the_sled_batch_it_was_staged_with() {
+        let db = ::sled::Config::new().temporary(true).open().unwrap();
+        db.insert("oc", "old").unwrap();
+        let bytes = sealed(1, 2, &[("oa", "1"), ("ob", "2"), ("oa", "3")], &["oc"]);
+        let Next::Record(record, _) = next_record(&bytes) else { panic!("not a record") };
+        db.apply_batch(record.to_batch()).unwrap();
+        assert_eq!(db.get("oa").unwrap().unwrap(), b"3"[..]);
+        assert_eq!(db.get("ob").unwrap().unwrap(), b"2"[..]);
+        assert_eq!(db.get("oc").unwrap(), None);
+    }
+}
