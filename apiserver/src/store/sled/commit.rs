@@ -1,6 +1,7 @@
-//! Applying a batch of transactions: check each one's compares against the
-//! state the batch has built so far, then write objects, change log and
-//! revision of every transaction that held in one sled batch.
+//! Committing a batch of transactions: check each one's compares against
+//! the state the batch has built so far and stage the objects, change log and
+//! revision of every transaction that held (`prepare_batch`), then, once the
+//! committer has logged them, write them to sled (`write`).
 //!
 //! Owns the write path up to "applied". Only the committer (`group_commit`)
 //! calls it, one batch at a time: compares read the tree before the write,
@@ -9,14 +10,11 @@
 //! revision). A key the committer's `Presence` count proves absent is not
 //! read at all. It must not wait for durability: that is group commit's job.
 //!
-//! One `Tree::apply_batch` per batch: sled recovers a batch after a crash
-//! entirely or not at all, and since objects, change log and counters share
-//! one tree (see `codec`) that is the atomicity the store needs, without a
-//! multi-tree transaction (which reads every key's old value while staging).
-//! One batch per group commit rather than per store transaction matters too:
-//! sled rolls its I/O buffer twice for every batch and writes each sealed
-//! buffer out with `sync_file_range` on its I/O threads, so that cost is paid
-//! once per group.
+//! The writes go to sled key by key, not as one `Tree::apply_batch`: the
+//! write-ahead log record, synced before them, is what makes a batch whole
+//! after a crash (the open replays it), so sled's own batch atomicity is not
+//! needed, and it is dear: sled rolls its I/O buffer twice for every batch
+//! and writes each sealed buffer out on its I/O threads.
 
 use std::collections::HashMap;
 
@@ -24,7 +22,7 @@ use bytes::Bytes;
 
 use super::codec::{self, META_REVISION};
 use super::presence::Presence;
-use super::wal::Staged;
+use super::wal::{Staged, Writes};
 use super::{backend, Handles};
 use crate::store::{Compare, EventKind, KeyValue, Op, Revision, StoreError, Txn, WatchEvent};
 
@@ -88,18 +86,26 @@ impl View<'_> {
     }
 }
 
-/// Applies `txns` in order; the ones whose compares hold get consecutive
-/// revisions from `first_revision`. Returns one [`Applied`] per transaction,
-/// in order, and the write-ahead log record of what the batch wrote (`None`
-/// when it committed nothing). On a storage error the batch must not be acknowledged (sled
-/// may hold part of it in memory, but a crash recovers it entirely or not at
-/// all) and `presence` is recounted before the next batch.
-pub(super) fn apply_batch(
+/// A batch whose compares were checked and whose writes are staged, not
+/// yet written to sled.
+pub(super) struct Prepared {
+    /// The write-ahead log record of the batch's writes.
+    pub(super) record: Vec<u8>,
+    writes: Writes,
+    touched: HashMap<String, Touched>,
+}
+
+/// Checks `txns` in order; the ones whose compares hold get consecutive
+/// revisions from `first_revision` and their writes are staged. Returns one
+/// [`Applied`] per transaction, in order, and the staged batch (`None` when
+/// it committed nothing), which the caller logs and then [`write`]s before it
+/// prepares the next batch. Nothing is written to sled here.
+pub(super) fn prepare_batch(
     trees: &Handles,
     presence: &mut Presence,
     txns: Vec<Txn>,
     first_revision: Revision,
-) -> Result<(Vec<Applied>, Option<Vec<u8>>), StoreError> {
+) -> Result<(Vec<Applied>, Option<Prepared>), StoreError> {
     presence.refresh(trees)?;
     let mut view = View { trees, presence, keys: HashMap::with_capacity(txns.len()) };
     let mut writes = Staged::new(first_revision);
@@ -118,8 +124,16 @@ pub(super) fn apply_batch(
 
     writes.insert(META_REVISION, (next - 1).to_be_bytes()[..].into());
     let (writes, record) = writes.seal(next - 1);
-    let touched = view.keys;
-    if let Err(err) = trees.tree.apply_batch(writes) {
+    Ok((outcomes, Some(Prepared { record, writes, touched: view.keys })))
+}
+
+/// Writes a prepared batch to sled, key by key. On a storage error sled may
+/// hold any part of it: the store must not go on (its log record replays it
+/// whole at the next open), and `presence` is recounted should it be used
+/// again.
+pub(super) fn write(trees: &Handles, presence: &mut Presence, prepared: Prepared) -> Result<(), StoreError> {
+    let Prepared { writes, touched, .. } = prepared;
+    if let Err(err) = writes.apply(&trees.tree) {
         presence.invalidate();
         return Err(backend(err));
     }
@@ -130,7 +144,7 @@ pub(super) fn apply_batch(
             _ => {}
         }
     }
-    Ok((outcomes, Some(record)))
+    Ok(())
 }
 
 /// Checks one transaction's compares against `view` and, when they all hold,
@@ -220,6 +234,26 @@ mod tests {
         Presence::load(trees).unwrap()
     }
 
+    /// Prepares and writes a batch, as the committer does (less the log);
+    /// returns the outcomes and the log record.
+    fn commit_batch(
+        trees: &Handles,
+        presence: &mut Presence,
+        txns: Vec<Txn>,
+        first_revision: Revision,
+    ) -> Result<(Vec<Applied>, Option<Vec<u8>>), StoreError> {
+        let (outcomes, prepared) = prepare_batch(trees, presence, txns, first_revision)?;
+        let record = match prepared {
+            Some(prepared) => {
+                let record = prepared.record.clone();
+                write(trees, presence, prepared)?;
+                Some(record)
+            }
+            None => None,
+        };
+        Ok((outcomes, record))
+    }
+
     /// The outcomes alone.
     fn apply_batch(
         trees: &Handles,
@@ -227,7 +261,7 @@ mod tests {
         txns: Vec<Txn>,
         first_revision: Revision,
     ) -> Result<Vec<Applied>, StoreError> {
-        super::apply_batch(trees, presence, txns, first_revision).map(|(outcomes, _)| outcomes)
+        commit_batch(trees, presence, txns, first_revision).map(|(outcomes, _)| outcomes)
     }
 
     fn contents(tree: &::sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -245,11 +279,11 @@ mod tests {
         ];
         let replica = ::sled::Config::new().temporary(true).open().unwrap().open_tree(codec::TREE).unwrap();
         for (txns, first) in batches {
-            let (_, record) = super::apply_batch(&trees, &mut known, txns, first).unwrap();
+            let (_, record) = commit_batch(&trees, &mut known, txns, first).unwrap();
             let record = record.expect("the batch committed something");
             let log = super::super::wal::decode_one(&record).expect("a whole record");
             assert_eq!(log.first, first);
-            replica.apply_batch(log.to_batch()).unwrap();
+            log.into_writes().apply(&replica).unwrap();
             assert_eq!(contents(&replica), contents(&trees.tree), "after the batch from {first}");
         }
         assert_eq!(trees.tree.get(META_REVISION).unwrap().unwrap().as_ref(), &8u64.to_be_bytes());
@@ -362,7 +396,7 @@ mod tests {
     fn a_batch_with_no_committed_transaction_writes_nothing() {
         let trees = trees();
         apply_batch(&trees, &mut presence(&trees), vec![create("/a", "1")], 1).unwrap();
-        let (out, record) = super::apply_batch(&trees, &mut presence(&trees), vec![create("/a", "2")], 2).unwrap();
+        let (out, record) = commit_batch(&trees, &mut presence(&trees), vec![create("/a", "2")], 2).unwrap();
         assert!(revision_of(&out[0]).is_none());
         assert!(record.is_none(), "nothing for the log either");
         assert_eq!(log_len(&trees), 1);

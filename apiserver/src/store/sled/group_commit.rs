@@ -1,6 +1,6 @@
-//! Group commit: one committer thread applies queued transactions in
-//! batches, makes them durable with one write-ahead log append per batch and
-//! then publishes them.
+//! Group commit: one committer thread checks queued transactions in
+//! batches, makes each batch durable with one write-ahead log append, writes
+//! it to sled and then publishes it.
 //!
 //! Owns the revision bookkeeping shared by writers, readers, watchers and the
 //! committer (`applied`, `durable`, `compacted`), the queue of submitted
@@ -14,17 +14,18 @@
 //!    queue with a one-shot for its answer, and the writer awaits that.
 //! 2. The committer wakes, takes everything queued (after the last batch had
 //!    several writers, waiting up to half a millisecond for as many again)
-//!    and applies it as one batch (`commit::apply_batch`, one sled
-//!    batch). Transactions whose compare failed wrote nothing; they
-//!    are answered at once when the batch committed nothing, else after its
-//!    log append, since their compare may have seen a write of the batch.
+//!    and checks it as one batch (`commit::prepare_batch`), staging the
+//!    writes of the transactions whose compares held. Transactions whose
+//!    compare failed wrote nothing; they are answered at once when the batch
+//!    committed nothing, else after its log append, since their compare may
+//!    have seen a write of the batch.
 //! 3. It makes the batch durable (`wal::Log::append`: the batch's writes,
-//!    appended to the write-ahead log and synced), then, under the publish
-//!    lock, sets `durable`, queues the batch's events for routed watchers
-//!    and broadcasts them to the others, then answers
-//!    the batch's committed writers. Transactions submitted meanwhile form
-//!    the next batch, so concurrent writers share both the sled batch
-//!    and the fsync.
+//!    appended to the write-ahead log and synced), writes it to sled
+//!    (`commit::write`), then, under the publish lock, sets `durable`, queues
+//!    the batch's events for routed watchers and broadcasts them to the
+//!    others, then answers the batch's committed writers. Transactions
+//!    submitted meanwhile form the next batch, so concurrent writers share
+//!    the fsync.
 //!
 //! 4. When the log's segment is full, it starts the next one and a
 //!    checkpoint in the background: sled's flush and the sync of its files
@@ -49,12 +50,13 @@
 //!
 //! # Errors
 //!
-//! A failed log append poisons the store: waiting (including the batch's failed
-//! compares), queued and later writers get
-//! `StoreError::Backend` with the sled error text, since nothing can be
-//! promised durable any more. A batch whose write to sled fails wrote
-//! nothing durable: its writers get the error, the store carries on. A
-//! failed checkpoint only keeps the older segments, and the next one retries.
+//! A failed log append, or a failed write to sled after it, poisons the
+//! store: waiting (including the batch's failed compares), queued and later
+//! writers get `StoreError::Backend` with the error text, since nothing can
+//! be promised durable any more (sled may hold part of the batch; the next
+//! open replays its record). A batch whose check fails (a read error) wrote
+//! nothing: its writers get the error, the store carries on. A failed
+//! checkpoint only keeps the older segments, and the next one retries.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
@@ -265,7 +267,7 @@ impl Shared {
     /// Refuses every write from now on; answers `waiting` and the queued
     /// transactions with the reason.
     fn poison(&self, reason: String, waiting: Vec<Reply>) {
-        tracing::error!(error = %reason, "store write-ahead log append failed; refusing further writes");
+        tracing::error!(error = %reason, "a store batch could not be logged or written; refusing further writes");
         let queued = {
             let mut queue = lock(&self.queue);
             let _ = self.failure.set(reason.clone());
@@ -311,7 +313,7 @@ pub(super) fn run_committer(
         gather = txns.len();
         let Some(trees) = upgrade(&shared, &handles) else { return };
         let first = shared.applied() + 1;
-        let (outcomes, record) = match commit::apply_batch(&trees, &mut presence, txns, first) {
+        let (outcomes, prepared) = match commit::prepare_batch(&trees, &mut presence, txns, first) {
             Ok(applied) => applied,
             Err(err) => {
                 tracing::warn!(error = %err, "applying a batch of transactions failed");
@@ -342,16 +344,25 @@ pub(super) fn run_committer(
             answer_failed(failed);
             continue;
         };
-        shared.applied.store(target, Ordering::Release);
-        let appended = match &record {
-            Some(record) => log.append(record),
-            None => Err(StoreError::Backend("a batch that committed writes has no log record".into())),
+        let Some(prepared) = prepared else {
+            let waiting = waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
+            let err = "a batch that committed writes staged nothing";
+            return shared.poison(err.into(), waiting.collect());
         };
-        if let Err(err) = appended {
-            let mut waiting: Vec<Reply> = waiting.into_iter().map(|(_, reply)| reply).collect();
-            waiting.extend(failed.into_iter().map(|(reply, _)| reply));
-            return shared.poison(err.to_string(), waiting);
+        // Logged first, then written to sled: whatever part of the batch
+        // sled holds after a crash, its record is there to complete it.
+        let written = log.append(&prepared.record).and_then(|()| {
+            commit::write(&trees, &mut presence, prepared).map_err(|err| {
+                StoreError::Backend(format!(
+                    "{err} (the batch is in the write-ahead log: restarting the apiserver applies it)"
+                ))
+            })
+        });
+        if let Err(err) = written {
+            let waiting = waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
+            return shared.poison(err.to_string(), waiting.collect());
         }
+        shared.applied.store(target, Ordering::Release);
         drop(trees);
         shared.flushes.fetch_add(1, Ordering::Relaxed);
         shared.publish(target, events);

@@ -9,8 +9,7 @@
 //! - `codec`: the tree's key spaces and byte layouts.
 //! - `migrate`: bringing a store written with one tree per key space into
 //!   the one-tree layout on open.
-//! - `commit`: compares and the atomic write (one sled batch) of a batch of
-//!   transactions.
+//! - `commit`: compares and the writes of a batch of transactions.
 //! - `wal`: the write-ahead log that makes each batch durable; sled itself
 //!   is flushed only at checkpoints, and on open the log gives back what a
 //!   crash took from sled.
@@ -19,15 +18,16 @@
 //! - `presence`: the committer's count of stored object keys, which spares
 //!   compares on keys that cannot exist (creates) their B-tree read.
 //! - `group_commit`: revision bookkeeping, the committer thread that applies
-//!   concurrent writers' transactions in batches sharing one sled batch
-//!   and one log sync, checkpoints, and the live event broadcast.
+//!   concurrent writers' transactions in batches sharing one log sync,
+//!   checkpoints, and the live event broadcast.
 //! - `watch`: replay-then-live watch streams.
 //! - `dispatch`: routing live events to narrowed watchers by index value.
 //! - `compact`: change-log compaction.
 //!
 //! # Consistency of reads
 //!
-//! Reads see every applied write, durable or not. [`Store::revision`] and the
+//! Reads see every write sled was given, which is durable (logged) but may
+//! not be published yet, and may be part of a batch. [`Store::revision`] and the
 //! revision of a [`ListResult`] are the durable revision `D` read *before*
 //! the listing, so the listing holds every write at or below `D` (and maybe
 //! some above it). A watch from `D` replays the log above `D`, where the
@@ -120,8 +120,8 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the store in `dir` and starts its committer thread.
-    /// Opening applies the write-ahead log's batches that sled lost in a
-    /// crash (see `recover`), reads every object key once (the committer's
+    /// Opening replays the write-ahead log's batches written since sled's
+    /// last flush (see `recover`), reads every object key once (the committer's
     /// `presence` count) and migrates a store of the older layout
     /// (`migrate`).
     ///
@@ -182,8 +182,8 @@ impl SledStore {
         self.shared.checkpoint_count()
     }
 
-    /// How many batches the open applied from the write-ahead log: those a
-    /// crash took from sled before it flushed them.
+    /// How many batches the open replayed from the write-ahead log: those
+    /// written since sled's last flush, which a crash may have taken from it.
     pub fn recovered_batches(&self) -> u64 {
         self.recovered
     }
@@ -265,33 +265,40 @@ impl Store for SledStore {
     }
 }
 
-/// Applies the records of the log in `wal_dir` that sled lost: those above
-/// the revision sled recovered, each as the one sled batch it was. sled
-/// recovers a prefix of its batches, so the first record above that revision
-/// must start right after it. Returns how many it applied and the number of
-/// the log's next segment.
+/// Applies every record of the log in `wal_dir`, in order: sled may hold
+/// any part of the batches written since its last flush (they went to it key
+/// by key), and replaying them all puts every key back as the last one left
+/// it. The first record must follow on from what sled's last flush holds,
+/// and each record from the one before. Returns how many it applied and the
+/// number of the log's next segment.
 fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, u64), StoreError> {
-    let mut revision =
-        codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
+    let stored = codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
+    let mut last: Option<Revision> = None;
     let mut applied = 0;
     let next_segment = wal::replay(wal_dir, |record| {
-        if record.last <= revision {
-            return Ok(());
-        }
-        if record.first != revision + 1 {
+        let follows = match last {
+            None => record.first <= stored + 1,
+            Some(last) => record.first == last + 1,
+        };
+        if !follows {
+            let held = last.unwrap_or(stored);
             return Err(StoreError::Backend(format!(
-                "the store holds revisions up to {revision}, but its write-ahead log goes on with {}..={}: \
+                "the store holds revisions up to {held}, but its write-ahead log goes on with {}..={}: \
                  the revisions in between are lost; restore the data directory from a backup",
                 record.first, record.last
             )));
         }
-        trees.tree.apply_batch(record.to_batch()).map_err(backend)?;
-        revision = record.last;
+        last = Some(record.last);
+        record.into_writes().apply(&trees.tree).map_err(backend)?;
         applied += 1;
         Ok(())
     })?;
-    if applied > 0 {
-        tracing::info!(batches = applied, revision, "store recovered writes from its write-ahead log");
+    // A revision sled recovered beyond the log's end is kept, never reused.
+    if last.is_some_and(|last| last < stored) {
+        trees.tree.insert(codec::META_REVISION, &stored.to_be_bytes()).map_err(backend)?;
+    }
+    if let Some(revision) = last.filter(|_| applied > 0) {
+        tracing::info!(batches = applied, revision, "store replayed its write-ahead log");
     }
     Ok((applied, next_segment))
 }

@@ -11,11 +11,15 @@
 //! # Why
 //!
 //! A sled flush per batch writes sled's I/O buffers, pages included, and
-//! syncs its data file: the largest single wait on the write path. The log
-//! instead appends exactly what the batch wrote and syncs one file, as
-//! etcd's WAL does. sled is flushed only at a checkpoint, when a segment has
-//! grown past its size limit ([`SEGMENT_BYTES`] by default); after that flush the older segments hold
-//! nothing sled would not recover, and are removed.
+//! syncs its data file; a sled batch rolls those buffers twice to be
+//! recovered whole. The log instead appends exactly what the batch wrote and
+//! syncs one file, as etcd's WAL does, before the batch goes to sled key by
+//! key. sled is flushed only at a checkpoint, when a segment has grown past
+//! its size limit ([`SEGMENT_BYTES`] by default); after that flush the older
+//! segments hold nothing sled would not recover, and are removed. After a
+//! crash sled may hold any part of what it was given since its last flush,
+//! all of it logged: the open replays every record left, in order, which
+//! puts each key back as the last batch left it.
 //!
 //! # Record layout
 //!
@@ -24,7 +28,7 @@
 //! and each op is `1 | key length (u32 BE) | key | value length (u32 BE) |
 //! value` (a put) or `2 | key length (u32 BE) | key` (a removal), in the
 //! order the batch staged them. Keys and values are the tree's own bytes
-//! (see `codec`), so a record replays as one sled batch.
+//! (see `codec`), so a record replays as the writes it was ([`Writes`]).
 //!
 //! # Guarantees
 //!
@@ -40,7 +44,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ::sled::{Batch, IVec};
+use ::sled::{IVec, Tree};
 
 use crate::store::{Revision, StoreError};
 
@@ -60,8 +64,28 @@ const SUFFIX: &str = ".wal";
 
 /// A batch's writes, staged for sled and encoded for the log at once.
 pub(super) struct Staged {
-    batch: Batch,
+    writes: Writes,
     record: Vec<u8>,
+}
+
+/// A batch's writes to sled, in order: a key and its new value, or `None`
+/// for a removal.
+#[derive(Default)]
+pub(super) struct Writes(Vec<(IVec, Option<IVec>)>);
+
+impl Writes {
+    /// Writes them to `tree` one by one, not as one sled batch: a crash may
+    /// leave any part of them in sled, which is sound only because their log
+    /// record was synced before (see the module docs).
+    pub(super) fn apply(self, tree: &Tree) -> ::sled::Result<()> {
+        for (key, value) in self.0 {
+            match value {
+                Some(value) => tree.insert(key, value)?,
+                None => tree.remove(key)?,
+            };
+        }
+        Ok(())
+    }
 }
 
 impl Staged {
@@ -71,7 +95,7 @@ impl Staged {
         record.extend_from_slice(&[0; HEADER]);
         record.extend_from_slice(&first.to_be_bytes());
         record.extend_from_slice(&[0; 8]);
-        Staged { batch: Batch::default(), record }
+        Staged { writes: Writes::default(), record }
     }
 
     /// Stages a put of `value` under `key`.
@@ -79,26 +103,26 @@ impl Staged {
         self.record.push(PUT);
         put_bytes(&mut self.record, key);
         put_bytes(&mut self.record, &value);
-        self.batch.insert(key, value);
+        self.writes.0.push((key.into(), Some(value)));
     }
 
     /// Stages the removal of `key`.
     pub(super) fn remove(&mut self, key: &[u8]) {
         self.record.push(REMOVE);
         put_bytes(&mut self.record, key);
-        self.batch.remove(key);
+        self.writes.0.push((key.into(), None));
     }
 
-    /// The sled batch and the sealed log record of a batch whose last
+    /// The writes and the sealed log record of a batch whose last
     /// committed transaction has revision `last`.
-    pub(super) fn seal(self, last: Revision) -> (Batch, Vec<u8>) {
-        let Staged { batch, mut record } = self;
+    pub(super) fn seal(self, last: Revision) -> (Writes, Vec<u8>) {
+        let Staged { writes, mut record } = self;
         record[HEADER + 8..HEADER + PAYLOAD_HEADER].copy_from_slice(&last.to_be_bytes());
         let len = u32::try_from(record.len() - HEADER).unwrap_or(u32::MAX);
         let crc = crc32fast::hash(&record[HEADER..]);
         record[..4].copy_from_slice(&len.to_le_bytes());
         record[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        (batch, record)
+        (writes, record)
     }
 }
 
@@ -121,16 +145,9 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The record's writes as one sled batch.
-    pub(super) fn to_batch(&self) -> Batch {
-        let mut batch = Batch::default();
-        for (key, value) in &self.ops {
-            match value {
-                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
-                None => batch.remove(key.as_slice()),
-            }
-        }
-        batch
+    /// The record's writes, to apply to sled again.
+    pub(super) fn into_writes(self) -> Writes {
+        Writes(self.ops.into_iter().map(|(key, value)| (key.into(), value.map(IVec::from))).collect())
     }
 }
 
@@ -436,12 +453,12 @@ mod tests {
     }
 
     #[test]
-    fn a_record_replays_as_the_sled_batch_it_was_staged_with() {
+    fn a_record_replays_as_the_writes_it_was_staged_with() {
         let db = ::sled::Config::new().temporary(true).open().unwrap();
         db.insert("oc", "old").unwrap();
         let bytes = sealed(1, 2, &[("oa", "1"), ("ob", "2"), ("oa", "3")], &["oc"]);
         let Next::Record(record, _) = next_record(&bytes) else { panic!("not a record") };
-        db.apply_batch(record.to_batch()).unwrap();
+        record.into_writes().apply(&db).unwrap();
         assert_eq!(db.get("oa").unwrap().unwrap(), b"3"[..]);
         assert_eq!(db.get("ob").unwrap().unwrap(), b"2"[..]);
         assert_eq!(db.get("oc").unwrap(), None);
