@@ -96,7 +96,8 @@ pub(super) struct Prepared {
 }
 
 /// Checks `txns` in order; the ones whose compares hold get consecutive
-/// revisions from `first_revision` and their writes are staged. Returns one
+/// revisions from `first_revision` and their writes are staged, the log
+/// record encoded into `buffer` (see [`write`]). Returns one
 /// [`Applied`] per transaction, in order, and the staged batch (`None` when
 /// it committed nothing), which the caller logs and then [`write`]s before it
 /// prepares the next batch. Nothing is written to sled here.
@@ -105,10 +106,11 @@ pub(super) fn prepare_batch(
     presence: &mut Presence,
     txns: Vec<Txn>,
     first_revision: Revision,
+    buffer: Vec<u8>,
 ) -> Result<(Vec<Applied>, Option<Prepared>), StoreError> {
     presence.refresh(trees)?;
     let mut view = View { trees, presence, keys: HashMap::with_capacity(txns.len()) };
-    let mut writes = Staged::new(first_revision);
+    let mut writes = Staged::new(first_revision, buffer);
     let mut outcomes = Vec::with_capacity(txns.len());
     let mut next = first_revision;
     for txn in txns {
@@ -130,9 +132,9 @@ pub(super) fn prepare_batch(
 /// Writes a prepared batch to sled, key by key. On a storage error sled may
 /// hold any part of it: the store must not go on (its log record replays it
 /// whole at the next open), and `presence` is recounted should it be used
-/// again.
-pub(super) fn write(trees: &Handles, presence: &mut Presence, prepared: Prepared) -> Result<(), StoreError> {
-    let Prepared { writes, touched, .. } = prepared;
+/// again. Returns the record's buffer, for the next batch.
+pub(super) fn write(trees: &Handles, presence: &mut Presence, prepared: Prepared) -> Result<Vec<u8>, StoreError> {
+    let Prepared { writes, touched, record } = prepared;
     if let Err(err) = writes.apply(&trees.tree) {
         presence.invalidate();
         return Err(backend(err));
@@ -144,7 +146,7 @@ pub(super) fn write(trees: &Handles, presence: &mut Presence, prepared: Prepared
             _ => {}
         }
     }
-    Ok(())
+    Ok(record)
 }
 
 /// Checks one transaction's compares against `view` and, when they all hold,
@@ -242,13 +244,9 @@ mod tests {
         txns: Vec<Txn>,
         first_revision: Revision,
     ) -> Result<(Vec<Applied>, Option<Vec<u8>>), StoreError> {
-        let (outcomes, prepared) = prepare_batch(trees, presence, txns, first_revision)?;
+        let (outcomes, prepared) = prepare_batch(trees, presence, txns, first_revision, Vec::new())?;
         let record = match prepared {
-            Some(prepared) => {
-                let record = prepared.record.clone();
-                write(trees, presence, prepared)?;
-                Some(record)
-            }
+            Some(prepared) => Some(write(trees, presence, prepared)?),
             None => None,
         };
         Ok((outcomes, record))

@@ -298,6 +298,9 @@ impl Shared {
 /// The committer thread's loop: runs until the store is dropped or a log
 /// append fails. It alone holds `presence` (see `presence`) and appends to
 /// `log`.
+/// The largest log record buffer the committer keeps for the next batch.
+const RECORD_BUFFER_KEPT: usize = 4 << 20;
+
 pub(super) fn run_committer(
     shared: Arc<Shared>,
     handles: Weak<Handles>,
@@ -309,20 +312,23 @@ pub(super) fn run_committer(
     // Background compactions go to the runtime's blocking pool.
     let _runtime = runtime.enter();
     let mut gather = 1;
+    // The last batch's log record buffer, reused for the next record.
+    let mut buffer = Vec::new();
     while let Some((txns, replies)) = shared.next_batch(gather) {
         gather = txns.len();
         let Some(trees) = upgrade(&shared, &handles) else { return };
         let first = shared.applied() + 1;
-        let (outcomes, prepared) = match commit::prepare_batch(&trees, &mut presence, txns, first) {
-            Ok(applied) => applied,
-            Err(err) => {
-                tracing::warn!(error = %err, "applying a batch of transactions failed");
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+        let (outcomes, prepared) =
+            match commit::prepare_batch(&trees, &mut presence, txns, first, std::mem::take(&mut buffer)) {
+                Ok(applied) => applied,
+                Err(err) => {
+                    tracing::warn!(error = %err, "applying a batch of transactions failed");
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Backend(err.to_string())));
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let mut events = Vec::new();
         let mut waiting = Vec::new();
         let mut failed = Vec::new();
@@ -358,9 +364,15 @@ pub(super) fn run_committer(
                 ))
             })
         });
-        if let Err(err) = written {
-            let waiting = waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
-            return shared.poison(err.to_string(), waiting.collect());
+        match written {
+            // One batch of a few huge objects does not keep its memory.
+            Ok(record) if record.capacity() <= RECORD_BUFFER_KEPT => buffer = record,
+            Ok(_) => {}
+            Err(err) => {
+                let waiting =
+                    waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
+                return shared.poison(err.to_string(), waiting.collect());
+            }
         }
         shared.applied.store(target, Ordering::Release);
         drop(trees);

@@ -89,9 +89,12 @@ impl Writes {
 }
 
 impl Staged {
-    /// An empty batch whose first transaction will commit at `first`.
-    pub(super) fn new(first: Revision) -> Staged {
-        let mut record = Vec::with_capacity(4096);
+    /// An empty batch whose first transaction will commit at `first`, its
+    /// record encoded into `buffer` (cleared first: the committer hands back
+    /// the last batch's, so that a batch's record needs no fresh memory).
+    pub(super) fn new(first: Revision, buffer: Vec<u8>) -> Staged {
+        let mut record = buffer;
+        record.clear();
         record.extend_from_slice(&[0; HEADER]);
         record.extend_from_slice(&first.to_be_bytes());
         record.extend_from_slice(&[0; 8]);
@@ -358,7 +361,7 @@ mod tests {
     use super::*;
 
     fn sealed(first: Revision, last: Revision, puts: &[(&str, &str)], removes: &[&str]) -> Vec<u8> {
-        let mut staged = Staged::new(first);
+        let mut staged = Staged::new(first, Vec::new());
         for (k, v) in puts {
             staged.insert(k.as_bytes(), IVec::from(v.as_bytes()));
         }
