@@ -27,6 +27,7 @@
 //! - [`testing`]: [`testing::TestServer`], a real server for tests.
 
 pub mod age;
+pub mod allocator;
 pub mod apply;
 mod core_events;
 mod discovery;
