@@ -309,26 +309,33 @@ fn log_segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("wal")).unwrap().count()
 }
 
+/// `writers` concurrent writers, each creating `each` keys
+/// `{prefix}/{writer}/{i}` (value `v{i}`), then updating its key 0 to
+/// `updated` and deleting its key 1: updates and deletes batched with other
+/// writers' creates.
+async fn write_concurrently(store: &Arc<SledStore>, prefix: &str, writers: usize, each: usize) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (store, prefix) = (Arc::clone(store), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..each {
+                put(&store, &format!("{prefix}/{w}/{i}"), &format!("v{i}")).await;
+            }
+            put(&store, &format!("{prefix}/{w}/0"), "updated").await;
+            let delete = Txn { compares: vec![], ops: vec![Op::Delete { key: format!("{prefix}/{w}/1") }] };
+            committed(store.txn(delete).await.unwrap());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_a_crash_took_from_sled_come_back_from_the_write_ahead_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let store = Arc::clone(&store);
-        writers.push(tokio::spawn(async move {
-            for i in 0..25 {
-                put(&store, &format!("/c/{w}/{i}"), &format!("v{i}")).await;
-            }
-            // Some updates and deletes, batched with other writers' creates.
-            put(&store, &format!("/c/{w}/0"), "updated").await;
-            let delete = Txn { compares: vec![], ops: vec![Op::Delete { key: format!("/c/{w}/1") }] };
-            committed(store.txn(delete).await.unwrap());
-        }));
-    }
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    write_concurrently(&store, "/c", 8, 25).await;
     let revision = store.revision();
     let crashed = tempfile::tempdir().unwrap();
     copy_as_crashed(dir.path(), crashed.path());
@@ -360,21 +367,7 @@ async fn writes_a_crash_took_from_sled_come_back_from_the_write_ahead_log() {
 async fn batches_sled_kept_only_part_of_come_back_whole_from_the_write_ahead_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let mut writers = Vec::new();
-    for w in 0..6 {
-        let store = Arc::clone(&store);
-        writers.push(tokio::spawn(async move {
-            for i in 0..20 {
-                put(&store, &format!("/h/{w}/{i}"), &format!("v{i}")).await;
-            }
-            put(&store, &format!("/h/{w}/0"), "updated").await;
-            let delete = Txn { compares: vec![], ops: vec![Op::Delete { key: format!("/h/{w}/1") }] };
-            committed(store.txn(delete).await.unwrap());
-        }));
-    }
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    write_concurrently(&store, "/h", 6, 20).await;
     let revision = store.revision();
     let before: Vec<(String, Bytes)> =
         store.list("/h/", None, None).await.unwrap().items.into_iter().map(|kv| (kv.key, kv.value)).collect();
