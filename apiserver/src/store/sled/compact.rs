@@ -23,8 +23,6 @@ use super::{backend, Handles};
 use crate::store::{Revision, StoreError};
 
 /// Deletions per sled batch, so no single batch stalls other work for long.
-const DELETE_CHUNK: usize = 4096;
-
 /// Compacts the change log up to `revision` (clamped to the durable revision).
 pub(super) fn compact_blocking(trees: &Handles, shared: &Shared, revision: Revision) -> Result<(), StoreError> {
     let _serial = lock(&shared.compact_lock);
@@ -40,24 +38,17 @@ pub(super) fn compact_blocking(trees: &Handles, shared: &Shared, revision: Revis
 }
 
 /// Removes every log entry with revision <= `target`; returns how many.
+/// Entry by entry, not as sled batches: a batch takes sled's write lock,
+/// which holds up the committer's writes while it is applied, and rolls
+/// sled's I/O buffer twice; a crash half-way only leaves stale entries below
+/// the persisted mark, which the next open removes.
 pub(super) fn delete_through(trees: &Handles, target: Revision) -> Result<usize, StoreError> {
     let end = log_key(target.saturating_add(1), 0);
+    let range = (Bound::Included(&[LOG_PREFIX][..]), Bound::Excluded(&end[..]));
     let mut removed = 0;
-    loop {
-        let mut batch = ::sled::Batch::default();
-        let mut in_batch = 0;
-        let range = (Bound::Included(&[LOG_PREFIX][..]), Bound::Excluded(&end[..]));
-        for entry in trees.tree.range::<&[u8], _>(range).keys() {
-            batch.remove(entry.map_err(backend)?);
-            in_batch += 1;
-            if in_batch == DELETE_CHUNK {
-                break;
-            }
-        }
-        if in_batch == 0 {
-            return Ok(removed);
-        }
-        trees.tree.apply_batch(batch).map_err(backend)?;
-        removed += in_batch;
+    for key in trees.tree.range::<&[u8], _>(range).keys() {
+        trees.tree.remove(key.map_err(backend)?).map_err(backend)?;
+        removed += 1;
     }
+    Ok(removed)
 }
