@@ -322,7 +322,7 @@ pub(super) fn run_committer(
             match commit::prepare_batch(&trees, &mut presence, txns, first, std::mem::take(&mut buffer)) {
                 Ok(applied) => applied,
                 Err(err) => {
-                    tracing::warn!(error = %err, "applying a batch of transactions failed");
+                    tracing::warn!(error = %err, "checking a batch of transactions failed");
                     for reply in replies {
                         let _ = reply.send(Err(StoreError::Backend(err.to_string())));
                     }
@@ -351,9 +351,8 @@ pub(super) fn run_committer(
             continue;
         };
         let Some(prepared) = prepared else {
-            let waiting = waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
             let err = "a batch that committed writes staged nothing";
-            return shared.poison(err.into(), waiting.collect());
+            return shared.poison(err.into(), every_reply(waiting, failed));
         };
         // Logged first, then written to sled: whatever part of the batch
         // sled holds after a crash, its record is there to complete it.
@@ -368,11 +367,7 @@ pub(super) fn run_committer(
             // One batch of a few huge objects does not keep its memory.
             Ok(record) if record.capacity() <= RECORD_BUFFER_KEPT => buffer = record,
             Ok(_) => {}
-            Err(err) => {
-                let waiting =
-                    waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply));
-                return shared.poison(err.to_string(), waiting.collect());
-            }
+            Err(err) => return shared.poison(err.to_string(), every_reply(waiting, failed)),
         }
         shared.applied.store(target, Ordering::Release);
         drop(trees);
@@ -427,6 +422,11 @@ fn maybe_checkpoint(shared: &Arc<Shared>, handles: &Weak<Handles>, log: &mut wal
         drop(trees);
         shared.checkpointing.store(false, Ordering::Release);
     });
+}
+
+/// The replies of a batch's committed and failed transactions together.
+fn every_reply(waiting: Vec<(Revision, Reply)>, failed: Vec<(Reply, TxnOutcome)>) -> Vec<Reply> {
+    waiting.into_iter().map(|(_, reply)| reply).chain(failed.into_iter().map(|(reply, _)| reply)).collect()
 }
 
 /// Answers writers whose compare failed; they wrote nothing.
