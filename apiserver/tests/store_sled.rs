@@ -309,6 +309,21 @@ fn log_segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir.join("wal")).unwrap().count()
 }
 
+/// Opens the sled database of a dropped store, waiting while sled's I/O
+/// threads still hold its lock.
+fn open_released(dir: &std::path::Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(err) if started.elapsed() < HANG && err.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => panic!("opening the dropped store's sled database: {err}"),
+        }
+    }
+}
+
 /// `writers` concurrent writers, each creating `each` keys
 /// `{prefix}/{writer}/{i}` (value `v{i}`), then updating its key 0 to
 /// `updated` and deleting its key 1: updates and deletes batched with other
@@ -376,7 +391,7 @@ async fn batches_sled_kept_only_part_of_come_back_whole_from_the_write_ahead_log
     // sled is given a batch key by key: after a crash it may hold any part
     // of what it got since its last flush. Take every other key of it.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_released(dir.path());
         let mut taken = 0;
         for name in db.tree_names() {
             let tree = db.open_tree(&name).unwrap();
