@@ -52,8 +52,9 @@ use crate::store::{Revision, StoreError};
 pub(super) const WAL_DIR: &str = "wal";
 
 /// Default size past which the committer starts a new segment and a
-/// checkpoint (`SledOptions::wal_segment_bytes`). About 30,000 creates of a typical Task: a checkpoint every second or so
-/// at full load, and a replay of at most this much after a crash.
+/// checkpoint (`SledOptions::wal_segment_bytes`). About 30,000 creates of a
+/// typical Task: a checkpoint every second or so at full load, and a replay
+/// of at most this much after a crash.
 pub(super) const SEGMENT_BYTES: u64 = 64 << 20;
 
 const HEADER: usize = 8;
