@@ -80,8 +80,18 @@ struct Args {
     timeout_s: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The in-process apiserver's allocator setting, as `meseta-apiserver`
+    // makes it, before the runtime starts any thread.
+    meseta_apiserver::allocator::keep_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     // Logs of the in-process control plane, off unless asked for.
     tracing_subscriber::fmt()
