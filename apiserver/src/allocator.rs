@@ -26,6 +26,15 @@ pub fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
 }
 
+/// Sets the allocator as [`keep_freed_memory`] does, then runs `main` to
+/// its end on a new multi-thread tokio runtime: the `main` of a process that
+/// serves the API. Errors only when the runtime cannot start.
+pub fn block_on<T>(main: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    keep_freed_memory();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    Ok(runtime.block_on(main))
+}
+
 /// The allocator's current purge delay in milliseconds (-1: never).
 #[allow(unsafe_code)]
 pub fn purge_delay_ms() -> std::os::raw::c_long {

@@ -44,13 +44,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Before the runtime starts any thread (see the function).
-    meseta_apiserver::allocator::keep_freed_memory();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(run())
+    // The allocator setting (see `allocator`), made before any thread starts.
+    meseta_apiserver::allocator::block_on(run()).context("starting the async runtime")?
 }
 
 async fn run() -> anyhow::Result<()> {

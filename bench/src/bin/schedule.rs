@@ -81,14 +81,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    // The in-process apiserver's allocator setting, as `meseta-apiserver`
-    // makes it, before the runtime starts any thread.
-    meseta_apiserver::allocator::keep_freed_memory();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(run())
+    // The allocator setting of `meseta-apiserver`, made before any thread starts.
+    meseta_apiserver::allocator::block_on(run()).context("starting the async runtime")?
 }
 
 async fn run() -> anyhow::Result<()> {
