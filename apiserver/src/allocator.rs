@@ -1,8 +1,9 @@
 //! Tuning of the process's allocator (mimalloc, set in `main`).
 //!
 //! Owns the allocator options the apiserver changes from mimalloc's
-//! defaults, and why. It must not allocate on its own or be called once
-//! other threads run: mimalloc's option setters are not thread safe.
+//! defaults, and why, and the start of a serving process's runtime after
+//! them. Its setters must not be called once other threads run: mimalloc's
+//! option setters are not thread safe.
 
 /// `mi_option_purge_delay` in the `mi_option_e` enumeration of the mimalloc
 /// (v3) sources that `libmimalloc-sys` builds; the sys crate names no
