@@ -324,6 +324,11 @@ fn open_released(dir: &std::path::Path) -> sled::Db {
     }
 }
 
+/// Every key under `prefix` with its value, in key order.
+async fn keys_and_values(store: &SledStore, prefix: &str) -> Vec<(String, Bytes)> {
+    store.list(prefix, None, None).await.unwrap().items.into_iter().map(|kv| (kv.key, kv.value)).collect()
+}
+
 /// `writers` concurrent writers, each creating `each` keys
 /// `{prefix}/{writer}/{i}` (value `v{i}`), then updating its key 0 to
 /// `updated` and deleting its key 1: updates and deletes batched with other
@@ -384,8 +389,7 @@ async fn batches_sled_kept_only_part_of_come_back_whole_from_the_write_ahead_log
     let store = open(&dir);
     write_concurrently(&store, "/h", 6, 20).await;
     let revision = store.revision();
-    let before: Vec<(String, Bytes)> =
-        store.list("/h/", None, None).await.unwrap().items.into_iter().map(|kv| (kv.key, kv.value)).collect();
+    let before = keys_and_values(&store, "/h/").await;
     drop(store);
 
     // sled is given a batch key by key: after a crash it may hold any part
@@ -407,8 +411,7 @@ async fn batches_sled_kept_only_part_of_come_back_whole_from_the_write_ahead_log
 
     let reopened = open(&dir);
     assert_eq!(reopened.revision(), revision);
-    let after: Vec<(String, Bytes)> =
-        reopened.list("/h/", None, None).await.unwrap().items.into_iter().map(|kv| (kv.key, kv.value)).collect();
+    let after = keys_and_values(&reopened, "/h/").await;
     assert_eq!(after, before);
     assert_eq!(after.len(), 6 * 19);
     let mut watch = reopened.watch("/h/", 0).unwrap();

@@ -22,7 +22,6 @@ use super::group_commit::{lock, Shared};
 use super::{backend, Handles};
 use crate::store::{Revision, StoreError};
 
-/// Deletions per sled batch, so no single batch stalls other work for long.
 /// Compacts the change log up to `revision` (clamped to the durable revision).
 pub(super) fn compact_blocking(trees: &Handles, shared: &Shared, revision: Revision) -> Result<(), StoreError> {
     let _serial = lock(&shared.compact_lock);

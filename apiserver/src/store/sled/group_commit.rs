@@ -295,12 +295,12 @@ impl Shared {
     }
 }
 
-/// The committer thread's loop: runs until the store is dropped or a log
-/// append fails. It alone holds `presence` (see `presence`) and appends to
-/// `log`.
 /// The largest log record buffer the committer keeps for the next batch.
 const RECORD_BUFFER_KEPT: usize = 4 << 20;
 
+/// The committer thread's loop: runs until the store is dropped or a log
+/// append or a write to sled fails. It alone holds `presence` (see
+/// `presence`) and appends to `log`.
 pub(super) fn run_committer(
     shared: Arc<Shared>,
     handles: Weak<Handles>,

@@ -297,7 +297,7 @@ fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, u64), StoreError> {
     if last.is_some_and(|last| last < stored) {
         trees.tree.insert(codec::META_REVISION, &stored.to_be_bytes()).map_err(backend)?;
     }
-    if let Some(revision) = last.filter(|_| applied > 0) {
+    if let Some(revision) = last {
         tracing::info!(batches = applied, revision, "store replayed its write-ahead log");
     }
     Ok((applied, next_segment))
