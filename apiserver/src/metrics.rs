@@ -14,7 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::store::{IndexedWatch, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use crate::store::{
+    IndexedWatch, KeyMemo, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream,
+};
 
 /// The apiserver's metrics and their registry.
 #[derive(Debug)]
@@ -166,5 +168,9 @@ impl Store for MeteredStore {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let _t = self.timer("compact");
         self.inner.compact(revision).await
+    }
+
+    fn memo(&self) -> Option<&KeyMemo> {
+        self.inner.memo()
     }
 }

@@ -270,6 +270,24 @@ mod tests {
         assert_eq!(back["metadata"]["resourceVersion"], "9");
     }
 
+    proptest::proptest! {
+        /// What the store's memo rests on: the object a write stamps and
+        /// keeps is the object its stored bytes decode to at that revision,
+        /// floats to the bit included.
+        #[test]
+        fn a_written_object_is_what_its_stored_bytes_decode_to(
+            fields in proptest::collection::btree_map("[a-z]{1,8}", scan::tests::json_value(), 0..6),
+            meta in proptest::collection::btree_map("[a-z]{1,8}", scan::tests::json_value(), 0..4),
+            rev in 1u64..u64::MAX,
+        ) {
+            let mut obj = Value::Object(fields.into_iter().collect());
+            obj["metadata"] = Value::Object(meta.into_iter().collect());
+            let (bytes, _) = encode_stored(&obj, 0);
+            set_resource_version(&mut obj, rev);
+            proptest::prop_assert_eq!(from_stored(&bytes, rev).unwrap(), obj);
+        }
+    }
+
     #[test]
     fn encoded_stored_bytes_are_the_plain_ones_with_the_scanned_splice_point() {
         for obj in [

@@ -79,3 +79,49 @@ async fn spec_and_status_puts_store_what_the_rules_say() {
         assert_eq!(r.status, StatusCode::CONFLICT, "{path}: {}", r.text);
     }
 }
+
+/// The object a write leaves in the store's memo for the key's next update,
+/// taken out and put back: it must be the object a read decodes.
+async fn memoised(server: &TestServer, api: &Api, name: &str) -> Value {
+    let store = server.store();
+    let memo = store.memo().expect("the sled store keeps a memo");
+    let read = api.get(&task_path("web", name)).await.body;
+    let key = meseta_apiserver::path::object_key(meseta_schemas::registry::by_kind("Task").unwrap(), Some("web"), name);
+    let held = memo.take::<Value>(&key, rv(&read)).expect("the last write left its object");
+    assert_eq!(held, read, "the memoised object is the one the stored bytes decode to");
+    memo.put(&key, rv(&read), held.clone(), 1);
+    held
+}
+
+#[tokio::test]
+async fn updates_from_the_memo_store_what_updates_from_the_stored_bytes_would() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let mut t = task("web", "m1");
+    t["spec"]["resources"]["cpus"] = json!(0.1 + 0.2);
+    let created = api.post(&format!("{}?fieldManager=maker", tasks("web")), &t).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let mut current = memoised(&server, &api, "m1").await;
+
+    // Each write starts from the memoised object; after each, what the memo
+    // holds must still be what a read gives.
+    for round in 0..5 {
+        let mut edit = current.clone();
+        edit["metadata"]["annotations"] = json!({"round": round.to_string()});
+        edit["spec"]["resources"]["cpus"] = json!(0.1 * f64::from(round + 1));
+        let r = api.put(&format!("{}?fieldManager=editor", task_path("web", "m1")), &edit).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let after_spec = memoised(&server, &api, "m1").await;
+        assert_eq!(after_spec["metadata"]["generation"], json!(round + 2));
+
+        let mut st = after_spec.clone();
+        st["status"]["message"] = json!(format!("round {round}"));
+        let r = api.put(&format!("{}/status", task_path("web", "m1")), &st).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        current = memoised(&server, &api, "m1").await;
+        assert_eq!(current["status"]["message"], json!(format!("round {round}")));
+        assert_eq!(current["spec"], after_spec["spec"]);
+    }
+    let fresh = api.get(&task_path("web", "m1")).await.body;
+    assert_eq!(fresh["spec"]["resources"]["cpus"], json!(0.1 * 5.0));
+}

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::objects::WrittenObject;
 use crate::path::Target;
 use crate::request::Params;
 use crate::state::AppState;
@@ -97,17 +98,23 @@ fn not_allowed(method: &Method, rest: &str) -> ApiError {
 
 /// The response to a write: the object as written, with `Warning` headers.
 /// When the write stored bytes, the body is those bytes with the revision
-/// spliced in (the same JSON object as serialising `written.object`, without
-/// serialising it again; the write serialised them, so they are well-formed).
+/// spliced in (the same JSON object as serialising the written object,
+/// without serialising it again; the write serialised them, so they are
+/// well-formed).
 pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Written) -> Response {
-    let revision = crate::object::meta_str(&written.object, "resourceVersion").and_then(|rv| rv.parse().ok());
-    let spliced = written.stored.as_deref().zip(revision).and_then(|(stored, rev)| {
-        let point = written.splice_at.or_else(|| crate::object::splice_point_of_json(stored))?;
-        let mut body = Vec::with_capacity(stored.len() + 40);
-        crate::object::append_spliced(&mut body, stored, point, rev);
-        Some(body)
-    });
-    let Some(body) = spliced else { return respond(code, &written.object, &written.warnings) };
+    let (bytes, revision, splice_at) = match &written.object {
+        WrittenObject::Value(object) => return respond(code, object, &written.warnings),
+        WrittenObject::Stored { bytes, revision, splice_at } => (bytes, *revision, *splice_at),
+    };
+    let Some(point) = splice_at.or_else(|| crate::object::splice_point_of_json(bytes)) else {
+        // Stored bytes without a `metadata` object: decoded and stamped.
+        return match written.object.to_value() {
+            Ok(object) => respond(code, &object, &written.warnings),
+            Err(err) => err.into_response(),
+        };
+    };
+    let mut body = Vec::with_capacity(bytes.len() + 40);
+    crate::object::append_spliced(&mut body, bytes, point, revision);
     let mut resp = (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     add_warnings(&mut resp, &written.warnings);
     resp

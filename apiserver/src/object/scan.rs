@@ -225,4 +225,4 @@ impl<'a, const COMPACT: bool> Scan<'a, COMPACT> {
 
 #[cfg(test)]
 #[path = "scan_tests.rs"]
-mod tests;
+pub(crate) mod tests;

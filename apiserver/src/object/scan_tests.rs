@@ -123,7 +123,7 @@ fn malformed_input_is_refused() {
 
 /// Values with keys that serialise without escapes (the scanner refuses
 /// escaped keys), any strings, and numbers of every form serde_json writes.
-fn json_value() -> impl Strategy<Value = Value> {
+pub(crate) fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),

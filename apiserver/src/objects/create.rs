@@ -18,7 +18,7 @@ use meseta_schemas::Resource;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use super::{check, WriteOptions, Written};
+use super::{check, stored_written, WriteOptions, Written, WrittenObject};
 use crate::error::ApiError;
 use crate::object::{self, meta_mut};
 use crate::path::{object_key, resource_name};
@@ -230,17 +230,17 @@ async fn create_checked(
         if store.get(&key).await?.is_some() {
             return Err(ApiError::AlreadyExists { resource: resource_name(kind), name });
         }
-        return Ok(Written { object: obj, warnings, stored: None, splice_at: None });
+        return Ok(Written { object: WrittenObject::Value(obj), warnings });
     }
     let (stored, splice_at) = object::encode_stored(&obj, 1024);
     let txn = Txn {
         compares: vec![Compare::ModRevision { key: key.clone(), revision: 0 }],
-        ops: vec![Op::Put { key, value: stored.clone() }],
+        ops: vec![Op::Put { key: key.clone(), value: stored.clone() }],
     };
     match store.txn(txn).await? {
         TxnOutcome::Committed { revision } => {
             object::set_resource_version(&mut obj, revision);
-            Ok(Written { object: obj, warnings, stored: Some(stored), splice_at })
+            Ok(Written { object: stored_written(store, &key, obj, stored, revision, splice_at), warnings })
         }
         TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
     }

@@ -57,23 +57,63 @@ impl Default for WriteOptions {
     }
 }
 
-/// The result of a write: the object as stored (with `resourceVersion`) and
-/// the warnings to send back.
+/// The result of a write: the object after it and the warnings to send back.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The object after the write.
-    pub object: Value,
+    pub object: WrittenObject,
     /// `Warning` header texts (unknown fields under `fieldValidation=Warn`).
     pub warnings: Vec<String>,
-    /// The bytes the write stored for `object` (its JSON without
-    /// `resourceVersion`, see [`object::to_stored`]); `None` when nothing was
-    /// stored (dry run, no change, deletion). Lets the response be made by
-    /// splicing the revision in instead of serialising `object` again.
-    pub stored: Option<bytes::Bytes>,
-    /// Where the revision goes in `stored` (see [`object::encode_stored`]),
-    /// noted when the write serialised it; `None` leaves the response to
-    /// scan for it.
-    pub splice_at: Option<(usize, bool)>,
+}
+
+/// The object after a write, in the form the write left it.
+#[derive(Debug, Clone)]
+pub enum WrittenObject {
+    /// Nothing was stored (a dry run, an update that changed nothing, the
+    /// deletion that removed the last finalizer): the object, with its
+    /// `resourceVersion`.
+    Value(Value),
+    /// The bytes the write stored (the object's JSON without
+    /// `resourceVersion`, see [`object::encode_stored`]) at `revision`. The
+    /// response splices the revision into them instead of serialising the
+    /// object again, and the decoded object goes to the store's memo for
+    /// the key's next update.
+    Stored {
+        /// The stored bytes.
+        bytes: bytes::Bytes,
+        /// The write's revision: the object's `resourceVersion`.
+        revision: crate::store::Revision,
+        /// Where the revision goes in `bytes`, noted when the write
+        /// serialised them; `None` leaves the response to scan for it.
+        splice_at: Option<(usize, bool)>,
+    },
+}
+
+impl WrittenObject {
+    /// The object as a client reads it back: decoded (and stamped) when it
+    /// is in its stored form.
+    pub fn to_value(&self) -> Result<Value, ApiError> {
+        match self {
+            WrittenObject::Value(value) => Ok(value.clone()),
+            WrittenObject::Stored { bytes, revision, .. } => object::from_stored(bytes, *revision),
+        }
+    }
+}
+
+/// Leaves `obj`, just stored at `revision` under `key` as `stored`, in the
+/// store's memo, and gives the stored form to answer with.
+fn stored_written(
+    store: &dyn crate::store::Store,
+    key: &str,
+    obj: Value,
+    stored: bytes::Bytes,
+    revision: crate::store::Revision,
+    splice_at: Option<(usize, bool)>,
+) -> WrittenObject {
+    if let Some(memo) = store.memo() {
+        memo.put(key, revision, obj, stored.len());
+    }
+    WrittenObject::Stored { bytes: stored, revision, splice_at }
 }
 
 /// Decodes, defaults and validates a submitted object against its kind.

@@ -13,12 +13,16 @@
 //! - Once `deletionTimestamp` is set no finalizer may be added; removing the
 //!   last one deletes the object for real.
 //! - An update that changes nothing writes nothing.
+//!
+//! The stored object is the one the last write of the key left in the
+//! store's memo (`store::memo`) when it is still there at the revision read,
+//! else the stored bytes decoded: the two are the same object.
 
 use meseta_schemas::registry::KindInfo;
 use meseta_schemas::FieldError;
 use serde_json::Value;
 
-use super::{check, not_found, stale, WriteOptions, Written, MAX_RETRIES};
+use super::{check, not_found, stale, stored_written, WriteOptions, Written, WrittenObject, MAX_RETRIES};
 use crate::error::ApiError;
 use crate::object::{self, meta, meta_mut};
 use crate::store::{Compare, Op, Store, Txn, TxnOutcome};
@@ -54,7 +58,13 @@ where
         let Some(kv) = store.get(key).await? else {
             return Err(not_found(kind, name));
         };
-        let mut current = object::from_kv(&kv)?;
+        // The object this apiserver wrote at that revision, if it is still
+        // memoised, is what decoding the stored bytes would give.
+        let memoised = store.memo().and_then(|memo| memo.take::<Value>(key, kv.mod_revision));
+        let mut current = match memoised {
+            Some(current) => current,
+            None => object::from_kv(&kv)?,
+        };
         let wanted = desired(&current)?;
         let precondition = object::resource_version(&wanted)?;
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
@@ -64,7 +74,7 @@ where
         drop(current);
         object::set_resource_version(&mut next, kv.mod_revision);
         if unchanged || opts.dry_run {
-            return Ok(Written { object: next, warnings, stored: None, splice_at: None });
+            return Ok(Written { object: WrittenObject::Value(next), warnings });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
         // Serialised without the revision, so without copying the object.
@@ -87,7 +97,11 @@ where
         match store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 object::set_resource_version(&mut next, revision);
-                return Ok(Written { object: next, warnings, stored, splice_at });
+                let object = match stored {
+                    Some(bytes) => stored_written(store, key, next, bytes, revision, splice_at),
+                    None => WrittenObject::Value(next),
+                };
+                return Ok(Written { object, warnings });
             }
             TxnOutcome::Failed { .. } if precondition.is_some() => return Err(stale(kind, name)),
             TxnOutcome::Failed { current: None, .. } => return Err(not_found(kind, name)),

@@ -24,6 +24,7 @@
 //!   implementation can route events to the watchers that want them instead
 //!   of waking every watcher of a prefix.
 
+pub mod memo;
 pub mod sled;
 
 use std::borrow::Cow;
@@ -34,6 +35,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
+
+pub use memo::KeyMemo;
 
 /// A store revision. 0 means "never written".
 pub type Revision = u64;
@@ -389,4 +392,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drop change-log entries at or below `revision`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// Where the consumer may leave what it derived from values it wrote
+    /// (see [`KeyMemo`]); the store never reads it. `None`: this store keeps
+    /// no memo, and every value is decoded afresh.
+    fn memo(&self) -> Option<&KeyMemo> {
+        None
+    }
 }

@@ -62,6 +62,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use self::group_commit::Shared;
+use super::memo::{self, KeyMemo};
 use super::{IndexedWatch, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
 /// Tuning of a [`SledStore`].
@@ -116,6 +117,8 @@ pub struct SledStore {
     me: Weak<SledStore>,
     /// Batches the open took from the write-ahead log.
     recovered: u64,
+    /// The consumer's memo ([`Store::memo`]).
+    memo: KeyMemo,
 }
 
 impl SledStore {
@@ -167,7 +170,13 @@ impl SledStore {
                 group_commit::run_committer(committer_shared, handles, presence, log, opts.watch_window, runtime)
             })
             .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
-        Ok(Arc::new_cyclic(|me| SledStore { trees, shared, me: me.clone(), recovered }))
+        Ok(Arc::new_cyclic(|me| SledStore {
+            trees,
+            shared,
+            me: me.clone(),
+            recovered,
+            memo: KeyMemo::new(memo::DEFAULT_CAPACITY),
+        }))
     }
 
     /// How many fsyncs the store has run for writes (group commit shares one
@@ -262,6 +271,10 @@ impl Store for SledStore {
         tokio::task::spawn_blocking(move || compact::compact_blocking(&trees, &shared, revision))
             .await
             .map_err(|err| StoreError::Backend(format!("compaction task failed: {err}")))?
+    }
+
+    fn memo(&self) -> Option<&KeyMemo> {
+        Some(&self.memo)
     }
 }
 
