@@ -60,11 +60,17 @@ use store::sled::{SledOptions, SledStore};
 use store::{Store, StoreError};
 
 /// Opens the embedded sled store of a data directory (in `DIR/store`),
-/// creating it when missing. Must be called inside a tokio runtime.
+/// creating it when missing, with the default tuning. Must be called inside
+/// a tokio runtime.
 pub fn open_sled(data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    open_sled_with(data_dir, SledOptions::default())
+}
+
+/// [`open_sled`] with the given tuning.
+pub fn open_sled_with(data_dir: &Path, opts: SledOptions) -> Result<Arc<dyn Store>, StoreError> {
     let dir = data_dir.join("store");
     std::fs::create_dir_all(&dir)
         .map_err(|e| StoreError::Backend(format!("creating the data directory {}: {e}", dir.display())))?;
-    let store: Arc<dyn Store> = SledStore::open(&dir, SledOptions::default())?;
+    let store: Arc<dyn Store> = SledStore::open(&dir, opts)?;
     Ok(store)
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use meseta_apiserver::{open_sled, serve, shutdown_signal, AppState};
+use meseta_apiserver::store::sled::SledOptions;
+use meseta_apiserver::{open_sled_with, serve, shutdown_signal, AppState};
 
 /// mimalloc instead of the system allocator: request handling allocates many
 /// small JSON values, and glibc's malloc both spends more time on them and
@@ -35,6 +36,10 @@ struct Args {
     /// Storage backend.
     #[arg(long, value_enum, default_value = "sled")]
     store: StoreKind,
+    /// The embedded store's page cache, in MiB. Object bytes beyond it are
+    /// read back through the kernel's page cache.
+    #[arg(long, env = "MESETA_STORE_CACHE_MIB", default_value_t = SledOptions::default().cache_capacity >> 20)]
+    store_cache_mib: u64,
     /// etcd endpoints (with `--store etcd`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
@@ -57,8 +62,9 @@ async fn run() -> anyhow::Result<()> {
     if args.store == StoreKind::Etcd {
         bail!("--store etcd is not available in this build yet; use --store sled (the default)");
     }
-    let store =
-        open_sled(&args.data_dir).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let opts = SledOptions { cache_capacity: args.store_cache_mib << 20, ..SledOptions::default() };
+    let store = open_sled_with(&args.data_dir, opts)
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
