@@ -240,7 +240,7 @@ async fn create_checked(
     match store.txn(txn).await? {
         TxnOutcome::Committed { revision } => {
             object::set_resource_version(&mut obj, revision);
-            Ok(Written { object: stored_written(store, &key, obj, stored, revision, splice_at), warnings })
+            Ok(Written { object: stored_written(store, &key, obj, stored, revision, splice_at, true), warnings })
         }
         TxnOutcome::Failed { .. } => Err(ApiError::AlreadyExists { resource: resource_name(kind), name }),
     }

@@ -101,7 +101,9 @@ impl WrittenObject {
 }
 
 /// Leaves `obj`, just stored at `revision` under `key` as `stored`, in the
-/// store's memo, and gives the stored form to answer with.
+/// store's memo, and gives the stored form to answer with. A new object is
+/// only offered (kept if there is room, see [`crate::store::KeyMemo::offer`]):
+/// many are never updated, while an updated one is likely to be again.
 fn stored_written(
     store: &dyn crate::store::Store,
     key: &str,
@@ -109,9 +111,12 @@ fn stored_written(
     stored: bytes::Bytes,
     revision: crate::store::Revision,
     splice_at: Option<(usize, bool)>,
+    created: bool,
 ) -> WrittenObject {
-    if let Some(memo) = store.memo() {
-        memo.put(key, revision, obj, stored.len());
+    match store.memo() {
+        Some(memo) if created => memo.offer(key, revision, obj, stored.len()),
+        Some(memo) => memo.put(key, revision, obj, stored.len()),
+        None => {}
     }
     WrittenObject::Stored { bytes: stored, revision, splice_at }
 }

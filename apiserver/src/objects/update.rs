@@ -98,7 +98,7 @@ where
             TxnOutcome::Committed { revision } => {
                 object::set_resource_version(&mut next, revision);
                 let object = match stored {
-                    Some(bytes) => stored_written(store, key, next, bytes, revision, splice_at),
+                    Some(bytes) => stored_written(store, key, next, bytes, revision, splice_at, false),
                     None => WrittenObject::Value(next),
                 };
                 return Ok(Written { object, warnings });

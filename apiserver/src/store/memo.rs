@@ -15,12 +15,18 @@
 //! unreachable, never stale. Losing an entry (the bound, a take by a racing
 //! writer, a restart) only costs the decode it would have saved.
 //!
+//! # Which entries make room
+//!
+//! The oldest put first. Every use of an entry is a take followed by a put
+//! of the key's next value, so the keys in use are always the youngest and
+//! the ones no longer written go first: least recently used, in effect.
+//!
 //! It must not grow past its capacity (a total of the weights its consumer
 //! gives, such as stored bytes), and it must not hold its lock while a value
 //! is dropped.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::Revision;
@@ -39,14 +45,21 @@ const LARGEST_SHARE: usize = 64;
 struct Entry {
     revision: Revision,
     weight: usize,
+    /// When it was put (`Entries::puts` then).
+    put: u64,
     value: Box<dyn Any + Send>,
 }
 
-/// The entries and their total weight.
+/// The entries, their total weight and the order they were put in.
 #[derive(Default)]
 struct Entries {
     map: HashMap<String, Entry>,
     weight: usize,
+    /// Keys in the order their entries were put, with when: an item whose
+    /// key's entry was put later (or taken) is stale and skipped.
+    order: VecDeque<(String, u64)>,
+    /// Puts so far.
+    puts: u64,
 }
 
 impl Entries {
@@ -54,6 +67,28 @@ impl Entries {
         let entry = self.map.remove(key)?;
         self.weight -= entry.weight;
         Some(entry)
+    }
+
+    fn insert(&mut self, key: &str, revision: Revision, weight: usize, value: Box<dyn Any + Send>) {
+        self.puts += 1;
+        self.weight += weight;
+        self.order.push_back((key.to_string(), self.puts));
+        self.map.insert(key.to_string(), Entry { revision, weight, put: self.puts, value });
+        // Stale items are dropped once they outnumber the live ones.
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order.retain(|(key, put)| map.get(key).is_some_and(|e| e.put == *put));
+        }
+    }
+
+    /// Removes the entry put longest ago.
+    fn remove_oldest(&mut self) -> Option<Entry> {
+        while let Some((key, put)) = self.order.pop_front() {
+            if self.map.get(&key).is_some_and(|e| e.put == put) {
+                return self.remove(&key);
+            }
+        }
+        None
     }
 }
 
@@ -83,23 +118,38 @@ impl KeyMemo {
     }
 
     /// Leaves `value`, of `weight`, as what the value of `key` at `revision`
-    /// gives, replacing the key's entry. Other keys' entries make room when
-    /// the memo is full; a value heavier than a 64th of the capacity is not
-    /// kept (nor is the key's older entry).
+    /// gives, replacing the key's entry. The entries put longest ago make
+    /// room when the memo is full; a value heavier than a 64th of the
+    /// capacity is not kept (nor is the key's older entry).
     pub fn put<T: Any + Send>(&self, key: &str, revision: Revision, value: T, weight: usize) {
         let mut evicted = Vec::new();
         let mut entries = self.lock();
         evicted.extend(entries.remove(key));
         if weight.saturating_mul(LARGEST_SHARE) <= self.capacity {
             while entries.weight + weight > self.capacity {
-                let Some(other) = entries.map.keys().next().cloned() else { break };
-                evicted.extend(entries.remove(&other));
+                let Some(oldest) = entries.remove_oldest() else { break };
+                evicted.push(oldest);
             }
-            entries.weight += weight;
-            entries.map.insert(key.to_string(), Entry { revision, weight, value: Box::new(value) });
+            entries.insert(key, revision, weight, Box::new(value));
         }
         drop(entries);
         drop(evicted);
+    }
+
+    /// [`KeyMemo::put`] when that needs no other key's entry to make room;
+    /// otherwise the memo stays as it is. For values that may never be asked
+    /// for (a new key's): making room means dropping an entry put long ago,
+    /// whose memory is no longer in the processor's caches.
+    pub fn offer<T: Any + Send>(&self, key: &str, revision: Revision, value: T, weight: usize) {
+        let mut entries = self.lock();
+        let held = entries.map.get(key).map_or(0, |e| e.weight);
+        if weight.saturating_mul(LARGEST_SHARE) > self.capacity || entries.weight - held + weight > self.capacity {
+            return;
+        }
+        let replaced = entries.remove(key);
+        entries.insert(key, revision, weight, Box::new(value));
+        drop(entries);
+        drop(replaced);
     }
 
     /// How many keys have an entry.
@@ -173,6 +223,46 @@ mod tests {
         memo.put("/a", 2, 2u8, 2);
         assert!(memo.is_empty(), "an entry of weight 2 is over a 64th of the capacity");
         assert_eq!(memo.take::<u8>("/a", 1), None, "revision 1 is not the key's value any more");
+    }
+
+    #[test]
+    fn an_offer_is_kept_only_where_there_is_room_for_it() {
+        // Room for 64 entries of weight 1.
+        let memo = KeyMemo::new(64);
+        for k in 0..64u8 {
+            memo.offer(&format!("/k{k}"), 1, k, 1);
+        }
+        memo.offer("/x", 1, 99u8, 1);
+        assert_eq!(memo.len(), 64, "a full memo takes no new key's offer");
+        memo.offer("/k1", 2, 101u8, 1);
+        memo.offer("/k2", 2, 102u8, 2);
+        assert_eq!(memo.take::<u8>("/k2", 1), Some(2), "a heavier value found no room and left the entry");
+        assert_eq!(memo.take::<u8>("/k1", 2), Some(101), "a key's own entry makes room for its next");
+        assert_eq!(memo.weight(), 62);
+    }
+
+    #[test]
+    fn the_keys_in_use_keep_their_entries_while_others_make_room() {
+        // Room for 100 entries of weight 64.
+        let memo = KeyMemo::new(100 * 64);
+        for cold in 0..100 {
+            memo.put(&format!("/cold{cold}"), 1, 0u64, 64);
+        }
+        // Ten keys, each taken and put back at its next revision, over and
+        // over, their values' weights changing: the puts that need room get
+        // it from the cold keys.
+        for revision in 1..=1000u64 {
+            for hot in 0..10 {
+                let key = format!("/hot{hot}");
+                if revision > 1 {
+                    assert_eq!(memo.take::<u64>(&key, revision - 1), Some(revision - 1), "{key} at {revision}");
+                }
+                memo.put(&key, revision, revision, 60 + (revision % 5) as usize);
+            }
+        }
+        assert_eq!(memo.take::<u64>("/cold99", 1), Some(0), "the youngest cold keys stay");
+        assert_eq!(memo.take::<u64>("/cold0", 1), None, "the oldest went first");
+        assert!(memo.lock().order.len() <= 2 * 100 + 64, "stale order items are dropped");
     }
 
     proptest! {
