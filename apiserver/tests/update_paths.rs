@@ -124,4 +124,11 @@ async fn updates_from_the_memo_store_what_updates_from_the_stored_bytes_would() 
     }
     let fresh = api.get(&task_path("web", "m1")).await.body;
     assert_eq!(fresh["spec"]["resources"]["cpus"], json!(0.1 * 5.0));
+
+    // A PUT that changes nothing answers the stored object and leaves it
+    // memoised (the helper takes it out and puts it back).
+    let same = api.put(&format!("{}/status", task_path("web", "m1")), &fresh).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+    assert_eq!(same.body, fresh);
+    assert_eq!(memoised(&server, &api, "m1").await, fresh);
 }

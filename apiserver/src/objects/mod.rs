@@ -69,12 +69,12 @@ pub struct Written {
 /// The object after a write, in the form the write left it.
 #[derive(Debug, Clone)]
 pub enum WrittenObject {
-    /// Nothing was stored (a dry run, an update that changed nothing, the
-    /// deletion that removed the last finalizer): the object, with its
-    /// `resourceVersion`.
+    /// Nothing was stored (a dry run, the deletion that removed the last
+    /// finalizer): the object, with its `resourceVersion`.
     Value(Value),
     /// The bytes the write stored (the object's JSON without
-    /// `resourceVersion`, see [`object::encode_stored`]) at `revision`. The
+    /// `resourceVersion`, see [`object::encode_stored`]) at `revision`, or
+    /// for an update that changed nothing the bytes already stored. The
     /// response splices the revision into them instead of serialising the
     /// object again, and the decoded object goes to the store's memo for
     /// the key's next update.

@@ -73,8 +73,14 @@ where
         let Admitted { mut next, warnings, unchanged } = admit(kind, &mut current, wanted, mode, opts)?;
         drop(current);
         object::set_resource_version(&mut next, kv.mod_revision);
-        if unchanged || opts.dry_run {
+        if opts.dry_run {
             return Ok(Written { object: WrittenObject::Value(next), warnings });
+        }
+        if unchanged {
+            // `next` is the stored object: back to the memo, and the stored
+            // bytes are the answer.
+            let object = stored_written(store, key, next, kv.value, kv.mod_revision, None, false);
+            return Ok(Written { object, warnings });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
         // Serialised without the revision, so without copying the object.
