@@ -108,7 +108,7 @@ pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Writte
     };
     let Some(point) = splice_at.or_else(|| crate::object::splice_point_of_json(bytes)) else {
         // Stored bytes without a `metadata` object: decoded and stamped.
-        return match written.object.to_value() {
+        return match crate::object::from_stored(bytes, revision) {
             Ok(object) => respond(code, &object, &written.warnings),
             Err(err) => err.into_response(),
         };

@@ -89,17 +89,6 @@ pub enum WrittenObject {
     },
 }
 
-impl WrittenObject {
-    /// The object as a client reads it back: decoded (and stamped) when it
-    /// is in its stored form.
-    pub fn to_value(&self) -> Result<Value, ApiError> {
-        match self {
-            WrittenObject::Value(value) => Ok(value.clone()),
-            WrittenObject::Stored { bytes, revision, .. } => object::from_stored(bytes, *revision),
-        }
-    }
-}
-
 /// Leaves `obj`, just stored at `revision` under `key` as `stored`, in the
 /// store's memo, and gives the stored form to answer with. A new object is
 /// only offered (kept if there is room, see [`crate::store::KeyMemo::offer`]):

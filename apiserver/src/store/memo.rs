@@ -122,18 +122,7 @@ impl KeyMemo {
     /// room when the memo is full; a value heavier than a 64th of the
     /// capacity is not kept (nor is the key's older entry).
     pub fn put<T: Any + Send>(&self, key: &str, revision: Revision, value: T, weight: usize) {
-        let mut evicted = Vec::new();
-        let mut entries = self.lock();
-        evicted.extend(entries.remove(key));
-        if weight.saturating_mul(LARGEST_SHARE) <= self.capacity {
-            while entries.weight + weight > self.capacity {
-                let Some(oldest) = entries.remove_oldest() else { break };
-                evicted.push(oldest);
-            }
-            entries.insert(key, revision, weight, Box::new(value));
-        }
-        drop(entries);
-        drop(evicted);
+        self.keep(key, revision, Box::new(value), weight, true);
     }
 
     /// [`KeyMemo::put`] when that needs no other key's entry to make room;
@@ -141,15 +130,28 @@ impl KeyMemo {
     /// for (a new key's): making room means dropping an entry put long ago,
     /// whose memory is no longer in the processor's caches.
     pub fn offer<T: Any + Send>(&self, key: &str, revision: Revision, value: T, weight: usize) {
+        self.keep(key, revision, Box::new(value), weight, false);
+    }
+
+    /// [`KeyMemo::put`] (`make_room`) or [`KeyMemo::offer`].
+    fn keep(&self, key: &str, revision: Revision, value: Box<dyn Any + Send>, weight: usize, make_room: bool) {
+        let mut dropped = Vec::new();
         let mut entries = self.lock();
+        let heavy = weight.saturating_mul(LARGEST_SHARE) > self.capacity;
         let held = entries.map.get(key).map_or(0, |e| e.weight);
-        if weight.saturating_mul(LARGEST_SHARE) > self.capacity || entries.weight - held + weight > self.capacity {
+        if !make_room && (heavy || entries.weight - held + weight > self.capacity) {
             return;
         }
-        let replaced = entries.remove(key);
-        entries.insert(key, revision, weight, Box::new(value));
+        dropped.extend(entries.remove(key));
+        if !heavy {
+            while entries.weight + weight > self.capacity {
+                let Some(oldest) = entries.remove_oldest() else { break };
+                dropped.push(oldest);
+            }
+            entries.insert(key, revision, weight, value);
+        }
         drop(entries);
-        drop(replaced);
+        drop(dropped);
     }
 
     /// How many keys have an entry.
