@@ -32,7 +32,7 @@
 //! decided on the stored bytes ([`index::fields_match`]), so such watchers
 //! never decode an event.
 
-mod index;
+pub(crate) mod index;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

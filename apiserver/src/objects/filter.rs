@@ -47,6 +47,22 @@ impl Filter {
         self.labels.is_none() && self.fields.is_none() && self.name.is_none()
     }
 
+    /// Whether stored bytes pass the filter, decided without decoding them:
+    /// `None` when it cannot be told from the bytes alone (a label selector,
+    /// a name, a term on `metadata.resourceVersion`, which the stored bytes
+    /// leave out, or bytes the field reader gives up on), so the caller
+    /// decodes the object and asks [`Filter::matches`].
+    pub fn matches_stored(&self, stored: &[u8]) -> Option<bool> {
+        if self.labels.is_some() || self.name.is_some() {
+            return None;
+        }
+        let fields = self.fields.as_ref()?;
+        if !crate::watch::index::bytes_can_match(fields) {
+            return None;
+        }
+        crate::watch::index::fields_match(stored, fields)
+    }
+
     /// Whether `obj` passes both selectors.
     pub fn matches(&self, obj: &Value) -> bool {
         if self.name.as_deref().is_some_and(|n| n != object::name(obj)) {
@@ -63,5 +79,53 @@ impl Filter {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn filter(labels: Option<&str>, fields: Option<&str>) -> Filter {
+        let params = Params {
+            label_selector: labels.map(str::to_string),
+            field_selector: fields.map(str::to_string),
+            ..Default::default()
+        };
+        Filter::from_params(&params).expect("selectors parse")
+    }
+
+    #[test]
+    fn field_selectors_on_stored_bytes_decide_as_on_the_object() {
+        let objects = [
+            json!({"metadata": {"name": "a", "namespace": "n"}, "spec": {"agent": "x"}, "status": {"state": "RUNNING"}}),
+            json!({"metadata": {"name": "b", "namespace": "n"}, "spec": {"agent": "y"}, "status": {"state": "PENDING"}}),
+            json!({"metadata": {"name": "c", "namespace": "n"}, "spec": {}}),
+        ];
+        let selectors = [
+            "status.state=RUNNING",
+            "status.state!=RUNNING",
+            "spec.agent=",
+            "spec.agent=x,status.state=RUNNING",
+            "metadata.name!=b",
+            "metadata.namespace=n",
+        ];
+        for sel in selectors {
+            let f = filter(None, Some(sel));
+            for obj in &objects {
+                let bytes = serde_json::to_vec(obj).unwrap();
+                assert_eq!(f.matches_stored(&bytes), Some(f.matches(obj)), "{sel} on {obj}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_stored_bytes_cannot_tell_is_left_to_the_object() {
+        let bytes = br#"{"metadata":{"name":"a","labels":{"app":"web"}},"status":{"state":"RUNNING"}}"#;
+        assert_eq!(filter(Some("app=web"), Some("status.state=RUNNING")).matches_stored(bytes), None);
+        assert_eq!(filter(None, Some("metadata.resourceVersion=5")).matches_stored(bytes), None);
+        assert_eq!(filter(None, None).with_name("a").matches_stored(bytes), None);
+        assert_eq!(filter(None, Some("status.state=RUNNING")).matches_stored(b"not json"), None);
     }
 }

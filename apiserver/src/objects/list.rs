@@ -21,6 +21,9 @@ use crate::store::{KeyValue, Revision, Store};
 /// Smallest batch read from the store while filling a page.
 const MIN_BATCH: usize = 64;
 
+/// Largest batch a selective filter's reads grow to.
+const MAX_BATCH: usize = 4096;
+
 /// One page of a list.
 #[derive(Debug, Clone)]
 pub struct ListPage {
@@ -145,8 +148,13 @@ async fn collect(
     let mut revision = token.as_ref().map(|t| t.revision);
     let mut items = Vec::new();
     let everything = filter.is_everything();
+    // A selective filter may pass over many keys per match: each read from
+    // the store takes twice as many as the last, so a long scan makes few
+    // trips to the store and a short one reads little past its matches.
+    let mut least = MIN_BATCH;
     loop {
-        let batch = limit.map(|l| (l - items.len()).max(if everything { 1 } else { MIN_BATCH }));
+        let batch = limit.map(|l| (l - items.len()).max(if everything { 1 } else { least }));
+        least = (least * 2).min(MAX_BATCH);
         let page = store.list(prefix, after.as_deref(), batch).await?;
         let rev = *revision.get_or_insert(page.revision);
         let count = page.items.len();
@@ -156,9 +164,15 @@ async fn collect(
             if everything {
                 items.push((kv, None));
             } else {
-                let obj = object::from_kv(&kv)?;
-                if filter.matches(&obj) {
-                    items.push((kv, Some(obj)));
+                match filter.matches_stored(&kv.value) {
+                    Some(true) => items.push((kv, None)),
+                    Some(false) => {}
+                    None => {
+                        let obj = object::from_kv(&kv)?;
+                        if filter.matches(&obj) {
+                            items.push((kv, Some(obj)));
+                        }
+                    }
                 }
             }
             if limit.is_some_and(|l| items.len() >= l) {
