@@ -142,14 +142,24 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
         }
     }
 
-    // 2. Reservations: admit Pending ones against what tasks hold.
+    // 2. Reservations: admit Pending ones against what tasks hold. The
+    // tasks are walked once: what they hold, with the frameworks, quotas and
+    // roles (which admission and the rescind check do not read), is built
+    // again only when a reservation became Ready, since that moves what the
+    // role's tasks hold into its reservation; the offers are charged on top.
     let mut reservations = snap.reservations.clone();
-    let base = AllocationInput::from_objects(&ClusterObjects {
-        agents: &snap.agents,
-        tasks: &snap.tasks,
-        reservations: &reservations,
-        ..Default::default()
-    });
+    let held = |reservations: &[Reservation]| {
+        AllocationInput::from_objects(&ClusterObjects {
+            agents: &snap.agents,
+            tasks: &snap.tasks,
+            frameworks: &frameworks,
+            quotas: &snap.quotas,
+            roles: &snap.roles,
+            reservations,
+            ..Default::default()
+        })
+    };
+    let mut input = held(&reservations);
     let mut pending: Vec<usize> = (0..reservations.len())
         .filter(|&i| reservations[i].status.as_ref().is_none_or(|s| s.state == ReservationState::Pending))
         .filter(|&i| reservations[i].metadata.deletion_timestamp.is_none())
@@ -159,22 +169,21 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
         (x.creation_timestamp, &x.name).cmp(&(y.creation_timestamp, &y.name))
     });
     let refs: Vec<&Reservation> = pending.iter().map(|&i| &reservations[i]).collect();
-    for (k, status) in crate::reservations::admit(&base, &refs) {
+    let mut readied = false;
+    for (k, status) in crate::reservations::admit(&input, &refs) {
+        readied |= status.state == ReservationState::Ready;
         let r = &mut reservations[pending[k]];
         r.status = Some(status);
         out.reservations.push(r.clone());
+    }
+    if readied {
+        input = held(&reservations);
     }
 
     // 3. Rescind offers that may no longer stand.
     let fw_index: HashMap<(&str, &str), &Framework> =
         frameworks.iter().map(|f| ((ns(&f.metadata), f.metadata.name.as_str()), f)).collect();
-    let free = AllocationInput::from_objects(&ClusterObjects {
-        agents: &snap.agents,
-        tasks: &snap.tasks,
-        reservations: &reservations,
-        ..Default::default()
-    });
-    let mut room: HashMap<&str, Buckets> = free.agents.iter().map(|a| (a.name.as_str(), Buckets::free(a))).collect();
+    let mut room: HashMap<&str, Buckets> = input.agents.iter().map(|a| (a.name.as_str(), Buckets::free(a))).collect();
     let mut offers: Vec<&Offer> = snap.offers.iter().map(|o| &**o).collect();
     offers.sort_by(|a, b| {
         (a.metadata.creation_timestamp, &a.metadata.name).cmp(&(b.metadata.creation_timestamp, &b.metadata.name))
@@ -191,15 +200,7 @@ pub fn plan_cycle(snap: &Snapshot, now: Time, offer_timeout: chrono::Duration, s
 
     // 4. Weighted DRF over the rest (and what recently consumed offers hold).
     kept.extend(snap.consumed.iter().map(|o| (**o).clone()));
-    let mut input = AllocationInput::from_objects(&ClusterObjects {
-        agents: &snap.agents,
-        tasks: &snap.tasks,
-        offers: &kept,
-        frameworks: &frameworks,
-        quotas: &snap.quotas,
-        roles: &snap.roles,
-        reservations: &reservations,
-    });
+    input.charge_offers(&kept);
     for (a, agent) in input.agents.iter_mut().zip(&snap.agents) {
         a.unschedulable |= !ready(agent);
     }

@@ -110,3 +110,29 @@ fn consumed_offers_are_charged_but_never_rescinded() {
     assert!(p.create.is_empty(), "the agent was offered twice: {:?}", p.create);
     assert_eq!(p.frameworks[0].status.as_ref().unwrap().allocated.cpus, 4.0);
 }
+
+#[test]
+fn a_reservation_made_ready_takes_in_what_its_roles_tasks_hold_before_offers_are_made() {
+    let mut s = snapshot();
+    let spec = meseta_schemas::kinds::TaskSpec {
+        framework: Some("fw".into()),
+        agent: Some("a1".into()),
+        resources: Resources::scalars(1.0, 0.0, 0.0, 0.0),
+        ..Default::default()
+    };
+    let mut task = Task::new("t", spec).in_namespace("web");
+    task.status = Some(meseta_schemas::kinds::TaskStatus {
+        state: meseta_schemas::kinds::TaskState::Running,
+        ..Default::default()
+    });
+    s.tasks = vec![Arc::new(task)];
+    let spec = ReservationSpec { agent: "a1".into(), resources: Resources::scalars(2.0, 0.0, 0.0, 0.0) };
+    s.reservations.push(Reservation::new("r", spec).in_namespace("web"));
+    let p = plan(&s);
+    assert_eq!(p.reservations.len(), 1);
+    assert_eq!(p.reservations[0].status.as_ref().unwrap().state, ReservationState::Ready);
+    // Of the 2 reserved cpus the role's task holds 1; the 2 outside it are free.
+    assert_eq!(p.create.len(), 1, "{p:?}");
+    assert_eq!(p.create[0].spec.reserved.cpus, 1.0, "{:?}", p.create[0].spec);
+    assert_eq!(p.create[0].spec.resources.cpus, 2.0, "{:?}", p.create[0].spec);
+}

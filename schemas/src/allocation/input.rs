@@ -159,6 +159,16 @@ impl Builder<'_> {
         self.charge_role(role, Some(task_framework(task)), &res);
     }
 
+    /// Charges every outstanding offer of `offers` on a known agent.
+    fn charge_offers(&mut self, offers: &[Offer]) {
+        for offer in offers {
+            let outstanding = offer.status.as_ref().is_none_or(|s| s.state == OfferState::Outstanding);
+            if let (true, Some(&a)) = (outstanding, self.agent_index.get(offer.spec.agent.as_str())) {
+                self.charge_offer(offer, a);
+            }
+        }
+    }
+
     fn charge_offer(&mut self, offer: &Offer, agent: usize) {
         let role = namespace(&offer.metadata);
         let a = &mut self.input.agents[agent];
@@ -244,13 +254,32 @@ impl AllocationInput {
                 b.charge_task(task, a);
             }
         }
-        for offer in objs.offers {
-            let outstanding = offer.status.as_ref().is_none_or(|s| s.state == OfferState::Outstanding);
-            if let (true, Some(&a)) = (outstanding, b.agent_index.get(offer.spec.agent.as_str())) {
-                b.charge_offer(offer, a);
-            }
-        }
+        b.charge_offers(objs.offers);
         b.input
+    }
+
+    /// Charges `offers` as [`AllocationInput::from_objects`] would have,
+    /// had they been among its objects: so an input built once from the
+    /// tasks can be used with and without the offers, and the tasks (by far
+    /// the most objects) are walked once.
+    pub fn charge_offers(&mut self, offers: &[Offer]) {
+        if offers.is_empty() {
+            return;
+        }
+        let agents: Vec<String> = self.agents.iter().map(|a| a.name.clone()).collect();
+        let frameworks: Vec<(String, String)> =
+            self.frameworks.iter().map(|f| (f.role.clone(), f.name.clone())).collect();
+        let mut b = Builder {
+            input: std::mem::take(self),
+            agent_index: agents.iter().enumerate().map(|(i, name)| (name.as_str(), i)).collect(),
+            fw_index: frameworks
+                .iter()
+                .enumerate()
+                .map(|(i, (role, name))| ((role.as_str(), name.as_str()), i))
+                .collect(),
+        };
+        b.charge_offers(offers);
+        *self = b.input;
     }
 }
 
@@ -258,6 +287,59 @@ impl AllocationInput {
 mod tests {
     use super::*;
     use crate::kinds::{AgentSpec, FrameworkSpec, TaskSpec, TaskState, TaskStatus};
+
+    #[test]
+    fn offers_charged_afterwards_count_as_offers_among_the_objects() {
+        use crate::kinds::{OfferSpec, OfferStatus};
+        let mut reserving = AgentSpec { resources: Resources::scalars(8.0, 8192.0, 0.0, 0.0), ..Default::default() };
+        reserving.reservations.insert("web".into(), Resources::scalars(2.0, 1024.0, 0.0, 0.0));
+        let agents = [
+            Agent::new("a0", AgentSpec { resources: Resources::scalars(4.0, 4096.0, 0.0, 0.0), ..Default::default() }),
+            Agent::new("a1", reserving),
+        ];
+        let frameworks = [
+            Framework::new(BUILTIN_FRAMEWORK, FrameworkSpec::default()).in_namespace("web"),
+            Framework::new("batch", FrameworkSpec::default()).in_namespace("etl"),
+        ];
+        let offer = |agent: &str, role: &str, fw: &str, res: Resources, reserved: Resources, outstanding: bool| {
+            let spec =
+                OfferSpec { framework: fw.into(), agent: agent.into(), resources: res, reserved, ..Default::default() };
+            let mut o = Offer::new(format!("{fw}-{agent}"), spec).in_namespace(role);
+            if !outstanding {
+                o.status = Some(OfferStatus { state: OfferState::Accepted, ..Default::default() });
+            }
+            o
+        };
+        let offers = [
+            offer("a0", "web", BUILTIN_FRAMEWORK, Resources::scalars(1.0, 512.0, 0.0, 0.0), Resources::default(), true),
+            offer("a1", "web", BUILTIN_FRAMEWORK, Resources::default(), Resources::scalars(1.0, 256.0, 0.0, 0.0), true),
+            offer("a1", "etl", "batch", Resources::scalars(2.0, 100.0, 0.0, 0.0), Resources::default(), true),
+            offer("a1", "etl", "gone", Resources::scalars(1.0, 100.0, 0.0, 0.0), Resources::default(), true),
+            offer("a0", "etl", "batch", Resources::scalars(3.0, 100.0, 0.0, 0.0), Resources::default(), false),
+            offer("nowhere", "etl", "batch", Resources::scalars(3.0, 100.0, 0.0, 0.0), Resources::default(), true),
+        ];
+        let mut task = Task::new(
+            "t",
+            TaskSpec {
+                agent: Some("a1".into()),
+                resources: Resources::scalars(0.5, 128.0, 0.0, 0.0),
+                ..Default::default()
+            },
+        )
+        .in_namespace("web");
+        task.status = Some(TaskStatus { state: TaskState::Running, ..Default::default() });
+        let objects = ClusterObjects {
+            agents: &agents,
+            tasks: std::slice::from_ref(&task),
+            frameworks: &frameworks,
+            ..Default::default()
+        };
+        let together = AllocationInput::from_objects(&ClusterObjects { offers: &offers, ..objects });
+        let mut afterwards = AllocationInput::from_objects(&objects);
+        assert_ne!(afterwards, together, "the offers hold something");
+        afterwards.charge_offers(&offers);
+        assert_eq!(afterwards, together);
+    }
 
     #[test]
     fn tasks_without_a_framework_are_charged_to_the_builtin_one() {
