@@ -52,13 +52,15 @@ pub(crate) async fn place(
     let mut waiting_by_role: HashMap<String, Vec<String>> = HashMap::new();
     // How many tasks each agent holds, of any framework.
     let mut load: HashMap<&str, usize> = HashMap::new();
+    // Only jobs with constraints need their placed instances counted; most
+    // have none, and the placed tasks are most of the tasks.
+    let constrained = jobs.values().any(|j| !j.spec.constraints.is_empty());
     for t in tasks {
-        let ns = t.metadata.namespace.clone().unwrap_or_default();
-        let (group, constraints) = group_of(t, &jobs);
         if t.state().holds_resources() {
             if let Some(agent) = t.spec.agent.as_deref() {
                 *load.entry(agent).or_default() += 1;
-                if let Some(a) = attrs.get(agent) {
+                if let (true, Some(a)) = (constrained, attrs.get(agent)) {
+                    let (group, constraints) = group_of(t, &jobs);
                     ctx.record(&group, &constraints, a);
                 }
             }
@@ -67,6 +69,8 @@ pub(crate) async fn place(
         if !waits_for_offer(t) {
             continue;
         }
+        let ns = t.metadata.namespace.clone().unwrap_or_default();
+        let (group, constraints) = group_of(t, &jobs);
         waiting_by_role.entry(ns.clone()).or_default().push(t.metadata.name.clone());
         if in_flight.tasks.contains_key(&(ns.clone(), t.metadata.name.clone())) {
             continue;
