@@ -9,8 +9,14 @@
 //! tree) writes an object, its change-log entry and the revision counter:
 //!
 //! - objects: `o | key` → `create_revision (u64 BE) | mod_revision (u64 BE) | value`
-//! - log: `l | revision (u64 BE) | event index (u32 BE)` →
-//!   `kind (u8) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`
+//! - log: `l | revision (u64 BE) | index (u32 BE)` → one event or a run of
+//!   events. An event is
+//!   `kind (u8: 0, 1, 2) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`,
+//!   at the key's revision; a run is `3 | (revision (u64 BE) | event length
+//!   (u32 BE) | event)*`, keyed by the revision of its last event. The
+//!   committer writes a batch's events as runs of up to [`RUN_BYTES`] (a sled
+//!   insert per batch instead of per event); single events are what stores
+//!   written before runs hold, and are still read.
 //! - meta: [`META_REVISION`], [`META_COMPACTED`] and [`META_LAYOUT`] → `u64 BE`
 //!
 //! Stores written before the one-tree layout kept the same records in the
@@ -126,9 +132,15 @@ pub(super) fn log_key_revision(raw: &[u8]) -> Result<Revision, StoreError> {
     Ok(read_u64(&raw[1..9]))
 }
 
-/// Encodes one change-log event.
+/// Encodes one change-log event, as stores written before runs hold them.
+#[cfg(test)]
 pub(super) fn encode_event(kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) -> IVec {
     let mut buf = Vec::with_capacity(9 + key.len() + value.len() + prev_value.len());
+    write_event(&mut buf, kind, key, value, prev_value);
+    IVec::from(buf)
+}
+
+fn write_event(buf: &mut Vec<u8>, kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) {
     buf.push(match kind {
         EventKind::Created => 0,
         EventKind::Updated => 1,
@@ -139,7 +151,74 @@ pub(super) fn encode_event(kind: &EventKind, key: &str, value: &[u8], prev_value
     buf.extend_from_slice(&len_u32(value.len()).to_be_bytes());
     buf.extend_from_slice(value);
     buf.extend_from_slice(prev_value);
-    IVec::from(buf)
+}
+
+/// First byte of a change-log entry holding a run of events.
+const RUN: u8 = 3;
+
+/// A run of events is closed once it holds this many bytes: a sled leaf holds
+/// 16 entries, and rewrites them whole.
+pub(super) const RUN_BYTES: usize = 64 << 10;
+
+/// Encodes events into change-log runs; see the module docs.
+#[derive(Default)]
+pub(super) struct Runs {
+    /// Closed runs with the revision of their last event.
+    closed: Vec<(Revision, Vec<u8>)>,
+    open: Vec<u8>,
+    last: Revision,
+}
+
+impl Runs {
+    /// Appends an event written at `revision` (not below the last one).
+    pub(super) fn push(&mut self, revision: Revision, kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) {
+        if self.open.is_empty() {
+            self.open.push(RUN);
+        }
+        let len = 9 + key.len() + value.len() + prev_value.len();
+        self.open.extend_from_slice(&revision.to_be_bytes());
+        self.open.extend_from_slice(&len_u32(len).to_be_bytes());
+        write_event(&mut self.open, kind, key, value, prev_value);
+        self.last = revision;
+        if self.open.len() >= RUN_BYTES {
+            self.closed.push((revision, std::mem::take(&mut self.open)));
+        }
+    }
+
+    /// The runs as change-log entries `(key, value)`, in key order.
+    pub(super) fn entries(mut self) -> impl Iterator<Item = ([u8; LOG_KEY_LEN], IVec)> {
+        if !self.open.is_empty() {
+            self.closed.push((self.last, self.open));
+        }
+        // Runs of one batch may end at the same revision: the index keeps
+        // their keys apart and in order.
+        self.closed.into_iter().enumerate().map(|(i, (revision, run))| (log_key(revision, len_u32(i)), IVec::from(run)))
+    }
+}
+
+/// The events of the change-log entry under a key of `key_revision`: each
+/// event's revision and encoded bytes, in order.
+pub(super) fn entry_events(
+    key_revision: Revision,
+    raw: &[u8],
+) -> Result<Vec<(Revision, std::ops::Range<usize>)>, StoreError> {
+    if raw.first() != Some(&RUN) {
+        return Ok(vec![(key_revision, 0..raw.len())]);
+    }
+    let bad = || StoreError::Backend(format!("corrupt change-log run ending at revision {key_revision}"));
+    let mut events = Vec::new();
+    let mut at = 1;
+    while at < raw.len() {
+        let header = raw.get(at..at + 12).ok_or_else(bad)?;
+        let (revision, len) = (read_u64(&header[..8]), read_u32(&header[8..]) as usize);
+        let start = at + 12;
+        if start + len > raw.len() {
+            return Err(bad());
+        }
+        events.push((revision, start..start + len));
+        at = start + len;
+    }
+    Ok(events)
 }
 
 /// The key bytes of an encoded event, to filter by prefix before decoding.
@@ -149,7 +228,13 @@ pub(super) fn event_key(raw: &[u8]) -> Option<&[u8]> {
 }
 
 /// Decodes one change-log event written at `revision`.
+#[cfg(test)]
 pub(super) fn decode_event(revision: Revision, raw: IVec) -> Result<WatchEvent, StoreError> {
+    decode_event_bytes(revision, Bytes::from_owner(raw))
+}
+
+/// [`decode_event`] of bytes that may be a slice of a run.
+pub(super) fn decode_event_bytes(revision: Revision, raw: Bytes) -> Result<WatchEvent, StoreError> {
     let bad = || StoreError::Backend(format!("corrupt change-log event at revision {revision}"));
     let kind = match raw.first() {
         Some(0) => EventKind::Created,
@@ -165,7 +250,7 @@ pub(super) fn decode_event(revision: Revision, raw: IVec) -> Result<WatchEvent, 
     if value_end > raw.len() {
         return Err(bad());
     }
-    let all = Bytes::from_owner(raw);
+    let all = raw;
     Ok(WatchEvent {
         revision,
         kind,
@@ -228,6 +313,40 @@ mod tests {
         assert_eq!(ev.kind, EventKind::Updated);
         assert_eq!((ev.revision, ev.key.as_str()), (9, "/tasks/a"));
         assert_eq!((&ev.value[..], &ev.prev_value[..]), (&b"new"[..], &b"old"[..]));
+    }
+
+    #[test]
+    fn runs_give_back_every_event_in_order_under_ascending_keys() {
+        let mut runs = Runs::default();
+        let big = vec![b'x'; RUN_BYTES / 3];
+        let mut pushed = Vec::new();
+        for (revision, value) in
+            [(5, &b"a"[..]), (5, &big[..]), (6, &big[..]), (6, &big[..]), (7, &big[..]), (8, &b"z"[..])]
+        {
+            let key = format!("/k/{}", pushed.len());
+            runs.push(revision, &EventKind::Updated, &key, value, b"before");
+            pushed.push((revision, key, value.to_vec()));
+        }
+        let entries: Vec<_> = runs.entries().collect();
+        assert!(entries.len() >= 2, "{} runs", entries.len());
+        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "keys ascend");
+        let mut read = Vec::new();
+        for (key, raw) in entries {
+            let key_revision = log_key_revision(&key).unwrap();
+            let events = entry_events(key_revision, &raw).unwrap();
+            assert_eq!(events.last().unwrap().0, key_revision, "a run is keyed by its last event");
+            let raw = Bytes::copy_from_slice(&raw);
+            for (revision, at) in events {
+                let ev = decode_event_bytes(revision, raw.slice(at)).unwrap();
+                assert_eq!(&ev.prev_value[..], b"before");
+                read.push((ev.revision, ev.key, ev.value.to_vec()));
+            }
+        }
+        assert_eq!(read, pushed);
+        // A single event, as older stores hold them, is an entry of one.
+        let single = encode_event(&EventKind::Created, "/a", b"v", b"");
+        assert_eq!(entry_events(9, &single).unwrap(), vec![(9, 0..single.len())]);
+        assert!(entry_events(9, &[RUN, 0, 0]).is_err(), "a cut run is corrupt");
     }
 
     #[test]

@@ -111,10 +111,11 @@ pub(super) fn prepare_batch(
     presence.refresh(trees)?;
     let mut view = View { trees, presence, keys: HashMap::with_capacity(txns.len()) };
     let mut writes = Staged::new(first_revision, buffer);
+    let mut runs = codec::Runs::default();
     let mut outcomes = Vec::with_capacity(txns.len());
     let mut next = first_revision;
     for txn in txns {
-        let outcome = apply_one(&mut view, &mut writes, txn, next)?;
+        let outcome = apply_one(&mut view, &mut writes, &mut runs, txn, next)?;
         if matches!(outcome, Applied::Committed { .. }) {
             next += 1;
         }
@@ -124,6 +125,9 @@ pub(super) fn prepare_batch(
         return Ok((outcomes, None));
     }
 
+    for (key, run) in runs.entries() {
+        writes.insert(&key, run);
+    }
     writes.insert(META_REVISION, (next - 1).to_be_bytes()[..].into());
     let (writes, record) = writes.seal(next - 1);
     Ok((outcomes, Some(Prepared { record, writes, touched: view.keys })))
@@ -151,7 +155,13 @@ pub(super) fn write(trees: &Handles, presence: &mut Presence, prepared: Prepared
 
 /// Checks one transaction's compares against `view` and, when they all hold,
 /// stages its writes at `revision`.
-fn apply_one(view: &mut View<'_>, writes: &mut Staged, txn: Txn, revision: Revision) -> Result<Applied, StoreError> {
+fn apply_one(
+    view: &mut View<'_>,
+    writes: &mut Staged,
+    runs: &mut codec::Runs,
+    txn: Txn,
+    revision: Revision,
+) -> Result<Applied, StoreError> {
     for (index, compare) in txn.compares.iter().enumerate() {
         let key = compare.key();
         let current = view.current(key)?;
@@ -207,10 +217,7 @@ fn apply_one(view: &mut View<'_>, writes: &mut Staged, txn: Txn, revision: Revis
                 }
             }
         };
-        let index = u32::try_from(events.len())
-            .map_err(|_| StoreError::Backend("a transaction may write at most 2^32 events".into()))?;
-        let encoded = codec::encode_event(&event.kind, &event.key, &event.value, &event.prev_value);
-        writes.insert(&codec::log_key(revision, index)[..], encoded);
+        runs.push(revision, &event.kind, &event.key, &event.value, &event.prev_value);
         events.push(event);
     }
     Ok(Applied::Committed { revision, events })
@@ -291,8 +298,16 @@ mod tests {
         Txn { compares: vec![Compare::Exists { key: key.into() }], ops: vec![Op::Delete { key: key.into() }] }
     }
 
+    /// Events in the change log, over all its entries.
     fn log_len(trees: &Handles) -> usize {
-        trees.tree.scan_prefix([codec::LOG_PREFIX]).count()
+        trees
+            .tree
+            .scan_prefix([codec::LOG_PREFIX])
+            .map(|entry| {
+                let (key, raw) = entry.unwrap();
+                codec::entry_events(codec::log_key_revision(&key).unwrap(), &raw).unwrap().len()
+            })
+            .sum()
     }
 
     fn revision_of(applied: &Applied) -> Option<Revision> {

@@ -114,18 +114,30 @@ impl State {
     fn replay_chunk(&mut self) -> Result<(), StoreError> {
         let store = self.store.upgrade().ok_or(StoreError::Closed)?;
         let end = self.replay_to.min(self.last.saturating_add(REPLAY_CHUNK));
+        // Entries are keyed by their last event's revision: the first one
+        // from `last + 1` on may hold earlier events, and the first past
+        // `end` may hold events up to it.
         let lower = log_key(self.last + 1, 0);
-        let upper = log_key(end + 1, 0);
-        let range = (Bound::Included(&lower[..]), Bound::Excluded(&upper[..]));
+        let range = (Bound::Included(&lower[..]), Bound::Excluded(&[codec::LOG_PREFIX + 1][..]));
         for entry in store.trees.tree.range::<&[u8], _>(range) {
             let (key, raw) = entry.map_err(backend)?;
-            let matches = codec::event_key(&raw).is_some_and(|k| k.starts_with(self.prefix.as_bytes()));
-            if matches {
-                let revision = codec::log_key_revision(&key)?;
-                let event = codec::decode_event(revision, raw)?;
+            let key_revision = codec::log_key_revision(&key)?;
+            let events = codec::entry_events(key_revision, &raw)?;
+            let raw = bytes::Bytes::from_owner(raw);
+            for (revision, at) in events {
+                let wanted = revision > self.last
+                    && revision <= end
+                    && codec::event_key(&raw[at.clone()]).is_some_and(|k| k.starts_with(self.prefix.as_bytes()));
+                if !wanted {
+                    continue;
+                }
+                let event = codec::decode_event_bytes(revision, raw.slice(at))?;
                 if !matches!(&self.live, Live::Routed(sub, _) if !sub.wants(&event)) {
                     self.ready.push_back(event);
                 }
+            }
+            if key_revision > end {
+                break;
             }
         }
         // Compaction raises the mark before deleting: if it is still at or
