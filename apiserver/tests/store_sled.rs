@@ -675,7 +675,7 @@ async fn replays_from_any_revision_of_a_batch_give_exactly_the_later_events() {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..6 {
-                // Every third value is 24 KiB: a few of them fill a run.
+                // Every third value is 24 KiB, larger than a run: a run of its own.
                 let size = if (w + i) % 3 == 0 { 24 << 10 } else { 8 };
                 let value = format!("{w}-{i}-{}", "x".repeat(size));
                 let ops = vec![put_op(&format!("/k/{w}"), &value), put_op(&format!("/j/{w}/{i}"), "second")];

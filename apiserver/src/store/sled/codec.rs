@@ -14,8 +14,8 @@
 //!   `kind (u8: 0, 1, 2) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`,
 //!   at the key's revision; a run is `3 | (revision (u64 BE) | event length
 //!   (u32 BE) | event)*`, keyed by the revision of its last event. The
-//!   committer writes a batch's events as runs of up to [`RUN_BYTES`] (a sled
-//!   insert per batch instead of per event); single events are what stores
+//!   committer writes a batch's events as runs of up to [`RUN_BYTES`] (one
+//!   sled insert for several events); single events are what stores
 //!   written before runs hold, and are still read.
 //! - meta: [`META_REVISION`], [`META_COMPACTED`] and [`META_LAYOUT`] → `u64 BE`
 //!
@@ -156,9 +156,11 @@ fn write_event(buf: &mut Vec<u8>, kind: &EventKind, key: &str, value: &[u8], pre
 /// First byte of a change-log entry holding a run of events.
 const RUN: u8 = 3;
 
-/// A run of events is closed once it holds this many bytes: a sled leaf holds
-/// 16 entries, and rewrites them whole.
-pub(super) const RUN_BYTES: usize = 64 << 10;
+/// The most bytes a run of several events holds. sled splits a leaf past 16
+/// entries and writes any page over 128 KiB (a quarter of its 512 KiB
+/// segment) as a file of its own, at every rewrite of the page: 17 runs
+/// must stay below that. An event larger than this is a run of its own.
+pub(super) const RUN_BYTES: usize = 7 << 10;
 
 /// Encodes events into change-log runs; see the module docs.
 #[derive(Default)]
@@ -172,17 +174,17 @@ pub(super) struct Runs {
 impl Runs {
     /// Appends an event written at `revision` (not below the last one).
     pub(super) fn push(&mut self, revision: Revision, kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) {
+        let len = 9 + key.len() + value.len() + prev_value.len();
+        if !self.open.is_empty() && self.open.len() + 12 + len > RUN_BYTES {
+            self.closed.push((self.last, std::mem::take(&mut self.open)));
+        }
         if self.open.is_empty() {
             self.open.push(RUN);
         }
-        let len = 9 + key.len() + value.len() + prev_value.len();
         self.open.extend_from_slice(&revision.to_be_bytes());
         self.open.extend_from_slice(&len_u32(len).to_be_bytes());
         write_event(&mut self.open, kind, key, value, prev_value);
         self.last = revision;
-        if self.open.len() >= RUN_BYTES {
-            self.closed.push((revision, std::mem::take(&mut self.open)));
-        }
     }
 
     /// The runs as change-log entries `(key, value)`, in key order.
@@ -319,9 +321,10 @@ mod tests {
     fn runs_give_back_every_event_in_order_under_ascending_keys() {
         let mut runs = Runs::default();
         let big = vec![b'x'; RUN_BYTES / 3];
+        let huge = vec![b'y'; RUN_BYTES * 2];
         let mut pushed = Vec::new();
         for (revision, value) in
-            [(5, &b"a"[..]), (5, &big[..]), (6, &big[..]), (6, &big[..]), (7, &big[..]), (8, &b"z"[..])]
+            [(5, &b"a"[..]), (5, &big[..]), (6, &big[..]), (6, &big[..]), (7, &big[..]), (7, &huge[..]), (8, &b"z"[..])]
         {
             let key = format!("/k/{}", pushed.len());
             runs.push(revision, &EventKind::Updated, &key, value, b"before");
@@ -332,6 +335,7 @@ mod tests {
         assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "keys ascend");
         let mut read = Vec::new();
         for (key, raw) in entries {
+            assert!(raw.len() <= RUN_BYTES || entry_events(0, &raw).unwrap().len() == 1, "an overfull run");
             let key_revision = log_key_revision(&key).unwrap();
             let events = entry_events(key_revision, &raw).unwrap();
             assert_eq!(events.last().unwrap().0, key_revision, "a run is keyed by its last event");
