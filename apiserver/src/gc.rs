@@ -77,10 +77,16 @@ struct OwnerIndex {
 impl OwnerIndex {
     fn upsert(&mut self, key: &str, obj: &Value) {
         let uid = object::uid(obj);
+        let owners: Vec<String> = object::owner_refs(obj).into_iter().map(|r| r.uid).collect();
+        // Most writes change neither: the index is left as it is.
+        let same_uid = uid.is_empty() || self.key_by_uid.get(uid).is_some_and(|k| k == key);
+        let same_owners = self.owners_by_key.get(key).map_or(owners.is_empty(), |known| *known == owners);
+        if same_uid && same_owners {
+            return;
+        }
         if !uid.is_empty() {
             self.key_by_uid.insert(uid.to_string(), key.to_string());
         }
-        let owners: Vec<String> = object::owner_refs(obj).into_iter().map(|r| r.uid).collect();
         self.unlink(key);
         for o in &owners {
             self.dependents.entry(o.clone()).or_default().insert(key.to_string());
@@ -406,6 +412,19 @@ mod tests {
         idx.upsert("/registry/jobs/a/j", &job);
         idx.upsert("/registry/tasks/a/t", &task);
         assert_eq!(idx.dependents_of("J"), vec!["/registry/tasks/a/t".to_string()]);
+        // Written again unchanged, and then with another owner.
+        idx.upsert("/registry/tasks/a/t", &task);
+        assert_eq!(idx.dependents_of("J"), vec!["/registry/tasks/a/t".to_string()]);
+        let moved = json!({"metadata": {"name": "t", "uid": "T", "ownerReferences": [{"uid": "K", "kind": "Job", "name": "k"}]}});
+        idx.upsert("/registry/tasks/a/t", &moved);
+        assert!(idx.dependents_of("J").is_empty());
+        assert_eq!(idx.dependents_of("K"), vec!["/registry/tasks/a/t".to_string()]);
+        idx.upsert("/registry/tasks/a/t", &task);
+        assert!(idx.dependents_of("K").is_empty());
+        // A key that takes another uid (deleted and made again) is found by it.
+        let again = json!({"metadata": {"name": "j", "uid": "J2"}});
+        idx.upsert("/registry/jobs/a/j", &again);
+        assert_eq!(idx.key_by_uid.get("J2").map(String::as_str), Some("/registry/jobs/a/j"));
         let orphaned = json!({"metadata": {"name": "t", "uid": "T"}});
         idx.upsert("/registry/tasks/a/t", &orphaned);
         assert!(idx.dependents_of("J").is_empty());
