@@ -234,7 +234,9 @@ fn check_task_transition(kind: &KindInfo, current: &Value, wanted: &Value) -> Re
         return Ok(());
     }
     let status = |v: &Value| -> Option<meseta_schemas::kinds::TaskStatus> {
-        v.get("status").filter(|s| !s.is_null()).and_then(|s| serde_json::from_value(s.clone()).ok())
+        // Read in place: `&Value` is a deserializer, no copy of the status needed.
+        let status = v.get("status").filter(|s| !s.is_null())?;
+        serde::Deserialize::deserialize(status).ok()
     };
     let Some(new) = status(wanted) else { return Ok(()) };
     let causes = meseta_schemas::state_machine::validate_status_update(status(current).as_ref(), &new);
