@@ -662,11 +662,23 @@ async fn the_change_log_is_kept_to_the_watch_window() {
     assert_eq!(next_event(&mut watch).await.revision, compacted + 1);
 }
 
+/// The first `count` events a watch from `from` gives: revision, key and
+/// value length.
+async fn replay(store: &SledStore, from: Revision, count: usize) -> Vec<(Revision, String, usize)> {
+    let mut watch = store.watch("/", from).unwrap();
+    let mut seen = Vec::with_capacity(count);
+    while seen.len() < count {
+        let e = next_event(&mut watch).await;
+        seen.push((e.revision, e.key.clone(), e.value.len()));
+    }
+    seen
+}
+
 /// Writes from many writers at once (so that batches hold many events, some
-/// transactions several, some values large enough to fill several change-log
-/// runs), then watches from every revision: each replay holds exactly the
-/// events after its start, in order, also after compacting to a revision in
-/// the middle of a batch.
+/// transactions two, some values larger than a change-log run), then watches
+/// from many revisions: each replay holds exactly the events after its
+/// start, in order, also after compacting to a revision in the middle of the
+/// history.
 #[tokio::test]
 async fn replays_from_any_revision_of_a_batch_give_exactly_the_later_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -688,34 +700,18 @@ async fn replays_from_any_revision_of_a_batch_give_exactly_the_later_events() {
     }
     let last = store.revision();
     assert_eq!(last, 48 * 6);
-    let mut all = Vec::new();
-    let mut watch = store.watch("/", 0).unwrap();
-    while all.len() < 2 * 48 * 6 {
-        let e = next_event(&mut watch).await;
-        all.push((e.revision, e.key.clone(), e.value.len()));
-    }
+    let all = replay(&store, 0, 2 * 48 * 6).await;
     let revisions: Vec<Revision> = all.iter().map(|e| e.0).collect();
     assert!(revisions.windows(2).all(|w| w[0] <= w[1]), "replayed out of order");
     assert_eq!(revisions.iter().filter(|&&r| r == 7).count(), 2, "both events of a transaction");
+    let after = |from: Revision| all.iter().filter(|e| e.0 > from).cloned().collect::<Vec<_>>();
     for from in (0..last).step_by(7).chain([last - 1]) {
-        let mut watch = store.watch("/", from).unwrap();
-        let expected: Vec<_> = all.iter().filter(|e| e.0 > from).cloned().collect();
-        let mut seen = Vec::new();
-        while seen.len() < expected.len() {
-            let e = next_event(&mut watch).await;
-            seen.push((e.revision, e.key.clone(), e.value.len()));
-        }
-        assert_eq!(seen, expected, "replay from {from}");
+        let expected = after(from);
+        assert_eq!(replay(&store, from, expected.len()).await, expected, "replay from {from}");
     }
     // Compacted to the middle of the history: a replay from there is whole.
     store.compact(last / 2 + 1).await.unwrap();
     let from = store.compacted_revision();
-    let mut watch = store.watch("/", from).unwrap();
-    let expected: Vec<_> = all.iter().filter(|e| e.0 > from).cloned().collect();
-    let mut seen = Vec::new();
-    while seen.len() < expected.len() {
-        let e = next_event(&mut watch).await;
-        seen.push((e.revision, e.key.clone(), e.value.len()));
-    }
-    assert_eq!(seen, expected);
+    let expected = after(from);
+    assert_eq!(replay(&store, from, expected.len()).await, expected);
 }
