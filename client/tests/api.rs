@@ -17,6 +17,13 @@ async fn create_get_replace_delete_round_trip() {
     assert!(created.metadata.uid.is_some());
     assert!(created.revision() > 0);
     assert!(tasks.create(&task("web", "t1")).await.unwrap_err().is_already_exists());
+    // Created without reading the answer: there all the same, errors the same.
+    tasks.create_unread(&task("web", "t2")).await.unwrap();
+    assert!(tasks.get("t2").await.unwrap().metadata.uid.is_some());
+    assert!(tasks.create_unread(&task("web", "t2")).await.unwrap_err().is_already_exists());
+    let unnamed_ns: Api<Task> = Api::all(tasks.client().clone());
+    let err = unnamed_ns.create_unread(&Task::new("t3", Default::default())).await.unwrap_err();
+    assert!(err.to_string().contains("namespaced"), "{err}");
 
     let mut fetched = tasks.get("t1").await.unwrap();
     assert_eq!(fetched.metadata.uid, created.metadata.uid);

@@ -248,18 +248,30 @@ impl<K: Resource> Api<K> {
     /// Creates `obj` (its namespace defaults to the Api's).
     #[tracing::instrument(level = "debug", skip_all, fields(kind = K::KIND, name = obj.name()))]
     pub async fn create(&self, obj: &K) -> Result<K> {
-        let path = match (K::NAMESPACED, obj.namespace().or(self.namespace.as_deref())) {
-            (true, Some(ns)) => format!("{}/namespaces/{ns}/{}", group_prefix(), K::PLURAL),
-            (true, None) => {
-                return Err(Error::InvalidRequest(format!(
-                    "{} is namespaced: set metadata.namespace or use Api::namespaced",
-                    K::KIND
-                )))
-            }
-            (false, _) => self.collection_path()?,
-        };
         let body = Self::to_body(obj)?;
-        self.send_obj(Method::POST, &path, &self.write_query(), Body::Json(body)).await
+        self.send_obj(Method::POST, &self.create_path(obj)?, &self.write_query(), Body::Json(body)).await
+    }
+
+    /// Creates `obj` like [`Api::create`], without decoding the created
+    /// object the apiserver answers with: for callers that learn of it from
+    /// a watch anyway. Errors are the same.
+    #[tracing::instrument(level = "debug", skip_all, fields(kind = K::KIND, name = obj.name()))]
+    pub async fn create_unread(&self, obj: &K) -> Result<()> {
+        let body = Self::to_body(obj)?;
+        self.client.send(Method::POST, &self.create_path(obj)?, &self.write_query(), Body::Json(body)).await?;
+        Ok(())
+    }
+
+    /// Where a create of `obj` is posted.
+    fn create_path(&self, obj: &K) -> Result<String> {
+        match (K::NAMESPACED, obj.namespace().or(self.namespace.as_deref())) {
+            (true, Some(ns)) => Ok(format!("{}/namespaces/{ns}/{}", group_prefix(), K::PLURAL)),
+            (true, None) => Err(Error::InvalidRequest(format!(
+                "{} is namespaced: set metadata.namespace or use Api::namespaced",
+                K::KIND
+            ))),
+            (false, _) => self.collection_path(),
+        }
     }
 
     /// Replaces `obj` wholesale (PUT). With `metadata.resourceVersion` set the

@@ -67,6 +67,16 @@ fn new_task(job: &Job, hash: &str, nt: &NewTask) -> Task {
 }
 
 async fn create_task(api: &Api<Task>, t: Task, nt: NewTask, now: Time) {
+    if nt.failure_count == 0 && nt.throttled_until.is_none() {
+        // Nothing to add to it: the created task is not read back (the
+        // cache learns of it from the watch).
+        match api.create_unread(&t).await {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => tracing::warn!(task = %t.metadata.name, error = %e, "cannot create a task"),
+        }
+        return;
+    }
     let created = match api.create(&t).await {
         Ok(c) => c,
         Err(e) if e.is_already_exists() => return,
@@ -75,9 +85,6 @@ async fn create_task(api: &Api<Task>, t: Task, nt: NewTask, now: Time) {
             return;
         }
     };
-    if nt.failure_count == 0 && nt.throttled_until.is_none() {
-        return;
-    }
     let mut c = created;
     let mut status = c.status.clone().unwrap_or_default();
     status.failure_count = nt.failure_count;
