@@ -230,11 +230,17 @@ impl Agent {
             None => None,
         };
 
-        // Join: retry until the apiserver answers.
+        // Join: retry until the apiserver answers. The lease is renewed
+        // first, so an agent is never Ready without a lease to judge it by.
         let mut delay = Duration::from_millis(200);
+        let lease_secs = lease_seconds(shared.config.lease_duration);
         loop {
-            match join::upsert_agent(&shared.client, &shared.config, shared.config.seccomp).await {
-                Ok(_) => break,
+            let joined = match join::renew_lease(&shared.client, &shared.config.name, lease_secs).await {
+                Ok(()) => join::upsert_agent(&shared.client, &shared.config, shared.config.seccomp).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match joined {
+                Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "cannot register the Agent; retrying"),
             }
             tokio::select! {
@@ -310,10 +316,15 @@ impl Agent {
     }
 }
 
+/// The lease's `leaseDurationSeconds` for a lease duration.
+fn lease_seconds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs()).unwrap_or(u32::MAX).max(1)
+}
+
 async fn lease_loop(shared: Arc<Shared>, cancel: CancellationToken) {
     let duration = shared.config.lease_duration;
     let every = (duration / 5).max(Duration::from_millis(200));
-    let secs = duration.as_secs().max(1) as u32;
+    let secs = lease_seconds(duration);
     loop {
         if let Err(e) = join::renew_lease(&shared.client, &shared.config.name, secs).await {
             tracing::warn!(error = %e, "cannot renew the agent's lease");
