@@ -525,11 +525,10 @@ mod tests {
         log.append(&sealed(1, 1, &[("oa", "1")], &[])).unwrap();
         log.rotate().unwrap();
         log.append(&sealed(2, 2, &[("ob", "1")], &[])).unwrap();
-        let first = segment_path(&wal, 1);
-        let mut bytes = std::fs::read(&first).unwrap();
-        let end = bytes.len() - 1;
-        bytes[end] ^= 1;
-        std::fs::write(&first, bytes).unwrap();
+        edit_segment(&wal, 1, |bytes| {
+            let end = bytes.len() - 1;
+            bytes[end] ^= 1;
+        });
 
         let err = read_all(&wal).unwrap_err().to_string();
         assert!(err.contains("damaged") && err.contains("checksum"), "{err}");
@@ -548,6 +547,15 @@ mod tests {
         let (records, next) = read_all(&wal).unwrap();
         assert_eq!(records.iter().map(|r| r.first).collect::<Vec<_>>(), vec![2]);
         assert_eq!(next, 3);
+    }
+
+    /// Rewrites segment `seq` of `wal` as `edit` leaves its bytes: damage
+    /// as a crash or a bad disk would leave it.
+    fn edit_segment(wal: &Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+        let path = segment_path(wal, seq);
+        let mut bytes = std::fs::read(&path).unwrap();
+        edit(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
     }
 
     /// A log of `limit`-byte segments with records appended until the next
@@ -588,10 +596,7 @@ mod tests {
         let mut log = rotated_onto_a_prepared_segment(&wal, 4096);
         log.append(&sealed(100, 100, &[("ob", "1")], &[])).unwrap();
         // A crash wrote the second page of the next record, not its first.
-        let second = segment_path(&wal, 2);
-        let mut bytes = std::fs::read(&second).unwrap();
-        bytes[4000] = 7;
-        std::fs::write(&second, &bytes).unwrap();
+        edit_segment(&wal, 2, |bytes| bytes[4000] = 7);
         let (records, _) = read_all(&wal).unwrap();
         assert_eq!(records.last().map(|r| r.first), Some(100), "the last segment ends at its zeros");
 
