@@ -29,8 +29,8 @@
 //! selector pins an indexed field (`spec.agent=a1` on tasks, see [`index`])
 //! reads a stream the store narrowed to that value, and bookmarks with the
 //! progress that stream reports. A filter that is only a field selector is
-//! decided on the stored bytes ([`index::fields_match`]), so such watchers
-//! never decode an event.
+//! decided on the stored bytes ([`Filter::matches_stored`]), so such
+//! watchers never decode an event.
 
 pub(crate) mod index;
 
@@ -82,10 +82,6 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
     let replays = Replays::of(call.target.kind, start, &initial);
     // Already validated by `Filter::from_params`.
     let fields = call.params.field_selector.as_deref().and_then(|s| FieldSelector::parse(s).ok());
-    let no_labels = call.params.label_selector.as_deref().is_none_or(|s| s.trim().is_empty());
-    let byte_fields = fields
-        .clone()
-        .filter(|f| !f.is_empty() && no_labels && call.target.name.is_none() && index::bytes_can_match(f));
     let progress = WatchProgress::default();
     let stream = match index::narrow(&prefix, fields.as_ref()) {
         Some((index, value)) => {
@@ -98,7 +94,6 @@ pub(crate) async fn serve(call: Call) -> Result<Response, ApiError> {
         kind: call.target.kind.kind,
         table: crate::table::wants_table(&call.headers).then_some(call.target.kind),
         filter,
-        byte_fields,
         last: start,
         replays,
         progress,
@@ -125,9 +120,6 @@ struct Watch {
     /// Send objects as one-row Tables (the client asked `as=Table`).
     table: Option<&'static meseta_schemas::registry::KindInfo>,
     filter: Filter,
-    /// The field selector when it is the whole filter and can be decided on
-    /// stored bytes ([`index::fields_match`]): events are then not decoded.
-    byte_fields: Option<FieldSelector>,
     last: Revision,
     /// Events the initial list already showed.
     replays: Replays,
@@ -229,7 +221,7 @@ impl Watch {
         if self.replays.replays(&ev.key, ev.revision) {
             return Ok(());
         }
-        let Some(kind) = convert(ev, &self.filter, self.byte_fields.as_ref())? else { return Ok(()) };
+        let Some(kind) = convert(ev, &self.filter)? else { return Ok(()) };
         let line = match self.table {
             Some(info) => derived(ev).object(ev, kind.side()).map(|obj| {
                 let mut line =
@@ -405,20 +397,14 @@ impl Derived {
             .map_err(ApiError::Internal)
     }
 
-    /// Whether the side passes `filter` (decoding it only when the filter
-    /// looks at anything, and not at all when `byte_fields`, the field
-    /// selector that is the whole filter, can be read off the bytes).
-    fn matches(
-        &self,
-        ev: &WatchEvent,
-        side: Side,
-        filter: &Filter,
-        byte_fields: Option<&FieldSelector>,
-    ) -> Result<bool, ApiError> {
+    /// Whether the side passes `filter`, decoding it only when the filter
+    /// looks at anything the stored bytes cannot tell
+    /// ([`Filter::matches_stored`]).
+    fn matches(&self, ev: &WatchEvent, side: Side, filter: &Filter) -> Result<bool, ApiError> {
         if filter.is_everything() {
             return Ok(true);
         }
-        if let Some(decided) = byte_fields.and_then(|f| index::fields_match(Self::bytes(ev, side), f)) {
+        if let Some(decided) = filter.matches_stored(Self::bytes(ev, side)) {
             return Ok(decided);
         }
         Ok(filter.matches(self.object(ev, side)?))
@@ -426,10 +412,9 @@ impl Derived {
 }
 
 /// The event a watcher with `filter` sees for a store event, if any.
-/// `byte_fields`: see [`Derived::matches`].
-fn convert(ev: &WatchEvent, filter: &Filter, byte_fields: Option<&FieldSelector>) -> Result<Option<Kind>, ApiError> {
+fn convert(ev: &WatchEvent, filter: &Filter) -> Result<Option<Kind>, ApiError> {
     let d = derived(ev);
-    let matches = |side| d.matches(ev, side, filter, byte_fields);
+    let matches = |side| d.matches(ev, side, filter);
     Ok(match ev.kind {
         EventKind::Created => matches(Side::New)?.then_some(Kind::Added),
         EventKind::Deleted => matches(Side::Old)?.then_some(Kind::Deleted),
@@ -467,7 +452,7 @@ mod tests {
 
     /// The event line a watcher with `filter` gets, parsed back.
     fn seen(e: &WatchEvent, filter: &Filter) -> Option<(String, Value)> {
-        let kind = convert(e, filter, None).unwrap()?;
+        let kind = convert(e, filter).unwrap()?;
         let line = derived(e).line(e, kind).unwrap();
         assert_eq!(line.last(), Some(&b'\n'), "one event per line");
         let v: Value = serde_json::from_slice(&line).unwrap();
@@ -540,8 +525,8 @@ mod tests {
         let web = json!({"metadata": {"name": "t", "labels": {"app": "web"}}});
         let first = ev(EventKind::Created, web, Value::Null);
         let second = first.clone();
-        assert_eq!(convert(&first, &filter, None).unwrap(), Some(Kind::Added));
-        assert_eq!(convert(&second, &filter, None).unwrap(), Some(Kind::Added));
+        assert_eq!(convert(&first, &filter).unwrap(), Some(Kind::Added));
+        assert_eq!(convert(&second, &filter).unwrap(), Some(Kind::Added));
         let decoded = |e: &WatchEvent| derived(e).new.get().map(|v| v.as_ref().unwrap() as *const Value);
         assert!(decoded(&first).is_some(), "the filter decoded the object");
         assert_eq!(decoded(&first), decoded(&second), "one decode for both clones");
@@ -562,7 +547,9 @@ mod tests {
     fn field_selectors_decided_on_bytes_see_the_same_transitions_without_decoding() {
         let raw = "spec.agent=a1";
         let filter = Filter::from_params(&Params { field_selector: Some(raw.into()), ..Default::default() }).unwrap();
-        let fields = FieldSelector::parse(raw).unwrap();
+        // Every event is of `t`: the same filter narrowed to that name
+        // decides the same, on the decoded objects.
+        let decoding = filter.clone().with_name("t");
         let on = |agent: &str| json!({"metadata": {"name": "t"}, "spec": {"agent": agent}});
         let cases = [
             ev(EventKind::Created, on("a1"), Value::Null),
@@ -578,22 +565,26 @@ mod tests {
         for e in cases {
             let fast = e.clone();
             let fresh = WatchEvent { memo: Default::default(), ..e };
-            let want = convert(&fresh, &filter, None).unwrap();
-            assert_eq!(convert(&fast, &filter, Some(&fields)).unwrap(), want, "{:?}", fresh.kind);
+            let want = convert(&fresh, &decoding).unwrap();
+            assert!(
+                derived(&fresh).new.get().is_some() || derived(&fresh).old.get().is_some(),
+                "the reference decoded"
+            );
+            assert_eq!(convert(&fast, &filter).unwrap(), want, "{:?}", fresh.kind);
             let d = derived(&fast);
             assert!(d.new.get().is_none() && d.old.get().is_none(), "decided without decoding");
         }
         // Bytes that are not JSON still fail the watch.
         let mut bad = ev(EventKind::Created, Value::Null, Value::Null);
         bad.value = Bytes::from_static(b"{not json");
-        assert!(convert(&bad, &filter, Some(&fields)).is_err());
+        assert!(convert(&bad, &filter).is_err());
     }
 
     #[test]
     fn undecodable_stored_bytes_are_an_error_not_a_panic() {
         let mut e = ev(EventKind::Created, Value::Null, Value::Null);
         e.value = Bytes::from_static(b"{not json");
-        assert!(convert(&e, &label_filter("app=web"), None).is_err());
+        assert!(convert(&e, &label_filter("app=web")).is_err());
         assert!(derived(&e).line(&e, Kind::Added).is_err());
     }
 }
