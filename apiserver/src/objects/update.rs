@@ -16,7 +16,11 @@
 //!
 //! The stored object is the one the last write of the key left in the
 //! store's memo (`store::memo`) when it is still there at the revision read,
-//! else the stored bytes decoded: the two are the same object.
+//! else the stored bytes decoded: the two are the same object. The first
+//! try takes the memo's entry without reading at all; its write compares
+//! the key's revision with the entry's, so it commits only if the entry was
+//! the stored object, and every answer that would not be checked that way
+//! (an error, a conflict, a dry run, "unchanged") is decided after a read.
 
 use meseta_schemas::registry::KindInfo;
 use meseta_schemas::FieldError;
@@ -25,7 +29,7 @@ use serde_json::Value;
 use super::{check, not_found, stale, stored_written, WriteOptions, Written, WrittenObject, MAX_RETRIES};
 use crate::error::ApiError;
 use crate::object::{self, meta, meta_mut};
-use crate::store::{Compare, Op, Store, Txn, TxnOutcome};
+use crate::store::{Compare, Op, Revision, Store, Txn, TxnOutcome};
 
 /// Which part of the object an update may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,32 +58,66 @@ pub async fn update<F>(
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
+    // The first try starts from the object this apiserver last wrote under
+    // the key, if the memo still holds it, without reading the store: the
+    // write's compare of the key's revision checks that it is still the
+    // stored one. Whatever else would be decided on it (an error, a
+    // conflict, a dry run's answer) is decided on the stored object instead.
+    let mut guess = match opts.dry_run {
+        false => store.memo().and_then(|memo| memo.take_latest::<Value>(key)),
+        true => None,
+    };
     for _ in 0..MAX_RETRIES {
-        let Some(kv) = store.get(key).await? else {
-            return Err(not_found(kind, name));
+        let (mut current, read) = match guess.take() {
+            Some((revision, current, weight)) => (current, Read { revision, stored: None, size: weight }),
+            None => {
+                let Some(kv) = store.get(key).await? else {
+                    return Err(not_found(kind, name));
+                };
+                // The object this apiserver wrote at that revision, if it is
+                // still memoised, is what decoding the stored bytes would give.
+                let memoised = store.memo().and_then(|memo| memo.take::<Value>(key, kv.mod_revision));
+                let current = match memoised {
+                    Some(current) => current,
+                    None => object::from_kv(&kv)?,
+                };
+                (current, Read { revision: kv.mod_revision, size: kv.value.len(), stored: Some(kv.value) })
+            }
         };
-        // The object this apiserver wrote at that revision, if it is still
-        // memoised, is what decoding the stored bytes would give.
-        let memoised = store.memo().and_then(|memo| memo.take::<Value>(key, kv.mod_revision));
-        let mut current = match memoised {
-            Some(current) => current,
-            None => object::from_kv(&kv)?,
+        let guessed = read.stored.is_none();
+        let wanted = match desired(&current) {
+            Ok(wanted) => wanted,
+            Err(_) if guessed => continue,
+            Err(err) => return Err(err),
         };
-        let wanted = desired(&current)?;
         let precondition = object::resource_version(&wanted)?;
-        if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+        if precondition.is_some_and(|rv| rv != read.revision) {
+            if guessed {
+                continue;
+            }
             return Err(stale(kind, name));
         }
-        let Admitted { mut next, warnings, unchanged } = admit(kind, &mut current, wanted, mode, opts)?;
+        let Admitted { mut next, warnings, unchanged } = match admit(kind, &mut current, wanted, mode, opts) {
+            Ok(admitted) => admitted,
+            Err(_) if guessed => continue,
+            Err(err) => return Err(err),
+        };
         drop(current);
-        object::set_resource_version(&mut next, kv.mod_revision);
+        object::set_resource_version(&mut next, read.revision);
         if opts.dry_run {
             return Ok(Written { object: WrittenObject::Value(next), warnings });
         }
         if unchanged {
             // `next` is the stored object: back to the memo, and the stored
             // bytes are the answer.
-            let object = stored_written(store, key, next, kv.value, kv.mod_revision, None, false);
+            let stored = match read.stored {
+                Some(stored) => stored,
+                None => match store.get(key).await? {
+                    Some(kv) if kv.mod_revision == read.revision => kv.value,
+                    _ => continue,
+                },
+            };
+            let object = stored_written(store, key, next, stored, read.revision, None, false);
             return Ok(Written { object, warnings });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
@@ -88,7 +126,7 @@ where
         let (stored, splice_at) = match finished {
             true => (None, None),
             false => {
-                let (bytes, at) = object::encode_stored(&next, kv.value.len() + 64);
+                let (bytes, at) = object::encode_stored(&next, read.size + 64);
                 (Some(bytes), at)
             }
         };
@@ -97,7 +135,7 @@ where
             Some(value) => Op::Put { key: key.to_string(), value: value.clone() },
         };
         let txn = Txn {
-            compares: vec![Compare::ModRevision { key: key.to_string(), revision: kv.mod_revision }],
+            compares: vec![Compare::ModRevision { key: key.to_string(), revision: read.revision }],
             ops: vec![op],
         };
         match store.txn(txn).await? {
@@ -109,12 +147,22 @@ where
                 };
                 return Ok(Written { object, warnings });
             }
+            // The client's revision was the one compared: it is stale.
             TxnOutcome::Failed { .. } if precondition.is_some() => return Err(stale(kind, name)),
             TxnOutcome::Failed { current: None, .. } => return Err(not_found(kind, name)),
             TxnOutcome::Failed { .. } => continue,
         }
     }
     Err(stale(kind, name))
+}
+
+/// The stored object's revision as an update read it.
+struct Read {
+    revision: Revision,
+    /// The stored bytes; `None` when the memo stood in for the read.
+    stored: Option<bytes::Bytes>,
+    /// How many bytes the stored object takes.
+    size: usize,
 }
 
 /// What [`admit`] makes of a desired object.
@@ -290,3 +338,7 @@ fn set_status(obj: &mut Value, status: Option<Value>) {
 #[cfg(test)]
 #[path = "update_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "update_memo_tests.rs"]
+mod memo_tests;

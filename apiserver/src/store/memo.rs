@@ -117,6 +117,17 @@ impl KeyMemo {
         entry.value.downcast::<T>().ok().map(|value| *value)
     }
 
+    /// Takes the entry of `key` whatever its revision, if it holds a `T`:
+    /// the revision it was put for, the value and its weight. Nothing says
+    /// that revision is still the key's: a caller must check it, as a write
+    /// that compares the key's revision with it does. The entry is gone
+    /// afterwards either way.
+    pub fn take_latest<T: Any>(&self, key: &str) -> Option<(Revision, T, usize)> {
+        let entry = self.lock().remove(key)?;
+        let (revision, weight) = (entry.revision, entry.weight);
+        entry.value.downcast::<T>().ok().map(|value| (revision, *value, weight))
+    }
+
     /// Leaves `value`, of `weight`, as what the value of `key` at `revision`
     /// gives, replacing the key's entry. The entries put longest ago make
     /// room when the memo is full; a value heavier than a 64th of the
@@ -201,6 +212,18 @@ mod tests {
         assert_eq!(memo.take::<String>("/a", 7), None, "another revision's entry is not given");
         assert!(memo.is_empty(), "nor kept: it can no longer be asked for");
         assert_eq!(memo.weight(), 0);
+    }
+
+    #[test]
+    fn the_latest_entry_is_given_with_its_revision_and_weight_once() {
+        let memo = room_for(8);
+        memo.put("/a", 5, String::from("five"), 1);
+        memo.put("/a", 6, String::from("six"), 1);
+        assert_eq!(memo.take_latest::<String>("/a"), Some((6, String::from("six"), 1)));
+        assert_eq!(memo.take_latest::<String>("/a"), None, "a take removes the entry");
+        memo.put("/b", 1, 7u32, 1);
+        assert_eq!(memo.take_latest::<String>("/b"), None, "nor is one of another type");
+        assert!(memo.is_empty() && memo.weight() == 0);
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! An update's first try takes the memo's entry of the key without reading
+//! the store. These tests move the stored object on behind the memo's back
+//! (a raw store write, which leaves the memo alone) and check that the
+//! update still answers as if it had read the store: the entry is only a
+//! guess, never the answer.
+
+use std::sync::Arc;
+
+use meseta_schemas::registry::{self, KindInfo};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::objects::create::create;
+use crate::store::sled::{SledOptions, SledStore};
+
+fn task() -> &'static KindInfo {
+    registry::by_kind("Task").unwrap()
+}
+
+const KEY_NS: &str = "ns";
+
+/// A store holding Task `t`, created through the apiserver's path (so the
+/// memo holds it), then rewritten by a raw store write that leaves the memo
+/// alone: the memo's entry is one revision behind. Returns the store, the
+/// memoised revision and the stored one.
+async fn store_the_memo_is_behind() -> (tempfile::TempDir, Arc<SledStore>, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+    let body = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "t"},
+        "spec": {"command": "sleep 1", "resources": {"cpus": 0.5, "mem": 64}}});
+    let created = create(&*store, task(), Some(KEY_NS), body, WriteOptions::default()).await.unwrap();
+    let memoised = revision_of(&created);
+    // The memo keeps what the create stored: put it back at its revision
+    // (a create only offers it) so the first try is sure to find it.
+    let mut obj = decoded(&*store).await;
+    store.memo().unwrap().put(&key(), memoised, obj.clone(), 1);
+    meta_mut(&mut obj).insert("annotations".into(), json!({"moved": "behind the memo"}));
+    meta_mut(&mut obj).remove("resourceVersion");
+    let (bytes, _) = object::encode_stored(&obj, 1024);
+    let txn = Txn { compares: vec![], ops: vec![Op::Put { key: key(), value: bytes }] };
+    let TxnOutcome::Committed { revision: stored } = store.txn(txn).await.unwrap() else { panic!("raw write") };
+    assert!(stored > memoised);
+    (dir, store, memoised, stored)
+}
+
+fn key() -> String {
+    crate::path::object_key(task(), Some(KEY_NS), "t")
+}
+
+async fn decoded(store: &dyn Store) -> Value {
+    object::from_kv(&store.get(&key()).await.unwrap().unwrap()).unwrap()
+}
+
+fn revision_of(written: &Written) -> u64 {
+    match &written.object {
+        WrittenObject::Stored { revision, .. } => *revision,
+        WrittenObject::Value(v) => object::resource_version(v).unwrap().unwrap(),
+    }
+}
+
+/// Puts label `edited` on the object it is given, keeping its revision
+/// unless `precondition` names one.
+fn label(precondition: Option<u64>) -> impl FnMut(&Value) -> Result<Value, ApiError> {
+    move |current: &Value| {
+        let mut wanted = current.clone();
+        meta_mut(&mut wanted).insert("labels".into(), json!({"edited": "yes"}));
+        match precondition {
+            Some(rv) => object::set_resource_version(&mut wanted, rv),
+            None => {
+                meta_mut(&mut wanted).remove("resourceVersion");
+            }
+        }
+        Ok(wanted)
+    }
+}
+
+async fn update_t(
+    store: &dyn Store,
+    desired: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<Written, ApiError> {
+    update(store, task(), &key(), "t", UpdateMode::Main, WriteOptions::default(), desired).await
+}
+
+#[tokio::test]
+async fn an_update_applies_to_the_stored_object_not_the_memos_older_one() {
+    for precondition in [false, true] {
+        let (_dir, store, _, stored) = store_the_memo_is_behind().await;
+        let written = update_t(&*store, label(precondition.then_some(stored))).await.unwrap();
+        assert!(revision_of(&written) > stored);
+        let now = decoded(&*store).await;
+        assert_eq!(now["metadata"]["annotations"]["moved"], "behind the memo", "precondition {precondition}");
+        assert_eq!(now["metadata"]["labels"]["edited"], "yes");
+    }
+}
+
+#[tokio::test]
+async fn a_precondition_is_judged_against_the_stored_revision() {
+    let (_dir, store, memoised, stored) = store_the_memo_is_behind().await;
+    let err = update_t(&*store, label(Some(memoised))).await.unwrap_err();
+    assert!(matches!(err, ApiError::Conflict { .. }), "the memo's revision is stale: {err:?}");
+    assert_eq!(decoded(&*store).await["metadata"]["resourceVersion"], stored.to_string(), "nothing written");
+}
+
+#[tokio::test]
+async fn an_error_computed_from_the_memos_object_is_not_the_answer() {
+    let (_dir, store, _, _) = store_the_memo_is_behind().await;
+    // Refuses any object without the annotation the raw write added.
+    let mut calls = 0;
+    let written = update_t(&*store, |current: &Value| {
+        calls += 1;
+        if current["metadata"]["annotations"]["moved"].is_null() {
+            return Err(ApiError::BadRequest("not moved".into()));
+        }
+        label(None)(current)
+    })
+    .await
+    .unwrap();
+    assert_eq!(calls, 2, "first the memo's object, then the stored one");
+    assert_eq!(decoded(&*store).await["metadata"]["resourceVersion"], revision_of(&written).to_string());
+}
+
+#[tokio::test]
+async fn an_unchanged_update_answers_with_the_stored_bytes() {
+    let (_dir, store, _, stored) = store_the_memo_is_behind().await;
+    let written = update_t(&*store, |current: &Value| Ok(current.clone())).await.unwrap();
+    let kv = store.get(&key()).await.unwrap().unwrap();
+    assert_eq!(kv.mod_revision, stored, "nothing written");
+    match written.object {
+        WrittenObject::Stored { bytes, revision, .. } => {
+            assert_eq!(revision, stored);
+            assert_eq!(bytes, kv.value, "the stored object's bytes, not the memo's");
+        }
+        other => panic!("an unchanged update answers with stored bytes: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_object_deleted_behind_the_memo_is_not_found() {
+    let (_dir, store, _, _) = store_the_memo_is_behind().await;
+    let txn = Txn { compares: vec![], ops: vec![Op::Delete { key: key() }] };
+    assert!(matches!(store.txn(txn).await.unwrap(), TxnOutcome::Committed { .. }));
+    let err = update_t(&*store, label(None)).await.unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    assert!(store.get(&key()).await.unwrap().is_none(), "nothing written");
+}
