@@ -28,7 +28,8 @@ pub mod validation;
 
 pub use kinds::*;
 pub use meta::{
-    skipping_managed_fields, ListMeta, ObjectList, ObjectMeta, OwnerReference, Time, API_VERSION, GROUP, VERSION,
+    managed_fields_as_text, skipping_managed_fields, ListMeta, ObjectList, ObjectMeta, OwnerReference, Time,
+    API_VERSION, GROUP, VERSION,
 };
 pub use resource::Resource;
 pub use resources::{PortRange, Resources};

@@ -68,10 +68,25 @@ pub struct ObjectMeta {
     pub managed_fields: Option<Vec<serde_json::Value>>,
 }
 
+/// What a decode does with the `metadata.managedFields` it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ManagedFieldsMode {
+    /// Builds them into `Value` trees (the default).
+    Decode,
+    /// Skips over them and leaves `None` ([`skipping_managed_fields`]).
+    Skip,
+    /// Keeps their JSON text aside and leaves `None`
+    /// ([`managed_fields_as_text`]).
+    Text,
+}
+
 std::thread_local! {
-    /// Whether `metadata.managedFields` is being skipped on this thread (see
-    /// [`skipping_managed_fields`]).
-    static SKIP_MANAGED_FIELDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What a decode on this thread does with `metadata.managedFields`.
+    static MANAGED_FIELDS_MODE: std::cell::Cell<ManagedFieldsMode> =
+        const { std::cell::Cell::new(ManagedFieldsMode::Decode) };
+    /// The texts kept by a decode in [`ManagedFieldsMode::Text`].
+    static MANAGED_FIELDS_TEXT: std::cell::RefCell<Vec<Box<serde_json::value::RawValue>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Runs `decode` (a synchronous decode) with every `metadata.managedFields`
@@ -83,24 +98,49 @@ std::thread_local! {
 /// serde has no way to hand a setting to a nested field's decoder, so it
 /// is a thread-local switch held for exactly this call.
 pub fn skipping_managed_fields<T>(skip: bool, decode: impl FnOnce() -> T) -> T {
-    struct Restore(bool);
+    let mode = if skip { ManagedFieldsMode::Skip } else { ManagedFieldsMode::Decode };
+    with_managed_fields_mode(mode, decode)
+}
+
+/// Runs `decode` (a synchronous JSON decode) with every `metadata.managedFields`
+/// it meets kept as its JSON text instead of `Value` trees, and left
+/// `None`; returns what `decode` gave and the texts, in the order met. A
+/// server that receives back the entries it sent compares the text with
+/// what it stored rather than building the same trees again. The decoder
+/// must pass serde_json's raw values through (serde_json's own does).
+pub fn managed_fields_as_text<T>(decode: impl FnOnce() -> T) -> (T, Vec<Box<serde_json::value::RawValue>>) {
+    MANAGED_FIELDS_TEXT.with(|texts| texts.borrow_mut().clear());
+    let decoded = with_managed_fields_mode(ManagedFieldsMode::Text, decode);
+    (decoded, MANAGED_FIELDS_TEXT.with(|texts| std::mem::take(&mut *texts.borrow_mut())))
+}
+
+fn with_managed_fields_mode<T>(mode: ManagedFieldsMode, decode: impl FnOnce() -> T) -> T {
+    struct Restore(ManagedFieldsMode);
     impl Drop for Restore {
         fn drop(&mut self) {
-            SKIP_MANAGED_FIELDS.with(|skip| skip.set(self.0));
+            MANAGED_FIELDS_MODE.with(|mode| mode.set(self.0));
         }
     }
-    let _restore = Restore(SKIP_MANAGED_FIELDS.with(|switch| switch.replace(skip)));
+    let _restore = Restore(MANAGED_FIELDS_MODE.with(|current| current.replace(mode)));
     decode()
 }
 
 fn managed_fields_unless_skipped<'de, D: serde::Deserializer<'de>>(
     de: D,
 ) -> Result<Option<Vec<serde_json::Value>>, D::Error> {
-    if SKIP_MANAGED_FIELDS.with(std::cell::Cell::get) {
-        serde::de::IgnoredAny::deserialize(de)?;
-        return Ok(None);
+    match MANAGED_FIELDS_MODE.with(std::cell::Cell::get) {
+        ManagedFieldsMode::Decode => Option::deserialize(de),
+        ManagedFieldsMode::Skip => {
+            serde::de::IgnoredAny::deserialize(de)?;
+            Ok(None)
+        }
+        ManagedFieldsMode::Text => {
+            if let Some(text) = Option::<Box<serde_json::value::RawValue>>::deserialize(de)? {
+                MANAGED_FIELDS_TEXT.with(|texts| texts.borrow_mut().push(text));
+            }
+            Ok(None)
+        }
     }
-    Option::deserialize(de)
 }
 
 /// A reference from a dependent to its owner (`metadata.ownerReferences[]`).
@@ -162,6 +202,19 @@ mod tests {
 
     fn meta() -> ObjectMeta {
         serde_json::from_str(r#"{"name": "t", "managedFields": [{"manager": "m"}], "labels": {"a": "b"}}"#).unwrap()
+    }
+
+    #[test]
+    fn managed_fields_kept_as_text_are_the_input_text_and_only_inside_the_call() {
+        let body = r#"{"name": "t", "managedFields": [ {"manager": "m", "n": 1.50} ], "labels": {"a": "b"}}"#;
+        let (decoded, texts) = managed_fields_as_text(|| serde_json::from_str::<ObjectMeta>(body).unwrap());
+        assert_eq!(decoded.managed_fields, None);
+        assert_eq!(decoded.labels.get("a").map(String::as_str), Some("b"));
+        let texts: Vec<&str> = texts.iter().map(|t| t.get()).collect();
+        assert_eq!(texts, vec![r#"[ {"manager": "m", "n": 1.50} ]"#]);
+        let (_, none) = managed_fields_as_text(|| serde_json::from_str::<ObjectMeta>(r#"{"managedFields": null}"#));
+        assert!(none.is_empty(), "null keeps no text");
+        assert_eq!(meta().managed_fields.map(|m| m.len()), Some(1), "decoded again after the call");
     }
 
     #[test]

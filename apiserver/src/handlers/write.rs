@@ -31,7 +31,7 @@ pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
         Some(_) => None,
     };
     let body = match checked {
-        Some(obj) => NewObject::Checked(obj),
+        Some(checked) => NewObject::Checked(checked.into_value()?),
         None => NewObject::Decoded(request::decode_object(&bytes, ct.as_deref())?),
     };
     let manager = crate::apply::manager(&call.params, &call.headers);
@@ -55,21 +55,21 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
     };
     opts.prechecked = checked.is_some();
     let body = match checked {
-        Some(obj) => obj,
-        None => request::decode_object(&bytes, ct.as_deref())?,
+        Some(checked) => Body::Checked(checked),
+        None => Body::Decoded(request::decode_object(&bytes, ct.as_deref())?),
     };
     drop(bytes);
     let manager = crate::apply::manager(&call.params, &call.headers);
     let store = call.state.store().clone();
     // With a resourceVersion the desired object is computed once (a race is
     // a conflict, never a retry), so the body is moved rather than copied.
-    let once = object::resource_version(&body).is_ok_and(|rv| rv.is_some());
+    let once = body.resource_version().is_ok_and(|rv| rv.is_some());
     let mut spare = Some(body);
     let written =
         objects::update(store.as_ref(), kind, &call.target.key(), call.target.name(), mode, opts, |current| {
             let mut next = match (once, spare.as_ref()) {
-                (true, Some(_)) => spare.take().expect("the body is there"),
-                (false, Some(body)) => body.clone(),
+                (true, Some(_)) => spare.take().expect("the body is there").into_value(current)?,
+                (false, Some(body)) => body.value(current)?,
                 (_, None) => return Err(ApiError::Internal("the update body was already used".into())),
             };
             track(current, &mut next, &manager, mode, kind.has_status);
@@ -77,6 +77,37 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
         })
         .await?;
     Ok(respond_written(StatusCode::OK, &written))
+}
+
+/// A PUT's body: checked the short way, or decoded to be checked by the update.
+enum Body {
+    Checked(objects::Checked),
+    Decoded(Value),
+}
+
+impl Body {
+    fn resource_version(&self) -> Result<Option<u64>, ApiError> {
+        match self {
+            Body::Checked(checked) => object::resource_version(checked.object()),
+            Body::Decoded(value) => object::resource_version(value),
+        }
+    }
+
+    /// The desired object for an update of `current`.
+    fn value(&self, current: &Value) -> Result<Value, ApiError> {
+        match self {
+            Body::Checked(checked) => checked.value_against(current),
+            Body::Decoded(value) => Ok(value.clone()),
+        }
+    }
+
+    /// [`Body::value`], consuming the body.
+    fn into_value(self, current: &Value) -> Result<Value, ApiError> {
+        match self {
+            Body::Checked(checked) => checked.into_value_against(current),
+            Body::Decoded(value) => Ok(value),
+        }
+    }
 }
 
 /// `PATCH .../{name}` and `.../{name}/status`: merge, JSON or apply patches.

@@ -20,6 +20,7 @@ mod create;
 mod delete;
 pub mod filter;
 mod list;
+mod strict;
 mod typed;
 mod update;
 
@@ -28,7 +29,7 @@ pub(crate) use create::{prepare_new, prepare_new_at};
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};
-pub(crate) use typed::check_json;
+pub(crate) use typed::{check_json, Checked};
 pub use update::{update, UpdateMode};
 
 use meseta_schemas::registry::KindInfo;

@@ -9,16 +9,75 @@
 //! decoded `Value`), which words every error; both ways give the same
 //! object. It must not touch the store.
 
+use std::cell::Cell;
+
 use meseta_schemas::kinds::{Agent, Event, Framework, Job, Lease, Offer, Quota, Reservation, Role, Task};
 use meseta_schemas::registry::KindInfo;
 use meseta_schemas::{Resource, Validate, API_VERSION};
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+use super::strict::Strict;
+use crate::error::ApiError;
+
+/// A body the short way checked: the object, and the text of its
+/// `metadata.managedFields` when it has them. Those opaque entries are most
+/// of a body's decode, and an update's body usually sends back the stored
+/// ones: they are built from the text only when they are not those.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    object: Value,
+    managed_fields: Option<Box<RawValue>>,
+}
+
+impl Checked {
+    /// The checked object without its managedFields.
+    pub(crate) fn object(&self) -> &Value {
+        &self.object
+    }
+
+    /// The checked object: what [`super::check`] gives for the body.
+    pub(crate) fn into_value(self) -> Result<Value, ApiError> {
+        with_managed_fields(self.object, self.managed_fields.as_deref(), None)
+    }
+
+    /// [`Checked::into_value`] for an update of `current`, whose managedFields
+    /// stand in for the body's when they are the same entries.
+    pub(crate) fn value_against(&self, current: &Value) -> Result<Value, ApiError> {
+        with_managed_fields(self.object.clone(), self.managed_fields.as_deref(), Some(current))
+    }
+
+    /// [`Checked::value_against`], consuming the body.
+    pub(crate) fn into_value_against(self, current: &Value) -> Result<Value, ApiError> {
+        with_managed_fields(self.object, self.managed_fields.as_deref(), Some(current))
+    }
+}
+
+/// `object` with the managedFields `text` describes: `current`'s entries
+/// when they serialize to that very text (so they decode from it to the
+/// same `Value`s), else the text decoded.
+fn with_managed_fields(mut object: Value, text: Option<&RawValue>, current: Option<&Value>) -> Result<Value, ApiError> {
+    let Some(text) = text else { return Ok(object) };
+    let stored = current.and_then(|c| c.get("metadata")).and_then(|m| m.get("managedFields"));
+    let same = stored.filter(|s| serde_json::to_string(s).is_ok_and(|sent| sent == text.get()));
+    let entries = match same {
+        Some(stored) => stored.clone(),
+        None => serde_json::from_str::<Vec<Value>>(text.get())
+            .map(Value::Array)
+            .map_err(|err| ApiError::BadRequest(format!("metadata.managedFields: {err}")))?,
+    };
+    match object.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(meta) => meta.insert("managedFields".into(), entries),
+        None => return Err(ApiError::Internal("a checked object without metadata".into())),
+    };
+    Ok(object)
+}
 
 /// The checked object of `kind` a JSON `body` describes, placed in
 /// `namespace` (the path's): what [`super::check`] returns for the decoded
-/// body with its namespace filled in. `None` when the short way does not
-/// apply (see the module doc).
-pub(crate) fn check_json(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Value> {
+/// body with its namespace filled in (see [`Checked`]). `None` when the
+/// short way does not apply (see the module doc).
+pub(crate) fn check_json(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Checked> {
     match kind.kind {
         Task::KIND => check_as::<Task>(kind, body, namespace),
         Job::KIND => check_as::<Job>(kind, body, namespace),
@@ -34,13 +93,15 @@ pub(crate) fn check_json(kind: &KindInfo, body: &[u8], namespace: Option<&str>) 
     }
 }
 
-fn check_as<K: Resource + Validate>(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Value> {
-    let mut unknown = false;
+fn check_as<K: Resource + Validate>(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Checked> {
+    let ignored = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let mut on_unknown = |_: serde_ignored::Path<'_>| unknown = true;
-    let mut obj = K::deserialize(serde_ignored::Deserializer::new(&mut de, &mut on_unknown)).ok()?;
+    let (decoded, mut texts) =
+        meseta_schemas::managed_fields_as_text(|| K::deserialize(Strict::new(&mut de, &ignored)));
+    let mut obj = decoded.ok()?;
     de.end().ok()?;
-    if unknown {
+    // One metadata, so at most one list of entries, and a list it must be.
+    if ignored.get() || texts.len() > 1 || texts.first().is_some_and(|t| !t.get().starts_with('[')) {
         return None;
     }
     let meta = obj.meta_mut();
@@ -57,16 +118,10 @@ fn check_as<K: Resource + Validate>(kind: &KindInfo, body: &[u8], namespace: Opt
     if !obj.validate().is_empty() {
         return None;
     }
-    // The opaque managedFields entries (an update's body sends them back)
-    // are `Value`s already: moved into the result rather than copied through
-    // the serialiser, which would give the same entries.
-    let managed = obj.meta_mut().managed_fields.take();
-    let mut value = serde_json::to_value(&obj).ok()?;
-    if let Some(entries) = managed {
-        value.get_mut("metadata")?.as_object_mut()?.insert("managedFields".into(), Value::Array(entries));
-    }
+    let value = serde_json::to_value(&obj).ok()?;
     let named = |field: &str, want: &str| value.get(field).and_then(Value::as_str) == Some(want);
-    (named("apiVersion", API_VERSION) && named("kind", K::KIND)).then_some(value)
+    (named("apiVersion", API_VERSION) && named("kind", K::KIND))
+        .then(|| Checked { object: value, managed_fields: texts.pop() })
 }
 
 #[cfg(test)]
@@ -86,7 +141,7 @@ mod tests {
     fn the_short_way_gives_what_the_general_way_gives() {
         let kind = registry::by_kind("Task").unwrap();
         let body = serde_json::to_vec(&task()).unwrap();
-        let fast = check_json(kind, &body, Some("ns")).expect("a plain Task takes the short way");
+        let fast = check_json(kind, &body, Some("ns")).expect("a plain Task takes the short way").into_value().unwrap();
         let mut placed = task();
         placed["metadata"]["namespace"] = json!("ns");
         let (slow, warnings) = super::super::check(kind, &placed, FieldValidation::Strict).unwrap();
@@ -101,11 +156,59 @@ mod tests {
         t["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Update", "apiVersion": "meseta.io/v1",
             "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
             "fieldsV1": {"f:spec": {"f:command": {}, "f:n": 1.5, "f:l": [-1, 2]}}}]);
-        let fast = check_json(kind, &serde_json::to_vec(&t).unwrap(), Some("ns")).expect("the short way");
+        let fast = check_json(kind, &serde_json::to_vec(&t).unwrap(), Some("ns"))
+            .expect("the short way")
+            .into_value()
+            .unwrap();
         t["metadata"]["namespace"] = json!("ns");
         let (slow, _) = super::super::check(kind, &t, FieldValidation::Strict).unwrap();
         assert_eq!(fast, slow);
         assert_eq!(fast["metadata"]["managedFields"], t["metadata"]["managedFields"]);
+    }
+
+    #[test]
+    fn managed_fields_sent_back_or_not_give_what_the_general_way_gives() {
+        let kind = registry::by_kind("Task").unwrap();
+        let entries = json!([{"manager": "m", "operation": "Update", "apiVersion": "meseta.io/v1",
+            "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:n": 1.5}}}]);
+        let mut current = task();
+        current["metadata"]["managedFields"] = entries.clone();
+        let compact = serde_json::to_string(&entries).unwrap();
+        let other = json!([{"manager": "other", "operation": "Update"}]);
+        let bodies = [
+            // Sent back as read: the stored entries stand in.
+            compact.clone(),
+            // The same entries written another way, and other entries: decoded.
+            serde_json::to_string_pretty(&entries).unwrap(),
+            serde_json::to_string(&other).unwrap(),
+            "[]".to_string(),
+        ];
+        for sent in bodies {
+            let mut t = task();
+            t["metadata"]["managedFields"] = serde_json::from_str(&sent).unwrap();
+            let mut text = serde_json::to_string(&t).unwrap();
+            text = text.replace(&serde_json::to_string(&t["metadata"]["managedFields"]).unwrap(), &sent);
+            let checked = check_json(kind, text.as_bytes(), Some("ns")).expect("the short way");
+            t["metadata"]["namespace"] = json!("ns");
+            let (slow, _) = super::super::check(kind, &t, FieldValidation::Strict).unwrap();
+            assert_eq!(checked.value_against(&current).unwrap(), slow, "{sent}");
+            assert_eq!(checked.value_against(&task()).unwrap(), slow, "no stored entries: {sent}");
+            assert_eq!(checked.into_value_against(&current).unwrap(), slow, "{sent}");
+        }
+    }
+
+    #[test]
+    fn managed_fields_that_are_not_a_list_go_the_general_way() {
+        let kind = registry::by_kind("Task").unwrap();
+        for entries in [json!({"manager": "m"}), json!("m"), json!(1)] {
+            let mut t = task();
+            t["metadata"]["managedFields"] = entries;
+            assert!(check_json(kind, &serde_json::to_vec(&t).unwrap(), Some("ns")).is_none(), "{t}");
+        }
+        let mut t = task();
+        t["metadata"]["managedFields"] = Value::Null;
+        let checked = check_json(kind, &serde_json::to_vec(&t).unwrap(), Some("ns")).expect("null is none");
+        assert!(checked.into_value().unwrap()["metadata"].get("managedFields").is_none());
     }
 
     #[test]
