@@ -59,7 +59,7 @@ impl Checked {
 fn with_managed_fields(mut object: Value, text: Option<&RawValue>, current: Option<&Value>) -> Result<Value, ApiError> {
     let Some(text) = text else { return Ok(object) };
     let stored = current.and_then(|c| c.get("metadata")).and_then(|m| m.get("managedFields"));
-    let same = stored.filter(|s| serde_json::to_string(s).is_ok_and(|sent| sent == text.get()));
+    let same = stored.filter(|s| serializes_to(s, text.get().as_bytes()));
     let entries = match same {
         Some(stored) => stored.clone(),
         None => serde_json::from_str::<Vec<Value>>(text.get())
@@ -71,6 +71,28 @@ fn with_managed_fields(mut object: Value, text: Option<&RawValue>, current: Opti
         None => return Err(ApiError::Internal("a checked object without metadata".into())),
     };
     Ok(object)
+}
+
+/// Whether `value` serializes to exactly `text`, decided as the serializer
+/// writes: no copy of the text is made, and the first difference ends it.
+fn serializes_to(value: &Value, text: &[u8]) -> bool {
+    struct Compare<'a>(&'a [u8]);
+    impl std::io::Write for Compare<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.0.strip_prefix(buf) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(buf.len())
+                }
+                None => Err(std::io::ErrorKind::InvalidData.into()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut rest = Compare(text);
+    serde_json::to_writer(&mut rest, value).is_ok() && rest.0.is_empty()
 }
 
 /// The checked object of `kind` a JSON `body` describes, placed in
@@ -195,6 +217,17 @@ mod tests {
             assert_eq!(checked.value_against(&task()).unwrap(), slow, "no stored entries: {sent}");
             assert_eq!(checked.into_value_against(&current).unwrap(), slow, "{sent}");
         }
+    }
+
+    #[test]
+    fn a_value_serializes_to_its_compact_text_only() {
+        let value = json!([{"a": 1.5, "b": "x\"y", "c": [1, null]}]);
+        let text = serde_json::to_string(&value).unwrap();
+        assert!(serializes_to(&value, text.as_bytes()));
+        assert!(!serializes_to(&value, &text.as_bytes()[..text.len() - 1]), "a prefix");
+        assert!(!serializes_to(&value, format!("{text} ").as_bytes()), "more than it");
+        assert!(!serializes_to(&value, serde_json::to_string_pretty(&value).unwrap().as_bytes()));
+        assert!(!serializes_to(&value, text.replace("1.5", "1.6").as_bytes()));
     }
 
     #[test]
