@@ -200,6 +200,8 @@ pub(crate) async fn serve(req: ApplyRequest<'_>) -> Result<(StatusCode, objects:
     let kind = target.kind;
     let mut conflicts = None;
     let result = objects::update(store, kind, &target.key(), target.name(), mode, opts, |current| {
+        // What the last call found is the answer: an update may call again.
+        conflicts = None;
         let mut next = apply_to(current, &config, &manager, force, mode, kind.has_status).map_err(|c| {
             conflicts = Some(c);
             ApiError::BadRequest("apply conflict".into())

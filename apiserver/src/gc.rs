@@ -192,7 +192,7 @@ struct Collector {
 }
 
 fn gc_write() -> WriteOptions {
-    WriteOptions { dry_run: false, validation: FieldValidation::Ignore, prechecked: false }
+    WriteOptions { dry_run: false, validation: FieldValidation::Ignore, prechecked: false, precondition: None }
 }
 
 /// Treats "already gone" as done.

@@ -132,3 +132,31 @@ async fn updates_from_the_memo_store_what_updates_from_the_stored_bytes_would() 
     assert_eq!(same.body, fresh);
     assert_eq!(memoised(&server, &api, "m1").await, fresh);
 }
+
+#[tokio::test]
+async fn puts_refused_while_the_memo_holds_a_newer_object_get_their_own_answer() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let created = api.post(&tasks("web"), &task("web", "s1")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let old = created.body;
+    let mut edit = old.clone();
+    edit["metadata"]["annotations"] = json!({"n": "1"});
+    let r = api.put(&task_path("web", "s1"), &edit).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let newer = r.body;
+
+    // The memo now holds the newer object; bodies naming the older revision
+    // are conflicts, on the main resource and on the status subresource.
+    for path in [task_path("web", "s1"), format!("{}/status", task_path("web", "s1"))] {
+        let r = api.put(&path, &old).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{path}: {}", r.text);
+        assert_eq!(r.body["reason"], "Conflict");
+    }
+    // An illegal transition named at the current revision is refused as such.
+    let mut illegal = newer.clone();
+    illegal["status"]["state"] = json!("FINISHED");
+    let r = api.put(&format!("{}/status", task_path("web", "s1")), &illegal).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(api.get(&task_path("web", "s1")).await.body, newer, "nothing was written");
+}

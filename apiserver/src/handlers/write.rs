@@ -14,7 +14,12 @@ use crate::patch::{self as patching, PatchError};
 use crate::request::{self, DeleteOptions, PatchKind};
 
 fn write_options(call: &Call) -> Result<WriteOptions, ApiError> {
-    Ok(WriteOptions { dry_run: call.params.dry_run()?, validation: call.params.field_validation()?, prechecked: false })
+    Ok(WriteOptions {
+        dry_run: call.params.dry_run()?,
+        validation: call.params.field_validation()?,
+        prechecked: false,
+        precondition: None,
+    })
 }
 
 /// `POST .../{plural}`. A plain JSON body is decoded straight into its
@@ -63,7 +68,8 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
     let store = call.state.store().clone();
     // With a resourceVersion the desired object is computed once (a race is
     // a conflict, never a retry), so the body is moved rather than copied.
-    let once = body.resource_version().is_ok_and(|rv| rv.is_some());
+    opts.precondition = body.resource_version().ok().flatten();
+    let once = opts.precondition.is_some();
     let mut spare = Some(body);
     let written =
         objects::update(store.as_ref(), kind, &call.target.key(), call.target.name(), mode, opts, |current| {

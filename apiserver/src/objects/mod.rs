@@ -50,11 +50,16 @@ pub struct WriteOptions {
     /// kind's rules ([`check_json`]), managedFields aside: the update checks
     /// them again only when it had to fill in their name or namespace.
     pub prechecked: bool,
+    /// The revision the desired object's `resourceVersion` names, when the
+    /// caller knows it before computing the object (a PUT's body): the
+    /// update then computes it at most once, so the caller may move its
+    /// body into the result.
+    pub precondition: Option<crate::store::Revision>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { dry_run: false, validation: FieldValidation::Strict, prechecked: false }
+        WriteOptions { dry_run: false, validation: FieldValidation::Strict, prechecked: false, precondition: None }
     }
 }
 

@@ -61,12 +61,19 @@ where
     // The first try starts from the object this apiserver last wrote under
     // the key, if the memo still holds it, without reading the store: the
     // write's compare of the key's revision checks that it is still the
-    // stored one. Whatever else would be decided on it (an error, a
-    // conflict, a dry run's answer) is decided on the stored object instead.
+    // stored one. Any other answer (an error, a conflict, "unchanged") is
+    // settled by a read: a caller that may be called again computes again
+    // from the stored object, one with a known precondition (called at
+    // most once) has its answer confirmed or gets the conflict its
+    // precondition then is. A dry run's answer is never checked, so it reads.
+    let expected = opts.precondition;
     let mut guess = match opts.dry_run {
         false => store.memo().and_then(|memo| memo.take_latest::<Value>(key)),
         true => None,
     };
+    if expected.is_some() && guess.as_ref().map(|(revision, _, _)| *revision) != expected {
+        guess = None;
+    }
     for _ in 0..MAX_RETRIES {
         let (mut current, read) = match guess.take() {
             Some((revision, current, weight)) => (current, Read { revision, stored: None, size: weight }),
@@ -85,22 +92,35 @@ where
             }
         };
         let guessed = read.stored.is_none();
+        // What a guessed try answers instead of a write: with a known
+        // precondition the answer stands once the store confirms the guess;
+        // otherwise the loop goes round again from a read.
+        macro_rules! settle {
+            ($answer:expr) => {{
+                if !guessed {
+                    return $answer;
+                }
+                if expected.is_none() {
+                    continue;
+                }
+                return match store.get(key).await? {
+                    Some(kv) if kv.mod_revision == read.revision => $answer,
+                    Some(_) => Err(stale(kind, name)),
+                    None => Err(not_found(kind, name)),
+                };
+            }};
+        }
         let wanted = match desired(&current) {
             Ok(wanted) => wanted,
-            Err(_) if guessed => continue,
-            Err(err) => return Err(err),
+            Err(err) => settle!(Err(err)),
         };
         let precondition = object::resource_version(&wanted)?;
         if precondition.is_some_and(|rv| rv != read.revision) {
-            if guessed {
-                continue;
-            }
-            return Err(stale(kind, name));
+            settle!(Err(stale(kind, name)));
         }
         let Admitted { mut next, warnings, unchanged } = match admit(kind, &mut current, wanted, mode, opts) {
             Ok(admitted) => admitted,
-            Err(_) if guessed => continue,
-            Err(err) => return Err(err),
+            Err(err) => settle!(Err(err)),
         };
         drop(current);
         object::set_resource_version(&mut next, read.revision);
@@ -114,7 +134,9 @@ where
                 Some(stored) => stored,
                 None => match store.get(key).await? {
                     Some(kv) if kv.mod_revision == read.revision => kv.value,
-                    _ => continue,
+                    _ if expected.is_none() => continue,
+                    Some(_) => return Err(stale(kind, name)),
+                    None => return Err(not_found(kind, name)),
                 },
             };
             let object = stored_written(store, key, next, stored, read.revision, None, false);

@@ -143,3 +143,73 @@ async fn an_object_deleted_behind_the_memo_is_not_found() {
     assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
     assert!(store.get(&key()).await.unwrap().is_none(), "nothing written");
 }
+
+/// Options of a write whose desired object names `revision` and that can
+/// compute it only once (a PUT's body, moved into the result).
+fn once_at(revision: u64) -> WriteOptions {
+    WriteOptions { precondition: Some(revision), ..WriteOptions::default() }
+}
+
+/// A desired object computed at most once: a second call fails the test.
+fn only_once(
+    mut desired: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> impl FnMut(&Value) -> Result<Value, ApiError> {
+    let mut calls = 0;
+    move |current: &Value| {
+        calls += 1;
+        assert_eq!(calls, 1, "a desired object with a known precondition is computed once");
+        desired(current)
+    }
+}
+
+async fn update_once(
+    store: &dyn Store,
+    revision: u64,
+    desired: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<Written, ApiError> {
+    update(store, task(), &key(), "t", UpdateMode::Main, once_at(revision), only_once(desired)).await
+}
+
+#[tokio::test]
+async fn a_known_precondition_the_memo_is_behind_of_reads_the_store_and_computes_once() {
+    let (_dir, store, _, stored) = store_the_memo_is_behind().await;
+    let written = update_once(&*store, stored, label(Some(stored))).await.unwrap();
+    assert!(revision_of(&written) > stored);
+    assert_eq!(decoded(&*store).await["metadata"]["annotations"]["moved"], "behind the memo");
+}
+
+#[tokio::test]
+async fn a_known_precondition_the_store_moved_past_is_a_conflict_whatever_the_guess_answered() {
+    let refuse = |_: &Value| -> Result<Value, ApiError> { Err(ApiError::BadRequest("refused".into())) };
+    let same = |current: &Value| Ok(current.clone());
+    for answer in ["write", "error", "unchanged"] {
+        let (_dir, store, memoised, stored) = store_the_memo_is_behind().await;
+        // The memo's revision is the one the caller names: the guess is
+        // taken, and the store no longer holds it.
+        let result = match answer {
+            "write" => update_once(&*store, memoised, label(Some(memoised))).await,
+            "error" => update_once(&*store, memoised, refuse).await,
+            _ => update_once(&*store, memoised, same).await,
+        };
+        let err = result.unwrap_err();
+        assert!(matches!(err, ApiError::Conflict { .. }), "{answer}: {err:?}");
+        assert_eq!(store.get(&key()).await.unwrap().unwrap().mod_revision, stored, "{answer}: nothing written");
+    }
+}
+
+#[tokio::test]
+async fn a_guess_the_store_confirms_keeps_its_answer_with_a_known_precondition() {
+    let (_dir, store, _, stored) = store_the_memo_is_behind().await;
+    // The memo is brought up to the stored revision: the guess is right.
+    let obj = decoded(&*store).await;
+    store.memo().unwrap().put(&key(), stored, obj, 1);
+    let err = update_once(&*store, stored, |_: &Value| Err(ApiError::BadRequest("refused".into()))).await.unwrap_err();
+    assert!(matches!(err, ApiError::BadRequest(ref m) if m == "refused"), "{err:?}");
+    let obj = decoded(&*store).await;
+    store.memo().unwrap().put(&key(), stored, obj, 1);
+    let written = update_once(&*store, stored, |current: &Value| Ok(current.clone())).await.unwrap();
+    assert!(
+        matches!(written.object, WrittenObject::Stored { revision, .. } if revision == stored),
+        "unchanged, answered with the stored object"
+    );
+}
