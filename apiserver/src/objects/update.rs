@@ -123,11 +123,12 @@ where
             Err(err) => settle!(Err(err)),
         };
         drop(current);
-        object::set_resource_version(&mut next, read.revision);
         if opts.dry_run {
+            object::set_resource_version(&mut next, read.revision);
             return Ok(Written { object: WrittenObject::Value(next), warnings });
         }
         if unchanged {
+            object::set_resource_version(&mut next, read.revision);
             // `next` is the stored object: back to the memo, and the stored
             // bytes are the answer.
             let stored = match read.stored {
@@ -143,8 +144,7 @@ where
             return Ok(Written { object, warnings });
         }
         let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
-        // Serialised without the revision, so without copying the object.
-        object::meta_mut(&mut next).remove("resourceVersion");
+        // Admitted without its revision: serialised without copying it.
         let (stored, splice_at) = match finished {
             true => (None, None),
             false => {
