@@ -5,9 +5,10 @@
 //! [`CONTROLLERS_THREADS`]); the simulated agents and the bench itself run
 //! on the main runtime's workers, the store's commit, I/O and log-segment
 //! threads count as `store`, the main thread (the bench's own loop) as
-//! `other`, and threads that ended before the reading as `ended`. Summing `utime + stime` of `/proc/self/task/*/stat`
-//! by thread name gives each part's CPU seconds, which moves far less with
-//! other load on the machine than wall-clock throughput does.
+//! `other`, and threads that ended before the reading as `ended`. Summing
+//! `utime + stime` of `/proc/self/task/*/stat` by thread name gives each
+//! part's CPU seconds, which moves far less with other load on the machine
+//! than wall-clock throughput does.
 //!
 //! Owns reading and grouping those counters. It must not start or stop anything.
 
