@@ -235,10 +235,11 @@ impl Agent {
         let mut delay = Duration::from_millis(200);
         let lease_secs = lease_seconds(shared.config.lease_duration);
         loop {
-            let joined = match join::renew_lease(&shared.client, &shared.config.name, lease_secs).await {
-                Ok(()) => join::upsert_agent(&shared.client, &shared.config, shared.config.seccomp).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
+            let joined = async {
+                join::renew_lease(&shared.client, &shared.config.name, lease_secs).await?;
+                join::upsert_agent(&shared.client, &shared.config, shared.config.seccomp).await.map(|_| ())
+            }
+            .await;
             match joined {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "cannot register the Agent; retrying"),

@@ -103,10 +103,9 @@ where
                 if expected.is_none() {
                     continue;
                 }
-                return match store.get(key).await? {
-                    Some(kv) if kv.mod_revision == read.revision => $answer,
-                    Some(_) => Err(stale(kind, name)),
-                    None => Err(not_found(kind, name)),
+                return match confirm(store, kind, name, key, read.revision).await? {
+                    Confirmed::Held(_) => $answer,
+                    Confirmed::Refused(err) => Err(err),
                 };
             }};
         }
@@ -133,11 +132,10 @@ where
             // bytes are the answer.
             let stored = match read.stored {
                 Some(stored) => stored,
-                None => match store.get(key).await? {
-                    Some(kv) if kv.mod_revision == read.revision => kv.value,
-                    _ if expected.is_none() => continue,
-                    Some(_) => return Err(stale(kind, name)),
-                    None => return Err(not_found(kind, name)),
+                None => match confirm(store, kind, name, key, read.revision).await? {
+                    Confirmed::Held(stored) => stored,
+                    Confirmed::Refused(_) if expected.is_none() => continue,
+                    Confirmed::Refused(err) => return Err(err),
                 },
             };
             let object = stored_written(store, key, next, stored, read.revision, None, false);
@@ -176,6 +174,29 @@ where
         }
     }
     Err(stale(kind, name))
+}
+
+/// What a read says of the revision a guessed try started from.
+enum Confirmed {
+    /// The key still holds it: these are its stored bytes.
+    Held(bytes::Bytes),
+    /// It moved on or is gone: what a precondition of that revision gets.
+    Refused(ApiError),
+}
+
+/// Reads `key` to check that it is still at `revision`.
+async fn confirm(
+    store: &dyn Store,
+    kind: &KindInfo,
+    name: &str,
+    key: &str,
+    revision: Revision,
+) -> Result<Confirmed, ApiError> {
+    Ok(match store.get(key).await? {
+        Some(kv) if kv.mod_revision == revision => Confirmed::Held(kv.value),
+        Some(_) => Confirmed::Refused(stale(kind, name)),
+        None => Confirmed::Refused(not_found(kind, name)),
+    })
 }
 
 /// The stored object's revision as an update read it.

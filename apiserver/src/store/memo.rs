@@ -110,11 +110,7 @@ impl KeyMemo {
     /// The key's entry is gone afterwards either way: one of another revision
     /// can no longer be asked for.
     pub fn take<T: Any>(&self, key: &str, revision: Revision) -> Option<T> {
-        let entry = self.lock().remove(key)?;
-        if entry.revision != revision {
-            return None;
-        }
-        entry.value.downcast::<T>().ok().map(|value| *value)
+        self.take_latest(key).and_then(|(put_for, value, _)| (put_for == revision).then_some(value))
     }
 
     /// Takes the entry of `key` whatever its revision, if it holds a `T`:
