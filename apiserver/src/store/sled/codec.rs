@@ -4,13 +4,14 @@
 //! and decoded. It must not touch sled itself beyond `IVec`: reading and
 //! writing the tree belongs to the other modules.
 //!
-//! Everything lives in the tree [`TREE`], in three key spaces told apart by
-//! the key's first byte, so that one `Tree::apply_batch` (atomic within a
-//! tree) writes an object, its change-log entry and the revision counter:
+//! Everything sled holds lives in the tree [`TREE`], in key spaces told
+//! apart by the key's first byte:
 //!
 //! - objects: `o | key` → `create_revision (u64 BE) | mod_revision (u64 BE) | value`
 //! - log: `l | revision (u64 BE) | index (u32 BE)` → one event or a run of
-//!   events. An event is
+//!   events. The committer puts the runs in the write-ahead log's records
+//!   alone (see `changelog`); sled holds them only for stores written before
+//!   that, until compacted. An event is
 //!   `kind (u8: 0, 1, 2) | key length (u32 BE) | key | value length (u32 BE) | value | prev_value`,
 //!   at the key's revision; a run is `3 | (revision (u64 BE) | event length
 //!   (u32 BE) | event)*`, keyed by the revision of its last event. The
@@ -188,13 +189,13 @@ impl Runs {
     }
 
     /// The runs as change-log entries `(key, value)`, in key order.
-    pub(super) fn entries(mut self) -> impl Iterator<Item = ([u8; LOG_KEY_LEN], IVec)> {
+    pub(super) fn entries(mut self) -> impl Iterator<Item = ([u8; LOG_KEY_LEN], Vec<u8>)> {
         if !self.open.is_empty() {
             self.closed.push((self.last, self.open));
         }
         // Runs of one batch may end at the same revision: the index keeps
         // their keys apart and in order.
-        self.closed.into_iter().enumerate().map(|(i, (revision, run))| (log_key(revision, len_u32(i)), IVec::from(run)))
+        self.closed.into_iter().enumerate().map(|(i, (revision, run))| (log_key(revision, len_u32(i)), run))
     }
 }
 

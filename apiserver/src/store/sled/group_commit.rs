@@ -29,7 +29,9 @@
 //!
 //! 4. When the log's segment is full, it starts the next one and a
 //!    checkpoint in the background: sled's flush and the sync of its files
-//!    (`Handles::make_durable`), after which the older segments go.
+//!    (`Handles::make_durable`), after which the checkpoint mark moves to the
+//!    new segment; the older segments stay as the change log until compacted
+//!    (`changelog`).
 //!
 //! A dedicated thread rather than a task: the apply and the sync block, and
 //! a thread that sleeps on the queue's condition variable costs one wake-up
@@ -40,7 +42,9 @@
 //! - A writer learns that its transaction committed only once it is durable,
 //!   and that its compare failed only once what it was compared against is.
 //! - `durable` only grows and never passes `applied`.
-//! - Events reach the broadcast once durable, in revision order, each once.
+//! - Events reach the broadcast once durable, in revision order, each once,
+//!   and the change log's index holds a batch's record before its events
+//!   are published.
 //! - [`Shared::subscribe_live`] subscribes and reads `durable` under the same
 //!   lock the committer publishes under: every event above the returned
 //!   revision arrives on the returned receiver, every event at or below it is
@@ -64,6 +68,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 
+use super::changelog::ChangeLog;
 use super::commit::{self, Applied};
 use super::dispatch::{Dispatch, Subscription};
 use super::presence::Presence;
@@ -306,6 +311,7 @@ pub(super) fn run_committer(
     handles: Weak<Handles>,
     mut presence: Presence,
     mut log: wal::Log,
+    changelog: Arc<ChangeLog>,
     watch_window: u64,
     runtime: tokio::runtime::Handle,
 ) {
@@ -355,8 +361,11 @@ pub(super) fn run_committer(
             return shared.poison(err.into(), every_reply(waiting, failed));
         };
         // Logged first, then written to sled: whatever part of the batch
-        // sled holds after a crash, its record is there to complete it.
-        let written = log.append(&prepared.record).and_then(|()| {
+        // sled holds after a crash, its record is there to complete it. The
+        // change log learns where the record lies before it is published.
+        let (seq, len) = (log.seq(), prepared.record.len() as u64);
+        let written = log.append(&prepared.record).and_then(|offset| {
+            changelog.appended(seq, wal::Place { first, last: target, offset, len })?;
             commit::write(&trees, &mut presence, prepared).map_err(|err| {
                 StoreError::Backend(format!(
                     "{err} (the batch is in the write-ahead log: restarting the apiserver applies it)"
@@ -380,16 +389,16 @@ pub(super) fn run_committer(
         // A failed compare may have seen a write of this batch: answered
         // only now that it is durable.
         answer_failed(failed);
-        maybe_compact(&shared, &handles, watch_window);
-        maybe_checkpoint(&shared, &handles, &mut log);
+        maybe_compact(&shared, &handles, &changelog, watch_window);
+        maybe_checkpoint(&shared, &handles, &changelog, &mut log);
     }
 }
 
 /// Starts a checkpoint when the log's segment is full: the next segment at
-/// once, then, in the background, sled's flush and the removal of the
-/// segments before the new one (everything in them was applied to sled
-/// before the flush began).
-fn maybe_checkpoint(shared: &Arc<Shared>, handles: &Weak<Handles>, log: &mut wal::Log) {
+/// once, then, in the background, sled's flush and the mark that sled holds
+/// everything of the segments before the new one (it was applied to sled
+/// before the flush began); those of them that are compacted go.
+fn maybe_checkpoint(shared: &Arc<Shared>, handles: &Weak<Handles>, changelog: &Arc<ChangeLog>, log: &mut wal::Log) {
     if !log.full() || shared.checkpointing.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -406,11 +415,15 @@ fn maybe_checkpoint(shared: &Arc<Shared>, handles: &Weak<Handles>, log: &mut wal
         }
     };
     let dir = log.dir().to_owned();
-    let shared = Arc::clone(shared);
+    let (shared, changelog) = (Arc::clone(shared), Arc::clone(changelog));
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        match trees.make_durable().and_then(|()| wal::remove_below(&dir, keep_from)) {
-            Ok(()) => {
+        let done = trees.make_durable().and_then(|()| wal::write_checkpoint(&dir, keep_from)).and_then(|()| {
+            changelog.checkpointed(keep_from);
+            changelog.remove_through(shared.compacted.load(Ordering::Acquire))
+        });
+        match done {
+            Ok(_) => {
                 shared.checkpoints.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(elapsed = ?started.elapsed(), keep_from, "store checkpoint done");
             }
@@ -440,7 +453,7 @@ fn answer_failed(failed: Vec<(Reply, TxnOutcome)>) {
 /// `watch_window` revisions; the slack keeps compactions infrequent. The job
 /// re-checks after it ends, so the bound holds even for writes that arrived
 /// while it ran.
-fn maybe_compact(shared: &Arc<Shared>, handles: &Weak<Handles>, watch_window: u64) {
+fn maybe_compact(shared: &Arc<Shared>, handles: &Weak<Handles>, changelog: &Arc<ChangeLog>, watch_window: u64) {
     if !shared.log_over_window(watch_window) || shared.compacting.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -448,11 +461,11 @@ fn maybe_compact(shared: &Arc<Shared>, handles: &Weak<Handles>, watch_window: u6
         shared.compacting.store(false, Ordering::Release);
         return;
     };
-    let shared = Arc::clone(shared);
+    let (shared, changelog) = (Arc::clone(shared), Arc::clone(changelog));
     tokio::task::spawn_blocking(move || {
         loop {
             let target = shared.durable().saturating_sub(watch_window);
-            if let Err(err) = compact::compact_blocking(&trees, &shared, target) {
+            if let Err(err) = compact::compact_blocking(&trees, &shared, &changelog, target) {
                 tracing::warn!(error = %err, target, "background change-log compaction failed");
                 shared.compacting.store(false, Ordering::Release);
                 break;

@@ -1,8 +1,9 @@
 //! The embedded store: the [`Store`] contract on sled, with group commit.
 //!
-//! Owns the sled database of one apiserver: its one tree holding objects,
-//! change log and counters under distinct key prefixes, the write path,
-//! reads, watches and compaction. It must not know about kinds, JSON or HTTP.
+//! Owns the sled database of one apiserver (its one tree holding objects and
+//! counters under distinct key prefixes) and its write-ahead log, which also
+//! holds the change log: the write path, reads, watches and compaction. It
+//! must not know about kinds, JSON or HTTP.
 //!
 //! # Layout
 //!
@@ -13,6 +14,8 @@
 //! - `wal`: the write-ahead log that makes each batch durable; sled itself
 //!   is flushed only at checkpoints, and on open the log gives back what a
 //!   crash took from sled.
+//! - `changelog`: the change log, read back from the log's segments, which
+//!   are kept until compacted.
 //! - `durable`: syncing sled's files after its flush, so that what it
 //!   wrote survives a power cut.
 //! - `presence`: the committer's count of stored object keys, which spares
@@ -42,6 +45,7 @@
 //!   the last `Arc<SledStore>` closes it synchronously, so the directory can be
 //!   opened again right after; live watch streams then end with `Closed`.
 
+mod changelog;
 mod codec;
 mod commit;
 mod compact;
@@ -61,6 +65,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use self::changelog::ChangeLog;
 use self::group_commit::Shared;
 use super::memo::{self, KeyMemo};
 use super::{IndexedWatch, KeyValue, ListResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
@@ -78,7 +83,10 @@ pub const CACHE_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SledOptions {
     /// Revisions kept in the change log for watches to resume from; older
-    /// ones are compacted in the background. Default 200,000.
+    /// ones are compacted in the background. Default 200,000. The change
+    /// log is the write-ahead log's segments: the window's revisions cost
+    /// their records' bytes on disk (each event's value and previous value
+    /// besides the objects), plus up to a segment's worth.
     pub watch_window: u64,
     /// Flush batches buffered per live watcher (events, for a narrowed watch)
     /// before it must catch up from the log. Default 1,024.
@@ -105,7 +113,7 @@ impl Default for SledOptions {
 /// blocking jobs (flush, list, compaction) that the store's drop waits for.
 struct Handles {
     db: ::sled::Db,
-    /// Objects, change log and counters (see `codec`).
+    /// Objects and counters (see `codec`).
     tree: ::sled::Tree,
     /// sled's files, synced after each flush (see `durable`); `None` for a
     /// temporary database.
@@ -128,6 +136,13 @@ impl Handles {
 pub struct SledStore {
     trees: Arc<Handles>,
     shared: Arc<Shared>,
+    /// The change log in the write-ahead log's segments.
+    changelog: Arc<ChangeLog>,
+    /// The last revision of the change-log entries that a store written
+    /// before the change log moved to the write-ahead log keeps in sled; 0
+    /// when it keeps none above the compaction point. Watches replay those
+    /// entries up to here, the segments after it (see `watch`).
+    legacy_end: Revision,
     me: Weak<SledStore>,
     /// Batches the open took from the write-ahead log.
     recovered: u64,
@@ -161,33 +176,53 @@ impl SledStore {
         let trees = Handles { tree: db.open_tree(codec::TREE).map_err(backend)?, db, files };
         migrate::to_one_tree(&trees, dir)?;
         let wal_dir = dir.join(wal::WAL_DIR);
-        let (recovered, next_segment) = recover(&trees, &wal_dir)?;
+        let (recovered, found, next_segment) = recover(&trees, &wal_dir)?;
         let revision =
             codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
-        let compacted =
+        let stored_compacted =
             codec::decode_counter(codec::META_COMPACTED, trees.tree.get(codec::META_COMPACTED).map_err(backend)?)?;
-        // Finish a compaction that a crash interrupted.
-        compact::delete_through(&trees, compacted)?;
-        // What the log held is now in sled: made durable there, the log
-        // starts afresh.
+        // What the log held is now in sled: made durable there, the log goes
+        // on in a new segment, and later opens replay from it.
         trees.make_durable()?;
         let log = wal::Log::create(&wal_dir, next_segment, opts.wal_segment_bytes)?;
-        wal::remove_below(&wal_dir, next_segment)?;
+        wal::write_checkpoint(&wal_dir, next_segment)?;
+        let (changelog, held) = ChangeLog::new(wal_dir, found, next_segment)?;
+        let legacy_end = legacy_log_end(&trees)?;
+        let compacted = history_start(revision, stored_compacted, legacy_end, held);
+        if compacted != stored_compacted {
+            trees.tree.insert(codec::META_COMPACTED, &compacted.to_be_bytes()).map_err(backend)?;
+        }
+        // Finish a compaction that a crash interrupted.
+        compact::delete_through(&trees, compacted)?;
+        changelog.remove_through(compacted)?;
+        let legacy_end = if legacy_end > compacted { legacy_end } else { 0 };
         let presence = presence::Presence::load(&trees)?;
         tracing::debug!(dir = %dir.display(), revision, compacted, "sled store opened");
 
         let trees = Arc::new(trees);
+        let changelog = Arc::new(changelog);
         let shared = Arc::new(Shared::new(revision, compacted, opts.live_buffer));
         let (committer_shared, handles) = (Arc::clone(&shared), Arc::downgrade(&trees));
+        let committer_log = Arc::clone(&changelog);
         std::thread::Builder::new()
             .name("meseta-store-commit".into())
             .spawn(move || {
-                group_commit::run_committer(committer_shared, handles, presence, log, opts.watch_window, runtime)
+                group_commit::run_committer(
+                    committer_shared,
+                    handles,
+                    presence,
+                    log,
+                    committer_log,
+                    opts.watch_window,
+                    runtime,
+                )
             })
             .map_err(|err| StoreError::Backend(format!("starting the store's committer thread: {err}")))?;
         Ok(Arc::new_cyclic(|me| SledStore {
             trees,
             shared,
+            changelog,
+            legacy_end,
             me: me.clone(),
             recovered,
             memo: KeyMemo::new(memo::DEFAULT_CAPACITY),
@@ -281,9 +316,9 @@ impl Store for SledStore {
     /// Compacts up to `revision`, clamped to the durable revision; compacting
     /// at or below the current compaction point does nothing.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let trees = Arc::clone(&self.trees);
-        let shared = Arc::clone(&self.shared);
-        tokio::task::spawn_blocking(move || compact::compact_blocking(&trees, &shared, revision))
+        let (trees, shared, changelog) =
+            (Arc::clone(&self.trees), Arc::clone(&self.shared), Arc::clone(&self.changelog));
+        tokio::task::spawn_blocking(move || compact::compact_blocking(&trees, &shared, &changelog, revision))
             .await
             .map_err(|err| StoreError::Backend(format!("compaction task failed: {err}")))?
     }
@@ -293,17 +328,18 @@ impl Store for SledStore {
     }
 }
 
-/// Applies every record of the log in `wal_dir`, in order: sled may hold
-/// any part of the batches written since its last flush (they went to it key
-/// by key), and replaying them all puts every key back as the last one left
-/// it. The first record must follow on from what sled's last flush holds,
-/// and each record from the one before. Returns how many it applied and the
-/// number of the log's next segment.
-fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, u64), StoreError> {
+/// Applies every record of the log in `wal_dir` written since sled's last
+/// checkpoint (`wal::read_checkpoint`), in order: sled may hold any part of
+/// those batches (they went to it key by key), and replaying them all puts
+/// every key back as the last one left it. The first record must follow on
+/// from what sled's last flush holds, and each record from the one before.
+/// Returns how many it applied, every segment's records (see
+/// `wal::replay`) and the number of the log's next segment.
+fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, Vec<wal::Found>, u64), StoreError> {
     let stored = codec::decode_counter(codec::META_REVISION, trees.tree.get(codec::META_REVISION).map_err(backend)?)?;
     let mut last: Option<Revision> = None;
     let mut applied = 0;
-    let next_segment = wal::replay(wal_dir, |record| {
+    let (found, next_segment) = wal::replay(wal_dir, wal::read_checkpoint(wal_dir), |record| {
         let follows = match last {
             None => record.first <= stored + 1,
             Some(last) => record.first == last + 1,
@@ -328,7 +364,44 @@ fn recover(trees: &Handles, wal_dir: &Path) -> Result<(u64, u64), StoreError> {
     if let Some(revision) = last {
         tracing::info!(batches = applied, revision, "store replayed its write-ahead log");
     }
-    Ok((applied, next_segment))
+    Ok((applied, found, next_segment))
+}
+
+/// The revision of the last change-log entry sled holds (0: none). Only a
+/// store written before the change log moved to the write-ahead log holds
+/// any; they are read until compacted.
+fn legacy_log_end(trees: &Handles) -> Result<Revision, StoreError> {
+    let (start, end) = (codec::log_key(0, 0), codec::log_key(Revision::MAX, u32::MAX));
+    match trees.tree.range(start..=end).next_back() {
+        Some(entry) => codec::log_key_revision(&entry.map_err(backend)?.0),
+        None => Ok(0),
+    }
+}
+
+/// The compaction point an open starts from: the stored one, raised so that
+/// every revision above it up to `revision` is in the change log, which is
+/// the entries sled holds up to `legacy_end` followed by the write-ahead
+/// log's records, `held` (first and last revision).
+fn history_start(
+    revision: Revision,
+    compacted: Revision,
+    legacy_end: Revision,
+    held: Option<(Revision, Revision)>,
+) -> Revision {
+    let from_sled = legacy_end.max(compacted);
+    match held {
+        // The log reaches the end, and sled's entries (or the compaction
+        // point) reach its start.
+        Some((first, last)) if last >= revision && first <= from_sled + 1 => compacted,
+        // Only the log's own records can be replayed.
+        Some((first, last)) if last >= revision => first - 1,
+        // sled's entries alone reach the end.
+        None if from_sled >= revision => compacted,
+        // Nothing continuous reaches the end: history starts now.
+        _ => revision,
+    }
+    .max(compacted)
+    .min(revision)
 }
 
 /// One page of keys under `prefix`, and whether more follow.

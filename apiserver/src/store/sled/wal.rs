@@ -2,11 +2,12 @@
 //! that sled need not be flushed for every batch.
 //!
 //! Owns the log's segment files (`<dir>/wal/<seq>.wal`), the byte layout of
-//! a record, appending with `fdatasync`, reading the log back after a crash,
-//! and removing segments that a sled flush has made redundant. It must not
-//! decide what a batch writes (that is `commit`), when sled is flushed (the
-//! committer's checkpoint, in `group_commit`) or which records a recovery
-//! applies (the store's open, in `mod`).
+//! a record, appending with `fdatasync`, reading the log back after a crash
+//! or a record by its place, and the checkpoint mark. It must not decide
+//! what a batch writes (that is `commit`), when sled is flushed (the
+//! committer's checkpoint, in `group_commit`), which records a recovery
+//! applies (the store's open, in `mod`) or which segments are kept (the
+//! change log's, in `changelog`).
 //!
 //! # Why
 //!
@@ -16,10 +17,13 @@
 //! syncs one file, as etcd's WAL does, before the batch goes to sled key by
 //! key. sled is flushed only at a checkpoint, when a segment has grown past
 //! its size limit ([`SEGMENT_BYTES`] by default); after that flush the older
-//! segments hold nothing sled would not recover, and are removed. After a
-//! crash sled may hold any part of what it was given since its last flush,
-//! all of it logged: the open replays every record left, in order, which
-//! puts each key back as the last batch left it.
+//! segments hold nothing sled would not recover, which the checkpoint mark
+//! (`<dir>/wal/checkpoint`, the number of the first segment sled may lack)
+//! records. After a crash sled may hold any part of what it was given since
+//! its last flush, all of it logged: the open replays every record from the
+//! marked segment on, in order, which puts each key back as the last batch
+//! left it. The segments before the mark stay as the change log until
+//! compacted (see `changelog`); their records are not replayed.
 //!
 //! # Record layout
 //!
@@ -28,7 +32,8 @@
 //! and each op is `1 | key length (u32 BE) | key | value length (u32 BE) |
 //! value` (a put) or `2 | key length (u32 BE) | key` (a removal), in the
 //! order the batch staged them. Keys and values are the tree's own bytes
-//! (see `codec`), so a record replays as the writes it was ([`Writes`]).
+//! (see `codec`), so a record replays as the writes it was ([`Writes`]),
+//! less the change-log runs, which are puts to the log alone.
 //!
 //! # Guarantees
 //!
@@ -37,8 +42,9 @@
 //!   is appended.
 //! - A record cut short by a crash (length or checksum wrong) can only be the
 //!   last of the last segment, since the next record is appended only after
-//!   the previous one synced; reading stops there. The same damage anywhere
-//!   earlier is reported as corruption.
+//!   the previous one synced; reading stops there, and the open cuts the
+//!   segment back to its last whole record before it starts the next. The
+//!   same damage anywhere earlier is reported as corruption.
 //!
 //! # Prepared segments
 //!
@@ -59,6 +65,7 @@ use std::path::{Path, PathBuf};
 
 use ::sled::{IVec, Tree};
 
+use super::codec::LOG_PREFIX;
 use crate::store::{Revision, StoreError};
 
 /// The log's directory inside the store directory.
@@ -125,6 +132,14 @@ impl Staged {
         self.writes.0.push((key.into(), Some(value)));
     }
 
+    /// Stages a put that goes to the log alone, never to sled: a change-log
+    /// run (see `changelog`).
+    pub(super) fn log(&mut self, key: &[u8], value: &[u8]) {
+        self.record.push(PUT);
+        put_bytes(&mut self.record, key);
+        put_bytes(&mut self.record, value);
+    }
+
     /// Stages the removal of `key`.
     pub(super) fn remove(&mut self, key: &[u8]) {
         self.record.push(REMOVE);
@@ -164,9 +179,12 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The record's writes, to apply to sled again.
+    /// The record's writes, to apply to sled again. Change-log runs stay in
+    /// the log: records of stores that wrote them to sled too hold them as
+    /// puts like any other.
     pub(super) fn into_writes(self) -> Writes {
-        Writes(self.ops.into_iter().map(|(key, value)| (key.into(), value.map(IVec::from))).collect())
+        let to_sled = self.ops.into_iter().filter(|(key, _)| key.first() != Some(&LOG_PREFIX));
+        Writes(to_sled.map(|(key, value)| (key.into(), value.map(IVec::from))).collect())
     }
 }
 
@@ -273,10 +291,12 @@ impl Log {
         Ok(Log { dir: dir.to_owned(), file, seq, len: 0, limit, next: None })
     }
 
-    /// Appends `record` (from [`Staged::seal`]) and syncs it. The first
-    /// append past half the limit starts preparing the next segment.
-    pub(super) fn append(&mut self, record: &[u8]) -> Result<(), StoreError> {
+    /// Appends `record` (from [`Staged::seal`]) and syncs it; returns the
+    /// byte offset it was written at. The first append past half the limit
+    /// starts preparing the next segment.
+    pub(super) fn append(&mut self, record: &[u8]) -> Result<u64, StoreError> {
         let path = || segment_path(&self.dir, self.seq);
+        let offset = self.len;
         self.file.write_all(record).map_err(|err| failed("appending to", &path(), err))?;
         self.len += record.len() as u64;
         self.file.sync_data().map_err(|err| failed("syncing", &path(), err))?;
@@ -287,7 +307,12 @@ impl Log {
             // Without the thread the next segment is simply started empty.
             self.next = spawned.ok();
         }
-        Ok(())
+        Ok(offset)
+    }
+
+    /// The number of the segment being appended to.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// The log's directory.
@@ -302,8 +327,8 @@ impl Log {
 
     /// Starts the next segment, the prepared one when its preparation
     /// succeeded (waiting for it to finish), else an empty one; returns its
-    /// number: once sled is flushed, every segment below it may go (see
-    /// [`remove_below`]).
+    /// number: once sled is flushed, sled holds everything the segments
+    /// below it hold (see [`write_checkpoint`]).
     pub(super) fn rotate(&mut self) -> Result<u64, StoreError> {
         let seq = self.seq + 1;
         let prepared = match self.next.take().map(std::thread::JoinHandle::join) {
@@ -359,36 +384,70 @@ fn remove_preparing(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Removes the segments of `dir` numbered below `seq`.
-pub(super) fn remove_below(dir: &Path, seq: u64) -> Result<(), StoreError> {
-    for (n, path) in segments(dir)? {
-        if n < seq {
-            std::fs::remove_file(&path).map_err(|err| failed("removing", &path, err))?;
-        }
-    }
-    Ok(())
+/// Where one record lies in its segment, and the revisions it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Place {
+    /// Revision of the batch's first committed transaction.
+    pub(super) first: Revision,
+    /// Revision of its last.
+    pub(super) last: Revision,
+    /// Byte offset of the record's header in the segment.
+    pub(super) offset: u64,
+    /// Bytes of the record, header included.
+    pub(super) len: u64,
 }
 
-/// Reads every record of the log in `dir`, oldest first, handing each to
-/// `apply`; returns the number the next segment should take.
+/// One segment found by [`replay`]: its number and its records' places.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Found {
+    pub(super) seq: u64,
+    pub(super) places: Vec<Place>,
+}
+
+/// Reads the log in `dir`, oldest segment first. The records of segments
+/// numbered `from` or above (written since sled's last checkpoint) are read
+/// whole and handed to `apply`, in order; of the segments below, only the
+/// headers are read. Returns every segment's places and the number the next
+/// segment should take.
 ///
-/// Errors: a segment that cannot be read, a damaged record anywhere but at
-/// the end of the last segment, or an error of `apply`.
-pub(super) fn replay(dir: &Path, mut apply: impl FnMut(Record) -> Result<(), StoreError>) -> Result<u64, StoreError> {
+/// The last segment is cut back to the end of its last whole record: it may
+/// end with an append a crash cut short, and it is closed from now on, so
+/// that later reads of its headers find only whole records.
+///
+/// Errors: a segment that cannot be read, a damaged record from `from` on
+/// anywhere but at the end of the last segment, or an error of `apply`. A
+/// header that does not fit its segment below `from` ends what is read of
+/// that segment (a watch from there is refused as compacted, see
+/// `changelog`): it costs history, never objects.
+pub(super) fn replay(
+    dir: &Path,
+    from: u64,
+    mut apply: impl FnMut(Record) -> Result<(), StoreError>,
+) -> Result<(Vec<Found>, u64), StoreError> {
     let segments = segments(dir)?;
     let count = segments.len();
-    for (i, (_, path)) in segments.iter().enumerate() {
+    let mut found = Vec::with_capacity(count);
+    for (i, (seq, path)) in segments.iter().enumerate() {
+        let last_segment = i + 1 == count;
+        if *seq < from && !last_segment {
+            found.push(Found { seq: *seq, places: scan_headers(path)? });
+            continue;
+        }
         let bytes = std::fs::read(path).map_err(|err| failed("reading", path, err))?;
+        let mut places = Vec::new();
         let mut at = 0;
         loop {
             match next_record(&bytes[at..]) {
                 Next::Record(record, used) => {
+                    places.push(Place { first: record.first, last: record.last, offset: at as u64, len: used as u64 });
                     at += used;
-                    apply(record)?;
+                    if *seq >= from {
+                        apply(record)?;
+                    }
                 }
                 // Past the last record of an earlier segment there are only
                 // the zeros it was prepared with.
-                Next::End if i + 1 < count && bytes[at..].iter().any(|&b| b != 0) => {
+                Next::End if !last_segment && bytes[at..].iter().any(|&b| b != 0) => {
                     return Err(StoreError::Backend(format!(
                         "the store's write-ahead log is damaged: bytes after the end of the records at byte {at} of \
                          {}, which is not its last segment; restore the data directory from a backup",
@@ -396,7 +455,7 @@ pub(super) fn replay(dir: &Path, mut apply: impl FnMut(Record) -> Result<(), Sto
                     )))
                 }
                 Next::End => break,
-                Next::Torn(what) if i + 1 == count => {
+                Next::Torn(what) if last_segment => {
                     // The crash came while this record was written: it was
                     // never acknowledged.
                     tracing::warn!(segment = %path.display(), offset = at, "{what}: the log ends here");
@@ -411,8 +470,134 @@ pub(super) fn replay(dir: &Path, mut apply: impl FnMut(Record) -> Result<(), Sto
                 }
             }
         }
+        if last_segment && bytes.len() > at {
+            cut_back(path, at as u64)?;
+        }
+        found.push(Found { seq: *seq, places });
     }
-    Ok(segments.last().map_or(1, |(n, _)| n + 1))
+    Ok((found, segments.last().map_or(1, |(n, _)| n + 1)))
+}
+
+/// The places of a closed segment's records, from their headers alone.
+fn scan_headers(path: &Path) -> Result<Vec<Place>, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(|err| failed("opening", path, err))?;
+    let size = file.metadata().map_err(|err| failed("reading", path, err))?.len();
+    let mut places = Vec::new();
+    let mut at = 0u64;
+    let mut header = [0u8; HEADER + PAYLOAD_HEADER];
+    while at + (HEADER + PAYLOAD_HEADER) as u64 <= size {
+        file.read_exact_at(&mut header, at).map_err(|err| failed("reading", path, err))?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        if len == 0 {
+            break;
+        }
+        let end = at + HEADER as u64 + len;
+        if len < PAYLOAD_HEADER as u64 || end > size {
+            tracing::warn!(segment = %path.display(), offset = at, "a record header does not fit its segment");
+            break;
+        }
+        let first = u64::from_be_bytes(header[HEADER..HEADER + 8].try_into().expect("8 bytes"));
+        let last = u64::from_be_bytes(header[HEADER + 8..].try_into().expect("8 bytes"));
+        places.push(Place { first, last, offset: at, len: end - at });
+        at = end;
+    }
+    Ok(places)
+}
+
+/// Cuts the segment at `path` back to `len` bytes, durably.
+fn cut_back(path: &Path, len: u64) -> Result<(), StoreError> {
+    let file = OpenOptions::new().write(true).open(path).map_err(|err| failed("opening", path, err))?;
+    file.set_len(len).and_then(|()| file.sync_all()).map_err(|err| failed("cutting back", path, err))
+}
+
+/// The payload of the record at `place` of `file`, checked against its
+/// checksum.
+pub(super) fn read_payload(file: &File, seq: u64, place: &Place) -> Result<bytes::Bytes, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; place.len as usize];
+    let damaged = |what: &str| {
+        StoreError::Backend(format!(
+            "the store's write-ahead log is damaged: {what} at byte {} of segment {seq}",
+            place.offset
+        ))
+    };
+    file.read_exact_at(&mut buf, place.offset).map_err(|err| damaged(&format!("reading a record failed ({err})")))?;
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(buf[4..HEADER].try_into().expect("4 bytes"));
+    if len + HEADER != buf.len() || crc32fast::hash(&buf[HEADER..]) != crc {
+        return Err(damaged("a record that does not match its checksum"));
+    }
+    Ok(bytes::Bytes::from(buf).slice(HEADER..))
+}
+
+/// The puts of a record's payload (from [`read_payload`]) whose key starts
+/// with `prefix`: each key and its value, as slices of the payload.
+pub(super) fn puts_under(payload: &bytes::Bytes, prefix: u8) -> Result<Vec<(bytes::Bytes, bytes::Bytes)>, StoreError> {
+    let bad = || StoreError::Backend("a write-ahead log record matches its checksum but is malformed".into());
+    let mut puts = Vec::new();
+    let mut at = PAYLOAD_HEADER;
+    let field = |at: usize| -> Option<(usize, usize)> {
+        let len = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?) as usize;
+        (at + 4 + len <= payload.len()).then_some((at + 4, at + 4 + len))
+    };
+    while at < payload.len() {
+        let tag = payload[at];
+        let (key_start, key_end) = field(at + 1).ok_or_else(bad)?;
+        at = key_end;
+        match tag {
+            PUT => {
+                let (value_start, value_end) = field(at).ok_or_else(bad)?;
+                at = value_end;
+                if payload[key_start..key_end].first() == Some(&prefix) {
+                    puts.push((payload.slice(key_start..key_end), payload.slice(value_start..value_end)));
+                }
+            }
+            REMOVE => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(puts)
+}
+
+/// The name of the checkpoint mark in the log's directory.
+const CHECKPOINT: &str = "checkpoint";
+
+/// Marks that sled holds everything the segments numbered below `seq`
+/// hold, so an open replays only from `seq` on; written atomically.
+pub(super) fn write_checkpoint(dir: &Path, seq: u64) -> Result<(), StoreError> {
+    let (tmp, path) = (dir.join(format!("{CHECKPOINT}.tmp")), dir.join(CHECKPOINT));
+    let mut file = File::create(&tmp).map_err(|err| failed("creating", &tmp, err))?;
+    file.write_all(format!("{seq}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|err| failed("writing", &tmp, err))?;
+    std::fs::rename(&tmp, &path).map_err(|err| failed("renaming into place", &tmp, err))?;
+    sync_dir(dir)
+}
+
+/// The segment the last checkpoint marked (see [`write_checkpoint`]); 0,
+/// replay everything, when there is no mark or it cannot be read.
+pub(super) fn read_checkpoint(dir: &Path) -> u64 {
+    let path = dir.join(CHECKPOINT);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(mark = %path.display(), "the checkpoint mark is not a number; replaying the whole log");
+            0
+        }),
+        Err(_) => 0,
+    }
+}
+
+/// Opens segment `seq` of `dir` for reading.
+pub(super) fn open_segment(dir: &Path, seq: u64) -> Result<File, StoreError> {
+    let path = segment_path(dir, seq);
+    File::open(&path).map_err(|err| failed("opening", &path, err))
+}
+
+/// Removes segment `seq` of `dir`.
+pub(super) fn remove_segment(dir: &Path, seq: u64) -> Result<(), StoreError> {
+    let path = segment_path(dir, seq);
+    std::fs::remove_file(&path).map_err(|err| failed("removing", &path, err))
 }
 
 /// The segments of `dir`, by number; none when it does not exist.
@@ -468,7 +653,7 @@ mod tests {
 
     fn read_all(dir: &Path) -> Result<(Vec<Record>, u64), StoreError> {
         let mut records = Vec::new();
-        let next = replay(dir, |r| {
+        let (_, next) = replay(dir, 0, |r| {
             records.push(r);
             Ok(())
         })?;
@@ -535,18 +720,80 @@ mod tests {
     }
 
     #[test]
-    fn segments_below_a_number_are_removed_and_a_missing_log_is_empty() {
+    fn a_missing_log_is_empty_and_segments_before_the_checkpoint_are_indexed_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join(WAL_DIR);
         assert_eq!(read_all(&wal).unwrap(), (Vec::new(), 1));
+        assert_eq!(read_checkpoint(&wal), 0, "no mark: replay everything");
         let mut log = Log::create(&wal, 1, SEGMENT_BYTES).unwrap();
         log.append(&sealed(1, 1, &[("oa", "1")], &[])).unwrap();
+        log.append(&sealed(2, 4, &[("ob", "1")], &[])).unwrap();
         log.rotate().unwrap();
-        log.append(&sealed(2, 2, &[("ob", "2")], &[])).unwrap();
-        remove_below(&wal, 2).unwrap();
-        let (records, next) = read_all(&wal).unwrap();
-        assert_eq!(records.iter().map(|r| r.first).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(log.append(&sealed(5, 5, &[("oc", "2")], &[])).unwrap(), 0, "a new segment starts at 0");
+        write_checkpoint(&wal, 2).unwrap();
+        assert_eq!(read_checkpoint(&wal), 2);
+
+        let mut replayed = Vec::new();
+        let (found, next) = replay(&wal, read_checkpoint(&wal), |r| {
+            replayed.push(r.first);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(replayed, vec![5], "only the segments from the mark on are replayed");
         assert_eq!(next, 3);
+        // The headers alone give the same places as reading every record.
+        let (whole, _) = replay(&wal, 0, |_| Ok(())).unwrap();
+        assert_eq!(found, whole);
+        let revisions: Vec<Vec<(Revision, Revision)>> =
+            found.iter().map(|f| f.places.iter().map(|p| (p.first, p.last)).collect()).collect();
+        assert_eq!(revisions, vec![vec![(1, 1), (2, 4)], vec![(5, 5)]]);
+        assert_eq!(found[0].places[1].offset, found[0].places[0].len);
+
+        remove_segment(&wal, 1).unwrap();
+        assert_eq!(read_all(&wal).unwrap().0.iter().map(|r| r.first).collect::<Vec<_>>(), vec![5]);
+        std::fs::write(wal.join(CHECKPOINT), "not a number").unwrap();
+        assert_eq!(read_checkpoint(&wal), 0, "a mark that cannot be read replays everything");
+    }
+
+    #[test]
+    fn the_last_segment_is_cut_back_to_its_last_whole_record_and_reads_back_by_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join(WAL_DIR);
+        let mut log = Log::create(&wal, 1, SEGMENT_BYTES).unwrap();
+        let mut staged = Staged::new(1, Vec::new());
+        staged.insert(b"oa", IVec::from(&b"object"[..]));
+        staged.log(b"lrun-one", b"events");
+        staged.remove(b"ob");
+        staged.log(b"lrun-two", b"more events");
+        let whole = staged.seal(2).1;
+        log.append(&whole).unwrap();
+        let torn = sealed(3, 3, &[("oc", "1")], &[]);
+        log.file.write_all(&torn[..torn.len() - 3]).unwrap();
+
+        let (found, _) = replay(&wal, 0, |_| Ok(())).unwrap();
+        let place = found[0].places[0];
+        assert_eq!(found[0].places.len(), 1);
+        let size = std::fs::metadata(segment_path(&wal, 1)).unwrap().len();
+        assert_eq!(size, whole.len() as u64, "the torn append was cut off");
+        assert_eq!(scan_headers(&segment_path(&wal, 1)).unwrap(), vec![place]);
+
+        let file = open_segment(&wal, 1).unwrap();
+        let payload = read_payload(&file, 1, &place).unwrap();
+        let puts: Vec<(Vec<u8>, Vec<u8>)> =
+            puts_under(&payload, b'l').unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        assert_eq!(
+            puts,
+            vec![(b"lrun-one".to_vec(), b"events".to_vec()), (b"lrun-two".to_vec(), b"more events".to_vec())]
+        );
+        // The log-only puts do not go to sled on a replay.
+        let Next::Record(record, _) = next_record(&whole) else { panic!("not a record") };
+        let db = ::sled::Config::new().temporary(true).open().unwrap();
+        record.into_writes().apply(&db).unwrap();
+        assert_eq!(db.iter().keys().map(|k| k.unwrap().to_vec()).collect::<Vec<_>>(), vec![b"oa".to_vec()]);
+        // A flipped bit is damage, reported with the segment.
+        edit_segment(&wal, 1, |bytes| bytes[30] ^= 1);
+        let err = read_payload(&open_segment(&wal, 1).unwrap(), 1, &place).unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains("segment 1"), "{err}");
     }
 
     /// Rewrites segment `seq` of `wal` as `edit` leaves its bytes: damage
@@ -599,10 +846,16 @@ mod tests {
         edit_segment(&wal, 2, |bytes| bytes[4000] = 7);
         let (records, _) = read_all(&wal).unwrap();
         assert_eq!(records.last().map(|r| r.first), Some(100), "the last segment ends at its zeros");
+        let end = std::fs::metadata(segment_path(&wal, 2)).unwrap().len();
+        assert!(end < 4000, "the last segment was cut back to its records, {end} bytes");
 
         // The same bytes in a segment followed by another are damage.
         log.rotate().unwrap();
         log.append(&sealed(101, 101, &[("oc", "1")], &[])).unwrap();
+        edit_segment(&wal, 2, |bytes| {
+            bytes.resize(4001, 0);
+            bytes[4000] = 7;
+        });
         let err = read_all(&wal).unwrap_err().to_string();
         assert!(err.contains("damaged") && err.contains("after the end of the records"), "{err}");
     }

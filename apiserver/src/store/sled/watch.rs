@@ -9,7 +9,8 @@
 //! 1. [`start`] subscribes to live batches and reads the durable revision `D`
 //!    in one step (see `group_commit`), so every event above `D` will arrive
 //!    live and every event at or below `D` is in the log.
-//! 2. Replay: the log is read in chunks of revisions `(last, D]`.
+//! 2. Replay: the log is read in chunks of revisions `(last, D]` (see
+//!    `changelog`).
 //! 3. Live: batches are received; events at or below `last` are skipped.
 //! 4. Lagged (the watcher fell behind the live buffer): read the durable
 //!    revision again the same way and go back to step 2 from `last`.
@@ -110,10 +111,41 @@ async fn next(mut state: State) -> Option<(Result<WatchEvent, StoreError>, State
 }
 
 impl State {
-    /// Reads the next chunk of the log into `ready`.
+    /// Reads the next chunk of the log into `ready`: from the write-ahead
+    /// log's segments, or from sled while the entries a store written before
+    /// them keeps there are not yet replayed.
     fn replay_chunk(&mut self) -> Result<(), StoreError> {
         let store = self.store.upgrade().ok_or(StoreError::Closed)?;
-        let end = self.replay_to.min(self.last.saturating_add(REPLAY_CHUNK));
+        let reached = if self.last < store.legacy_end {
+            self.replay_legacy(&store)?
+        } else {
+            let (last, prefix) = (self.last, self.prefix.as_bytes());
+            let (live, ready) = (&self.live, &mut self.ready);
+            store.changelog.events(last, self.replay_to, |revision, raw| {
+                if codec::event_key(&raw).is_some_and(|k| k.starts_with(prefix)) {
+                    let event = codec::decode_event_bytes(revision, raw)?;
+                    if !matches!(live, Live::Routed(sub, _) if !sub.wants(&event)) {
+                        ready.push_back(event);
+                    }
+                }
+                Ok(())
+            })?
+        };
+        // Compaction raises the mark before deleting: if it is still at or
+        // below `last`, nothing this scan needed was deleted.
+        let compacted = store.shared.compacted.load(Ordering::Acquire);
+        if compacted > self.last {
+            self.ready.clear();
+            return Err(StoreError::Compacted { requested: self.last, oldest: compacted });
+        }
+        self.last = reached;
+        Ok(())
+    }
+
+    /// Reads the next chunk of the change-log entries sled holds into
+    /// `ready`; returns the revision it read up to.
+    fn replay_legacy(&mut self, store: &SledStore) -> Result<Revision, StoreError> {
+        let end = self.replay_to.min(store.legacy_end).min(self.last.saturating_add(REPLAY_CHUNK));
         // Entries are keyed by their last event's revision: the first one
         // from `last + 1` on may hold earlier events, and the first past
         // `end` may hold events up to it.
@@ -140,15 +172,7 @@ impl State {
                 break;
             }
         }
-        // Compaction raises the mark before deleting: if it is still at or
-        // below `last`, nothing this scan needed was deleted.
-        let compacted = store.shared.compacted.load(Ordering::Acquire);
-        if compacted > self.last {
-            self.ready.clear();
-            return Err(StoreError::Compacted { requested: self.last, oldest: compacted });
-        }
-        self.last = end;
-        Ok(())
+        Ok(end)
     }
 
     /// Waits for the next live events and queues the matching ones.
