@@ -49,15 +49,20 @@
 //! # Prepared segments
 //!
 //! Once a segment is half full, a background thread prepares the next one:
-//! `<seq>.wal.prep`, filled with zeros a little past the size limit and
-//! synced, then renamed into place at the rotation. Appending into blocks
-//! that are already allocated and a size that is already on disk lets each
-//! `fdatasync` write the record's pages alone, without the file system's
-//! journal: measured with 64 writers, 0.28 ms per sync instead of 0.36. A
-//! zero record length is therefore the end of a segment's records (a real
-//! record's payload is never empty); past it, a segment other than the last
-//! must hold only zeros, while the last may hold the pages of a record whose
-//! append a crash cut short.
+//! `<seq>.wal.prep`, its blocks allocated with `fallocate` a little past the
+//! size limit (they read as zeros) and synced, then renamed into place at
+//! the rotation. Appending into blocks that are already allocated and a size
+//! that is already on disk spares each `fdatasync` the allocation. Writing
+//! the zeros instead would spare it the file system's journal as well (0.28
+//! ms per sync instead of 0.36 with 64 writers), but it writes every byte of
+//! the log twice, now that segments are kept as the change log: in two
+//! alternated runs of the schedule bench the allocated segments gave 2,702 /
+//! 3,039 tasks/s against 2,635 / 2,706 for zeros, and updates at 64 clients
+//! 37.7k / 34.1k/s against 33.0k / 28.7k/s. A zero record length is
+//! therefore the end of a segment's records (a real record's payload is
+//! never empty); past it, a segment other than the last must hold only
+//! zeros, while the last may hold the pages of a record whose append a
+//! crash cut short.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -355,19 +360,13 @@ impl Log {
     }
 }
 
-/// Makes `path` a segment of `size` zeros on disk, its cursor at the start.
+/// Makes `path` a segment of `size` bytes allocated on disk (reading as
+/// zeros), its cursor at the start.
 fn prepare(path: &Path, size: u64) -> std::io::Result<File> {
-    use std::io::Seek;
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+    nix::fcntl::fallocate(file.as_raw_fd(), nix::fcntl::FallocateFlags::empty(), 0, size as i64)?;
     file.sync_all()?;
-    file.rewind()?;
     Ok(file)
 }
 
