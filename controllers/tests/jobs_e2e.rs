@@ -246,3 +246,46 @@ async fn an_idle_role_suppresses_offers_until_work_arrives() {
     running(&c, 3).await;
     assert!(!fws.get("meseta").await.unwrap().spec.suppressed, "work lifted the suppression");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_instances_launch_straight_from_offers_at_hand_and_wait_pending_without_one() {
+    use futures::StreamExt;
+    use meseta_client::{WatchEvent, WatchParams};
+    use std::collections::BTreeMap;
+
+    let mut c = SimCluster::start().await;
+    c.add_agents(2, 16.0, 16384.0, &["a"], FakeBehavior::default()).await;
+    // A few creates per pass: the first pass finds no offer (the framework
+    // registers in it), later ones find the offers made meanwhile.
+    let mut stack = Stack::default();
+    stack.jobs.max_creates_per_pass = 4;
+    c.start_control_plane(stack);
+    let mut watch = c.tasks("r").watch(&WatchParams::default(), "0").await.unwrap();
+    Api::<Job>::namespaced(c.client.clone(), "r").create(&job("many", JobType::Service, 40)).await.unwrap();
+    // The first stored version of each task: ASSIGNED when an accept
+    // created it, PENDING when it was created to wait for an offer.
+    let mut first: BTreeMap<String, TaskState> = BTreeMap::new();
+    while first.len() < 40 {
+        let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("40 tasks added; saw {first:?}"))
+            .expect("the watch goes on")
+            .unwrap();
+        if let WatchEvent::Added(t) = event {
+            first.insert(t.metadata.name.clone(), t.state());
+        }
+    }
+    let assigned = first.values().filter(|s| **s == TaskState::Assigned).count();
+    let pending = first.values().filter(|s| **s == TaskState::Pending).count();
+    assert!(pending >= 4, "the first pass had no offer: {first:?}");
+    assert!(assigned >= 1, "no task was launched straight from an offer: {first:?}");
+    assert_eq!(assigned + pending, 40, "{first:?}");
+
+    // Every task went PENDING → ASSIGNED, in one write or in two.
+    let run = running(&c, 40).await;
+    for t in &run {
+        let states: Vec<_> = t.status.as_ref().unwrap().task_events.iter().map(|e| e.state).collect();
+        assert_eq!(states[..2], [TaskState::Pending, TaskState::Assigned], "{}: {states:?}", t.metadata.name);
+    }
+    assert_eq!(c.list_tasks("r").await.len(), 40, "no task created twice");
+}

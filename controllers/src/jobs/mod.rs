@@ -3,7 +3,7 @@
 //! Owns the `Framework` `meseta` and its heartbeat lease in each role that
 //! has Jobs or framework-less Tasks, keeping each Job's instances (create,
 //! replace with backoff, retry, cron, scale, rolling update), placing its
-//! PENDING tasks on its offers (accept / decline), preemption for
+//! PENDING and new tasks on its offers (accept / decline), preemption for
 //! production jobs, and Job status. It must not bind tasks itself (the
 //! apiserver's accept does), nor run them, nor decide LOST (liveness) or
 //! transient timeouts (tasks controller).
@@ -192,17 +192,28 @@ pub async fn run_shared(
         // are done; meanwhile passes place the tasks the cache shows, so
         // creating and placing run side by side.
         let mut created = 0;
+        let mut writes = None;
         if job_writes.as_ref().is_none_or(|(h, _)| h.is_finished()) {
-            let writes =
+            let planned =
                 reconcile::reconcile_jobs(&client, &caches, &tasks, &config, &mut creating, &mut status_at).await;
-            created = writes.created;
-            job_writes = (!writes.is_empty()).then(|| (tokio::spawn(writes.run(config.concurrency)), created));
+            created = planned.created;
+            writes = Some(planned);
         }
         let planned_at = Instant::now();
         // Tasks being created are not in `tasks`: offers are not declined
         // for want of them.
         let decline = !job_writes.as_ref().is_some_and(|(h, n)| *n > 0 && !h.is_finished());
-        cpu += place::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline).await;
+        // New tasks are launched straight from the offers that fit them (as
+        // Marathon and Aurora launch from offers); only the rest are created
+        // PENDING, to be placed as offers come.
+        let mut fresh = writes.as_mut().map(|w| std::mem::take(&mut w.fresh)).unwrap_or_default();
+        cpu += place::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline, &mut fresh).await;
+        if let Some(mut writes) = writes {
+            writes.create_fresh(&client, fresh);
+            if !writes.is_empty() {
+                job_writes = Some((tokio::spawn(writes.run(config.concurrency)), created));
+            }
+        }
         let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;
         busy = cpu;

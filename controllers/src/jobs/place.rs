@@ -1,6 +1,11 @@
-//! The jobs controller's placement: PENDING tasks on the built-in
-//! framework's offers (accepts and declines) and the offer demand
-//! (suppress / revive) per role.
+//! The jobs controller's placement: PENDING tasks, and new tasks not yet
+//! created, on the built-in framework's offers (accepts and declines) and
+//! the offer demand (suppress / revive) per role.
+//!
+//! A new task placed on an offer is created by the accept itself (a
+//! `Launch` of the task object): one write where a create and a placement
+//! were two, and the task goes from PENDING to ASSIGNED in that write. When
+//! the accept is refused, the new task is created PENDING instead.
 //!
 //! Owns turning launch plans into API calls, tolerating a stale cache (uses
 //! of consumed offers are expected; their tasks are placed again). It must
@@ -21,6 +26,7 @@ use super::apply::{attributes_of, group_of, jobs_by_key};
 use super::constraints::{AgentAttributes, ConstraintContext};
 use super::demand::Change;
 use super::plan::{plan_launches, OfferView, PendingTask};
+use super::reconcile::{create_fresh, Fresh};
 use super::{waits_for_offer, Caches, JobsConfig, Memory, FRAMEWORK};
 
 /// A role and names of its tasks.
@@ -31,8 +37,19 @@ type RoleTasks = (String, Vec<String>);
 /// a pass longer. The allocator offers the agent again once it expired.
 const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
-/// Places PENDING tasks on the built-in framework's offers, per role;
-/// returns how long the planning took (the writes not counted).
+/// Which tasks go first: production, then higher priority, then the
+/// PENDING tasks before new ones, then the oldest, then by name.
+type Order = (bool, i32, bool, Option<meseta_schemas::Time>);
+
+fn order(t: &Task, fresh: bool) -> Order {
+    (t.spec.production, t.spec.priority, fresh, t.metadata.creation_timestamp)
+}
+
+/// Places PENDING tasks and the `fresh` tasks (new, not yet created) on
+/// the built-in framework's offers, per role; the fresh tasks it launches
+/// leave `fresh`. Returns how long the planning took (the writes not
+/// counted).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn place(
     client: &Client,
     caches: &Caches,
@@ -41,13 +58,14 @@ pub(crate) async fn place(
     memory: &mut Memory,
     roles: &HashSet<String>,
     decline: bool,
+    fresh: &mut Vec<Fresh>,
 ) -> Duration {
     let started = Instant::now();
     let Memory { in_flight, demand } = memory;
     let attrs = attributes_of(caches);
     let jobs = jobs_by_key(caches);
     let mut ctx = ConstraintContext::new();
-    let mut pending: BTreeMap<String, Vec<(Arc<Task>, PendingTask)>> = BTreeMap::new();
+    let mut pending: BTreeMap<String, Vec<(Order, PendingTask)>> = BTreeMap::new();
     // Every task waiting for an offer, its accept in flight or not.
     let mut waiting_by_role: HashMap<String, Vec<String>> = HashMap::new();
     // How many tasks each agent holds, of any framework.
@@ -70,20 +88,18 @@ pub(crate) async fn place(
             continue;
         }
         let ns = t.metadata.namespace.clone().unwrap_or_default();
-        let (group, constraints) = group_of(t, &jobs);
         waiting_by_role.entry(ns.clone()).or_default().push(t.metadata.name.clone());
         if in_flight.tasks.contains_key(&(ns.clone(), t.metadata.name.clone())) {
             continue;
         }
-        let p = PendingTask {
-            name: t.metadata.name.clone(),
-            group,
-            resources: t.spec.resources.clone(),
-            ports: t.spec.ports.iter().map(|p| p.port).collect(),
-            constraints,
-            revocable: t.spec.revocable,
-        };
-        pending.entry(ns).or_default().push((t.clone(), p));
+        pending.entry(ns).or_default().push((order(t, false), pending_task(t, &jobs)));
+    }
+    // The fresh tasks, by role and name, until their accept takes them.
+    let mut fresh_tasks: HashMap<(String, String), Fresh> = HashMap::with_capacity(fresh.len());
+    for f in fresh.drain(..) {
+        waiting_by_role.entry(f.role.clone()).or_default().push(f.task.metadata.name.clone());
+        pending.entry(f.role.clone()).or_default().push((order(&f.task, true), pending_task(&f.task, &jobs)));
+        fresh_tasks.insert((f.role.clone(), f.task.metadata.name.clone()), f);
     }
     let mut offers_by_role: BTreeMap<String, Vec<OfferView>> = BTreeMap::new();
     // The apiserver judges expiry on its own clock, not on `cfg.clock`.
@@ -110,7 +126,7 @@ pub(crate) async fn place(
         });
     }
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let (mut accepts, mut placed, mut declines, mut revives, mut unplaced) = (0, 0, 0, 0, 0);
+    let (mut accepts, mut placed, mut declines, mut revives, mut unplaced, mut launched) = (0, 0, 0, 0, 0, 0);
     let pending_count: usize = pending.values().map(Vec::len).sum();
     let offer_count: usize = offers_by_role.values().map(Vec::len).sum();
     let unwritten: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
@@ -131,13 +147,8 @@ pub(crate) async fn place(
     let now = Instant::now();
     for (role, offers) in offers_by_role {
         let mut list = pending.remove(&role).unwrap_or_default();
-        list.sort_by(|(a, _), (b, _)| {
-            b.spec.production.cmp(&a.spec.production).then(b.spec.priority.cmp(&a.spec.priority)).then(
-                a.metadata
-                    .creation_timestamp
-                    .cmp(&b.metadata.creation_timestamp)
-                    .then(a.metadata.name.cmp(&b.metadata.name)),
-            )
+        list.sort_by(|(a, pa), (b, pb)| {
+            (b.0.cmp(&a.0)).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)).then(a.3.cmp(&b.3)).then(pa.name.cmp(&pb.name))
         });
         let tasks: Vec<PendingTask> = list.into_iter().map(|(_, p)| p).collect();
         let mut plan = plan_launches(&offers, &tasks, &mut ctx, cfg.tasks_per_offer);
@@ -156,22 +167,41 @@ pub(crate) async fn place(
         unplaced += plan.unplaced.len();
         for accept in plan.accepts {
             in_flight.offers.insert((role.clone(), accept.offer.clone()), now);
-            for t in &accept.tasks {
-                in_flight.tasks.insert((role.clone(), t.clone()), now);
+            let (mut named, mut new) = (Vec::new(), Vec::new());
+            for t in accept.tasks {
+                let key = (role.clone(), t);
+                match fresh_tasks.remove(&key) {
+                    Some(f) => new.push(f.task),
+                    None => named.push(key.1.clone()),
+                }
+                in_flight.tasks.insert(key, now);
             }
+            launched += new.len();
             let (api, refused, role) = (api.clone(), refused.clone(), role.clone());
             work.push(Box::pin(async move {
-                let body = json!({
-                    "framework": FRAMEWORK,
-                    "operations": [{"type": "Launch", "taskNames": accept.tasks}],
-                    "filters": {"refuseSeconds": 1},
-                });
+                let mut operations = Vec::new();
+                if !named.is_empty() {
+                    operations.push(json!({"type": "Launch", "taskNames": named}));
+                }
+                if !new.is_empty() {
+                    operations.push(json!({"type": "Launch", "tasks": new}));
+                }
+                let body = json!({"framework": FRAMEWORK, "operations": operations, "filters": {"refuseSeconds": 1}});
                 // The answer (the bound tasks) is not needed: skipped, not built.
                 let r: meseta_client::Result<IgnoredAny> =
                     api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
                 if let Err(e) = r {
-                    tracing::debug!(offer = %accept.offer, error = %e, "accept refused; the tasks stay PENDING");
-                    refused.lock().expect("refused accepts lock").push((role, accept.tasks));
+                    tracing::debug!(
+                        offer = %accept.offer,
+                        error = %e,
+                        "accept refused; its PENDING tasks stay so and its new tasks are created PENDING"
+                    );
+                    for t in &new {
+                        create_fresh(&api, t).await;
+                    }
+                    // Not bound: placed again next pass, created or not.
+                    named.extend(new.into_iter().map(|t| t.metadata.name));
+                    refused.lock().expect("refused accepts lock").push((role, named));
                 }
             }));
         }
@@ -194,11 +224,14 @@ pub(crate) async fn place(
         offers = offer_count,
         accepts,
         placed,
+        launched,
         declines,
         unplaced,
         revives,
         "placing"
     );
+    // The fresh tasks no accept took: the caller creates them.
+    fresh.extend(fresh_tasks.into_values());
     let planning = started.elapsed();
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
     // Decided again next pass, as after a restart.
@@ -212,6 +245,19 @@ pub(crate) async fn place(
         }
     }
     planning
+}
+
+/// What the launch planner needs of a task.
+fn pending_task(t: &Task, jobs: &HashMap<(String, String), Arc<meseta_schemas::kinds::Job>>) -> PendingTask {
+    let (group, constraints) = group_of(t, jobs);
+    PendingTask {
+        name: t.metadata.name.clone(),
+        group,
+        resources: t.spec.resources.clone(),
+        ports: t.spec.ports.iter().map(|p| p.port).collect(),
+        constraints,
+        revocable: t.spec.revocable,
+    }
 }
 
 /// Writes a demand change on the role's built-in framework: a suppression,

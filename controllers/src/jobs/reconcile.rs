@@ -1,6 +1,9 @@
 //! The jobs controller's task writes from the job plans: each Job planned
 //! ([`super::instances::plan_job`]), its status written, and its tasks
-//! created, killed, released from throttling or deleted.
+//! created, killed, released from throttling or deleted. New tasks with
+//! nothing to add after their create ([`JobWrites::fresh`]) go to placement
+//! first, which launches what fits the offers at hand straight from them;
+//! the rest are created PENDING ([`JobWrites::create_fresh`]).
 //!
 //! Owns turning job plans into API calls, tolerating a stale cache (creates
 //! of existing names are expected and ignored; a created task not yet
@@ -66,17 +69,18 @@ fn new_task(job: &Job, hash: &str, nt: &NewTask) -> Task {
     t
 }
 
-async fn create_task(api: &Api<Task>, t: Task, nt: NewTask, now: Time) {
-    if nt.failure_count == 0 && nt.throttled_until.is_none() {
-        // Nothing to add to it: the created task is not read back (the
-        // cache learns of it from the watch).
-        match api.create_unread(&t).await {
-            Ok(()) => {}
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => tracing::warn!(task = %t.metadata.name, error = %e, "cannot create a task"),
-        }
-        return;
+/// Creates `t` PENDING without reading it back (the cache learns of it from
+/// the watch); a task that already exists is left as it is.
+pub(crate) async fn create_fresh(api: &Api<Task>, t: &Task) {
+    match api.create_unread(t).await {
+        Ok(()) => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e) => tracing::warn!(task = %t.metadata.name, error = %e, "cannot create a task"),
     }
+}
+
+/// Creates a task that has a failure count or a restart penalty to record.
+async fn create_task(api: &Api<Task>, t: Task, nt: NewTask, now: Time) {
     let created = match api.create(&t).await {
         Ok(c) => c,
         Err(e) if e.is_already_exists() => return,
@@ -108,10 +112,20 @@ async fn kill(api: &Api<Task>, name: String) {
 /// How long a create is remembered while the cache does not show the task.
 const CREATE_MEMORY: Duration = Duration::from_secs(10);
 
+/// A new task with nothing to add after its create, and its role.
+pub(crate) struct Fresh {
+    pub(crate) role: String,
+    pub(crate) task: Task,
+}
+
 /// The task writes of one jobs pass, not yet started.
 pub(crate) struct JobWrites {
-    /// Tasks these writes create.
+    /// Tasks these writes create, or launch from offers.
     pub(crate) created: usize,
+    /// New tasks with nothing to add after their create: placement launches
+    /// what fits the offers at hand, [`JobWrites::create_fresh`] creates the
+    /// rest.
+    pub(crate) fresh: Vec<Fresh>,
     work: Vec<futures::future::BoxFuture<'static, ()>>,
 }
 
@@ -119,6 +133,14 @@ impl JobWrites {
     /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
         self.work.is_empty()
+    }
+
+    /// Adds the creates of the fresh tasks placement did not launch.
+    pub(crate) fn create_fresh(&mut self, client: &Client, rest: Vec<Fresh>) {
+        for Fresh { role, task } in rest {
+            let api = Api::<Task>::namespaced(client.clone(), &role);
+            self.work.push(Box::pin(async move { create_fresh(&api, &task).await }));
+        }
     }
 
     /// Runs the writes, `concurrency` at a time.
@@ -181,6 +203,7 @@ pub(crate) async fn reconcile_jobs(
     }
     let written = futures::stream::iter(status_writes).buffered(cfg.concurrency.max(1)).collect::<Vec<bool>>().await;
     let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    let mut fresh = Vec::new();
     let mut created = 0;
     for ((job, ns, mine, hash, plan), status_written) in planned.into_iter().zip(written) {
         if plan.fired_at.is_some() && !status_written {
@@ -198,6 +221,10 @@ pub(crate) async fn reconcile_jobs(
             }
             creating.insert(key, started);
             created += 1;
+            if nt.failure_count == 0 && nt.throttled_until.is_none() {
+                fresh.push(Fresh { role: ns.clone(), task: t });
+                continue;
+            }
             let api = api.clone();
             work.push(Box::pin(async move { create_task(&api, t, nt, now).await }));
         }
@@ -222,5 +249,5 @@ pub(crate) async fn reconcile_jobs(
             }));
         }
     }
-    JobWrites { created, work }
+    JobWrites { created, fresh, work }
 }
