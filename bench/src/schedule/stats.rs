@@ -68,6 +68,12 @@ impl Timings {
         self.moments.iter_mut().for_each(|m| m.sort());
     }
 
+    /// Seconds after `start` at which each task reached phase `phase` (an
+    /// index of [`PHASES`]), sorted.
+    pub fn since(&self, start: Time, phase: usize) -> Vec<f64> {
+        self.moments[phase].iter().map(|t| seconds(start, *t)).collect()
+    }
+
     /// Per phase: seconds after `start` at which the first task, the median
     /// task and the last task got there (the run's timeline).
     pub fn timeline(&self, start: Time) -> [[f64; 3]; 3] {
@@ -112,6 +118,7 @@ mod tests {
         assert_eq!(created, [0.0, 0.1, 0.3]);
         assert_eq!(assigned, [0.2, 0.2, 0.4]);
         assert_eq!(running, [0.9, 0.9, 0.9]);
+        assert_eq!(t.since(at(100), 1), vec![0.1, 0.3]);
     }
 
     fn task(events: &[(TaskState, i64)]) -> Task {

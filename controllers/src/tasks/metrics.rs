@@ -1,6 +1,11 @@
 //! Task metrics: MTTA (PENDING→ASSIGNED) and MTTR (PENDING→RUNNING)
 //! histograms, and task counts by state.
 //!
+//! Both count from the task's creation. A task the jobs controller launches
+//! straight from an offer at hand is created ASSIGNED by the accept (its
+//! history holds PENDING and ASSIGNED at one instant), so its MTTA is zero:
+//! the time its instance waited for that offer before is not a task's.
+//!
 //! Owns reading the durations off `taskEvents` (each task is observed once
 //! per phase) and the per-state counts, kept from single changes between
 //! full passes. It must not write anything to the API.
