@@ -269,3 +269,34 @@ async fn concurrent_answers_of_one_framework_all_commit_their_filters() {
     assert_eq!(fw["status"]["filters"].as_array().unwrap().len(), n, "{fw}");
     assert!(until(&fw, "a1") > before, "{fw}");
 }
+
+/// An accept leaves each task it bound in the store's memo for the status
+/// write its agent sends next: exactly what decoding the stored task gives,
+/// at its stored revision, for a new task and for a PENDING one alike.
+#[tokio::test]
+async fn the_bound_tasks_are_left_in_the_memo_as_stored() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    let pending = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "p1"},
+        "spec": {"framework": "fw", "command": "true", "resources": {"cpus": 0.5, "mem": 32}}});
+    assert_eq!(h.post("tasks", &pending).await.0, StatusCode::CREATED);
+    h.offer("o1", "fw", offer_spec()).await;
+    let mut req = json!({"operations": [launch("t1", 1.0, json!([{"port": 0}])),
+        {"type": "Launch", "taskNames": ["p1"]}]});
+    req["operations"][0]["tasks"][0]["metadata"]["labels"] = json!({"app": "web"});
+    let (code, body) = h.post("offers/o1/accept", &req).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    let store = server.store();
+    let memo = store.memo().expect("the sled store has a memo");
+    let tasks = meseta_schemas::registry::by_plural("tasks").unwrap();
+    for name in ["t1", "p1"] {
+        let key = meseta_apiserver::path::object_key(tasks, Some(NS), name);
+        let kv = store.get(&key).await.unwrap().expect("stored");
+        let (revision, memoised, _) = memo.take_latest::<Value>(&key).expect("left in the memo");
+        assert_eq!(revision, kv.mod_revision, "{name}");
+        assert_eq!(memoised, meseta_apiserver::object::from_kv(&kv).unwrap(), "{name}");
+        assert_eq!(memoised["status"]["state"], "ASSIGNED");
+    }
+}

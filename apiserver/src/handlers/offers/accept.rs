@@ -18,20 +18,20 @@
 //!    Any other compare failure re-reads and starts again.
 
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use meseta_schemas::kinds::{
     Offer, Reservation, ReservationSpec, ReservationState, ReservationStatus, Task, TaskState, TaskStatus,
 };
 use meseta_schemas::{state_machine, FieldError, Resource, Resources, API_VERSION};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::fit::Pools;
 use super::{
     decode, encode, framework_filter, json_body, kind, offer_lost, usable_offer, AcceptRequest, Ctx, Operation,
 };
 use crate::error::ApiError;
-use crate::handlers::{respond, Call};
+use crate::handlers::Call;
 use crate::object;
 use crate::objects::{self, UpdateMode, MAX_RETRIES};
 use crate::path::{collection_prefix, object_key};
@@ -43,15 +43,35 @@ use crate::store::{Compare, Op, Txn, TxnOutcome};
 struct Plan {
     compares: Vec<Compare>,
     ops: Vec<Op>,
+    /// The bound tasks, and for each its key and stored size.
     tasks: Vec<Value>,
+    written: Vec<(String, usize)>,
     pools: Pools,
 }
 
 impl Plan {
+    /// Creates `value` under `key`.
     fn put_new(&mut self, key: String, value: &Value) {
         self.compares.push(Compare::ModRevision { key: key.clone(), revision: 0 });
         self.ops.push(Op::Put { key, value: object::to_stored(value) });
     }
+
+    /// Writes the bound task `value` under `key`, created (`revision` 0) or
+    /// replacing the revision read.
+    fn put_task(&mut self, key: String, revision: u64, value: Value) {
+        let stored = object::to_stored(&value);
+        self.written.push((key.clone(), stored.len()));
+        self.compares.push(Compare::ModRevision { key: key.clone(), revision });
+        self.ops.push(Op::Put { key, value: stored });
+        self.tasks.push(value);
+    }
+}
+
+/// An accept's answer: the bound tasks and what is left of the offer.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    tasks: &'a [Value],
+    remaining: &'a Resources,
 }
 
 fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
@@ -88,8 +108,16 @@ pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
                 }
                 tracing::info!(offer = call.target.name(), framework = %offer.spec.framework,
                     tasks = plan.tasks.len(), "offer accepted");
-                let body = json!({"tasks": plan.tasks, "remaining": remaining});
-                return Ok(respond(StatusCode::OK, &body, &[]));
+                let answer = (StatusCode::OK, axum::Json(Answer { tasks: &plan.tasks, remaining: &remaining }));
+                let response = answer.into_response();
+                // Each bound task's agent writes its status next: the object
+                // is left in the memo for that update, as a write leaves it.
+                if let Some(memo) = call.state.store().memo() {
+                    for (task, (key, size)) in plan.tasks.into_iter().zip(plan.written) {
+                        memo.put(&key, revision, task, size);
+                    }
+                }
+                return Ok(response);
             }
             TxnOutcome::Failed { compare: 0, current } => {
                 if let Some(e) = offer_lost(&call, &current) {
@@ -121,8 +149,7 @@ async fn run_operation(
             for (k, submitted) in tasks.iter().enumerate() {
                 let task = new_task(call, offer, manager, &format!("{field}.tasks[{k}]"), submitted, now)?;
                 let (key, bound) = bind(offer, &format!("{field}.tasks[{k}]"), task, now, plan)?;
-                plan.put_new(key, &bound);
-                plan.tasks.push(bound);
+                plan.put_task(key, 0, bound);
             }
             for (k, name) in task_names.iter().enumerate() {
                 let (key, rev, task) = pending_task(call, offer, name).await?;
@@ -130,9 +157,7 @@ async fn run_operation(
                 let (key, mut bound) =
                     bind(offer, &format!("{field}.taskNames[{k}]"), task, now, plan).map(|(_, b)| (key, b))?;
                 crate::apply::track_update(Some(&current), &mut bound, manager, UpdateMode::Main, true);
-                plan.compares.push(Compare::ModRevision { key: key.clone(), revision: rev });
-                plan.ops.push(Op::Put { key, value: object::to_stored(&bound) });
-                plan.tasks.push(bound);
+                plan.put_task(key, rev, bound);
             }
         }
         Operation::Reserve { resources } => {
