@@ -52,8 +52,30 @@ impl std::fmt::Debug for KindInfo {
     }
 }
 
+/// [`Checked`] with the typed object in place of its JSON.
+#[derive(Debug)]
+pub struct CheckedAs<K> {
+    /// The decoded object; `None` when it could not be decoded.
+    pub object: Option<K>,
+    /// Dotted paths of fields the kind does not have (`spec.spex`).
+    pub unknown_fields: Vec<String>,
+    /// Type and validation errors; empty when the object is acceptable.
+    pub errors: Vec<FieldError>,
+}
+
 /// Decode `value` as `K`, collecting unknown fields and every error.
 pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
+    let checked = check_typed::<K>(value);
+    Checked {
+        object: checked.object.map_or(Value::Null, |obj| serde_json::to_value(&obj).unwrap_or(Value::Null)),
+        unknown_fields: checked.unknown_fields,
+        errors: checked.errors,
+    }
+}
+
+/// [`check_as`] without turning the object back into JSON, for callers
+/// that go on with the typed object.
+pub fn check_typed<K: Resource + Validate>(value: &Value) -> CheckedAs<K> {
     let mut unknown = Vec::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(crate::validation::ignored_field_path(&path));
     // Most objects decode: tracking the path of an error costs on every
@@ -72,8 +94,8 @@ pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
         Err(e) => {
             let field = e.path().to_string();
             let inner = e.into_inner().to_string();
-            Checked {
-                object: Value::Null,
+            CheckedAs {
+                object: None,
                 unknown_fields: unknown,
                 errors: vec![FieldError {
                     field: if field == "." { String::new() } else { field },
@@ -104,8 +126,8 @@ pub fn check_as<K: Resource + Validate>(value: &Value) -> Checked {
                 None => errors.push(FieldError::required("kind", format!("must be \"{}\"", K::KIND))),
             }
             errors.extend(obj.validate());
-            let object = serde_json::to_value(&obj).unwrap_or(Value::Null);
-            Checked { object, unknown_fields: unknown.into_iter().filter(|p| !p.is_empty()).collect(), errors }
+            let unknown_fields = unknown.into_iter().filter(|p| !p.is_empty()).collect();
+            CheckedAs { object: Some(obj), unknown_fields, errors }
         }
     }
 }

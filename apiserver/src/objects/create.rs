@@ -11,8 +11,8 @@
 //! the nanosecond, so MTTA / MTTR are measured from the moment of creation
 //! rather than from the whole-second `creationTimestamp`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use meseta_schemas::kinds::{Task, TaskState};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use meseta_schemas::kinds::{Task, TaskEvent, TaskState, TaskStatus};
 use meseta_schemas::registry::KindInfo;
 use meseta_schemas::Resource;
 use rand::Rng;
@@ -129,6 +129,32 @@ pub(crate) fn prepare_new_at(
     Ok((obj, warnings))
 }
 
+/// [`prepare_new_at`] of a Task, giving the typed Task: checked like a
+/// create, with the same server-owned metadata and initial status, without
+/// the trip through JSON and back (an accept goes on with the typed task).
+pub(crate) fn prepare_new_task_at(
+    kind: &'static KindInfo,
+    body: &Value,
+    validation: crate::request::FieldValidation,
+    now: DateTime<Utc>,
+) -> Result<Task, ApiError> {
+    let (mut task, _) = super::check_typed::<Task>(kind, body, validation)?;
+    let m = &mut task.metadata;
+    (m.resource_version, m.deletion_timestamp, m.deletion_grace_period_seconds) = (None, None, None);
+    m.uid = Some(new_uid());
+    m.creation_timestamp = Some(now.trunc_subsecs(0));
+    m.generation = Some(1);
+    task.status = Some(TaskStatus {
+        state: TaskState::Pending,
+        task_events: vec![TaskEvent { timestamp: now, state: TaskState::Pending, message: CREATED.into() }],
+        ..Default::default()
+    });
+    Ok(task)
+}
+
+/// The message of a Task's first event.
+const CREATED: &str = "created";
+
 /// Fills the server-owned metadata and the initial status of the checked
 /// new object `obj`, as of `now`.
 fn stamp_new(kind: &KindInfo, obj: &mut Value, now: DateTime<Utc>) {
@@ -162,7 +188,7 @@ fn initial_status(kind: &KindInfo, now: DateTime<Utc>) -> Option<Value> {
             "taskEvents": [{
                 "timestamp": now.to_rfc3339_opts(SecondsFormat::Nanos, true),
                 "state": pending,
-                "message": "created",
+                "message": CREATED,
             }],
         })
     })
@@ -248,7 +274,36 @@ async fn create_checked(
 
 #[cfg(test)]
 mod tests {
-    use super::new_uid;
+    use super::*;
+    use crate::request::FieldValidation;
+
+    #[test]
+    fn a_task_prepared_typed_is_the_task_prepared_as_json_and_fails_alike() {
+        let tasks = meseta_schemas::registry::by_plural("tasks").unwrap();
+        let now = Utc::now();
+        let body = json!({"apiVersion": "meseta.io/v1", "kind": "Task",
+            "metadata": {"name": "t", "namespace": "r", "labels": {"a": "b"}, "resourceVersion": "7",
+                "uid": "given", "generation": 9, "deletionGracePeriodSeconds": 3},
+            "spec": {"command": "true", "resources": {"cpus": 0.5, "mem": 64}},
+            "status": {"state": "RUNNING", "message": "sent by the client"}});
+        let (as_json, _) = prepare_new_at(tasks, &body, FieldValidation::Strict, now).unwrap();
+        let mut as_json: Task = serde_json::from_value(as_json).unwrap();
+        let typed = prepare_new_task_at(tasks, &body, FieldValidation::Strict, now).unwrap();
+        assert_ne!(typed.metadata.uid.as_deref(), Some("given"), "the server picks the uid");
+        as_json.metadata.uid.clone_from(&typed.metadata.uid);
+        assert_eq!(typed, as_json);
+        assert_eq!(typed.state(), TaskState::Pending);
+
+        let unknown = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "t"},
+            "spec": {"command": "true", "spex": 1}});
+        let invalid = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "T_T"},
+            "spec": {"command": "", "resources": {"cpus": -1}}});
+        for bad in [unknown, invalid] {
+            let a = prepare_new_at(tasks, &bad, FieldValidation::Strict, now).unwrap_err();
+            let b = prepare_new_task_at(tasks, &bad, FieldValidation::Strict, now).unwrap_err();
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
 
     #[test]
     fn uids_are_distinct_random_version_4_uuids() {

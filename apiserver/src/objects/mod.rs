@@ -25,7 +25,7 @@ mod typed;
 mod update;
 
 pub use create::{create, create_tracked, NewObject};
-pub(crate) use create::{prepare_new, prepare_new_at};
+pub(crate) use create::{prepare_new, prepare_new_task_at};
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};
@@ -125,28 +125,51 @@ pub(crate) fn check(
     validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let checked = (kind.check)(submitted);
+    let object = (!checked.object.is_null()).then_some(checked.object);
+    judge(kind, submitted, object, checked.unknown_fields, checked.errors, validation)
+}
+
+/// [`check`] of a submitted `K`, giving the typed object.
+pub(crate) fn check_typed<K: meseta_schemas::Resource + meseta_schemas::validation::Validate>(
+    kind: &KindInfo,
+    submitted: &Value,
+    validation: FieldValidation,
+) -> Result<(K, Vec<String>), ApiError> {
+    let checked = meseta_schemas::registry::check_typed::<K>(submitted);
+    judge(kind, submitted, checked.object, checked.unknown_fields, checked.errors, validation)
+}
+
+/// The answer to a check: the object and the warnings, or the error that
+/// `unknown` fields (per `validation`) or `errors` make it.
+fn judge<T>(
+    kind: &KindInfo,
+    submitted: &Value,
+    object: Option<T>,
+    unknown: Vec<String>,
+    errors: Vec<meseta_schemas::FieldError>,
+    validation: FieldValidation,
+) -> Result<(T, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
-    if !checked.unknown_fields.is_empty() {
+    if !unknown.is_empty() {
         match validation {
             FieldValidation::Strict => {
-                let list: Vec<String> =
-                    checked.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
                 return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
             }
             FieldValidation::Warn => {
-                warnings.extend(checked.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")));
+                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
             }
             FieldValidation::Ignore => {}
         }
     }
-    if !checked.errors.is_empty() || checked.object.is_null() {
-        return Err(ApiError::Invalid {
+    match object {
+        Some(object) if errors.is_empty() => Ok((object, warnings)),
+        _ => Err(ApiError::Invalid {
             kind: kind.kind.to_string(),
             name: object::name(submitted).to_string(),
-            causes: checked.errors,
-        });
+            causes: errors,
+        }),
     }
-    Ok((checked.object, warnings))
 }
 
 /// A `Conflict` for a stale `resourceVersion`.

@@ -214,8 +214,7 @@ fn new_task(
         }
     }
     crate::apply::track_update(None, &mut body, manager, UpdateMode::Main, true);
-    let (obj, _) = objects::prepare_new_at(kind("tasks")?, &body, FieldValidation::Strict, now)?;
-    serde_json::from_value(obj).map_err(|e| ApiError::Internal(format!("decoding a checked task: {e}")))
+    objects::prepare_new_task_at(kind("tasks")?, &body, FieldValidation::Strict, now)
 }
 
 /// A PENDING, unbound task named by `Launch.taskNames`: key, revision, object.
