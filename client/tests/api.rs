@@ -68,6 +68,28 @@ async fn patches_and_status_writes() {
     assert_eq!(replaced.status.unwrap().state, TaskState::Running);
     assert_eq!(tasks.get("t1").await.unwrap().status.unwrap().state, TaskState::Running);
 
+    // Stripped: the answer has no managedFields, the stored object keeps
+    // them, and writing the stripped copy again loses none.
+    assert!(tasks.get("t1").await.unwrap().metadata.managed_fields.is_some_and(|m| !m.is_empty()));
+    let mut healthy = tasks.get("t1").await.unwrap();
+    healthy.status.as_mut().unwrap().message = "healthy".into();
+    let stripped = tasks.replace_status_stripped(&healthy).await.unwrap();
+    assert!(stripped.metadata.managed_fields.is_none());
+    assert_eq!(stripped.status.as_ref().unwrap().message, "healthy");
+    let before = tasks.get("t1").await.unwrap().metadata.managed_fields;
+    let mut again = stripped.clone();
+    again.status.as_mut().unwrap().message = "still healthy".into();
+    let written = tasks.replace_status_stripped(&again).await.unwrap();
+    assert!(written.revision() > stripped.revision());
+    let after = tasks.get("t1").await.unwrap();
+    assert_eq!(after.status.unwrap().message, "still healthy");
+    let managers = |m: Option<Vec<serde_json::Value>>| {
+        m.unwrap_or_default().iter().map(|e| e["manager"].to_string()).collect::<Vec<_>>()
+    };
+    let kept = managers(after.metadata.managed_fields);
+    assert!(!kept.is_empty());
+    assert_eq!(kept, managers(before), "no entry lost");
+
     // An illegal transition comes back as the server's 422 naming the field.
     let mut illegal = tasks.get("t1").await.unwrap();
     illegal.status.as_mut().unwrap().state = TaskState::Pending;

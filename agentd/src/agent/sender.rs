@@ -106,7 +106,9 @@ async fn deliver(client: &Client, queue: &StatusQueue, known: &Known, key: &str,
             spec: task.spec.clone(),
             status: Some(next),
         };
-        match api.replace_status(&write).await {
+        // The answer is kept as the copy at hand, like the copies the task
+        // watch brings: without managedFields, which the write then keeps.
+        match api.replace_status_stripped(&write).await {
             Ok(written) => {
                 known.remember(&Arc::new(written));
                 return ack(queue, key, last_seq);

@@ -289,6 +289,19 @@ impl<K: Resource> Api<K> {
         self.send_obj(Method::PUT, &self.path_of(obj, Some("status"))?, &self.write_query(), Body::Json(body)).await
     }
 
+    /// [`Api::replace_status`] with its answer decoded without
+    /// `metadata.managedFields` (skipped, not built): for a caller that keeps
+    /// the answer as its copy of the object and gets its other copies from a
+    /// watch that strips them too (`WatchParams::strip_managed_fields`), such
+    /// as an agent. A write whose object has no managedFields keeps the
+    /// stored ones, so writing such a copy again loses none.
+    pub async fn replace_status_stripped(&self, obj: &K) -> Result<K> {
+        let body = Self::to_body(obj)?;
+        let path = self.path_of(obj, Some("status"))?;
+        let bytes = self.client.send(Method::PUT, &path, &self.write_query(), Body::Json(body)).await?;
+        meseta_schemas::skipping_managed_fields(true, || decode(K::KIND, &bytes))
+    }
+
     async fn patch(&self, name: &str, sub: Option<&str>, patch: &Value, media: &'static str) -> Result<K> {
         let mut path = self.object_path(name, None)?;
         if let Some(sub) = sub {
