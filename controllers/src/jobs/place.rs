@@ -94,12 +94,14 @@ pub(crate) async fn place(
         }
         pending.entry(ns).or_default().push((order(t, false), pending_task(t, &jobs)));
     }
-    // The fresh tasks, by role and name, until their accept takes them.
-    let mut fresh_tasks: HashMap<(String, String), Fresh> = HashMap::with_capacity(fresh.len());
-    for f in fresh.drain(..) {
+    // The fresh tasks, in the order planned, and where each is by role and
+    // name until an accept takes it.
+    let mut fresh_tasks: Vec<Option<Fresh>> = fresh.drain(..).map(Some).collect();
+    let mut fresh_at: HashMap<(String, String), usize> = HashMap::with_capacity(fresh_tasks.len());
+    for (i, f) in fresh_tasks.iter().flatten().enumerate() {
         waiting_by_role.entry(f.role.clone()).or_default().push(f.task.metadata.name.clone());
         pending.entry(f.role.clone()).or_default().push((order(&f.task, true), pending_task(&f.task, &jobs)));
-        fresh_tasks.insert((f.role.clone(), f.task.metadata.name.clone()), f);
+        fresh_at.insert((f.role.clone(), f.task.metadata.name.clone()), i);
     }
     let mut offers_by_role: BTreeMap<String, Vec<OfferView>> = BTreeMap::new();
     // The apiserver judges expiry on its own clock, not on `cfg.clock`.
@@ -170,7 +172,7 @@ pub(crate) async fn place(
             let (mut named, mut new) = (Vec::new(), Vec::new());
             for t in accept.tasks {
                 let key = (role.clone(), t);
-                match fresh_tasks.remove(&key) {
+                match fresh_at.remove(&key).and_then(|i| fresh_tasks[i].take()) {
                     Some(f) => new.push(f.task),
                     None => named.push(key.1.clone()),
                 }
@@ -230,8 +232,9 @@ pub(crate) async fn place(
         revives,
         "placing"
     );
-    // The fresh tasks no accept took: the caller creates them.
-    fresh.extend(fresh_tasks.into_values());
+    // The fresh tasks no accept took, in the order planned: the caller
+    // creates them.
+    fresh.extend(fresh_tasks.into_iter().flatten());
     let planning = started.elapsed();
     futures::stream::iter(work).buffer_unordered(cfg.concurrency.max(1)).collect::<Vec<()>>().await;
     // Decided again next pass, as after a restart.

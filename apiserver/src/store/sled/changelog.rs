@@ -45,8 +45,11 @@ use super::wal::{self, Found, Place};
 use crate::store::{Revision, StoreError};
 
 /// Record bytes one [`ChangeLog::events`] call reads at most (beyond its
-/// first record), so a replay hands its events on in steps.
-const READ_BUDGET: u64 = 4 << 20;
+/// first record), so a replay hands its events on in steps: a watcher holds
+/// about this much of the log while it replays (its events are slices of
+/// the records read), and a thousand agents catching up at once after a
+/// restart hold a thousand times that. About one batch of 64 updates.
+const READ_BUDGET: u64 = 256 << 10;
 
 /// One kept segment.
 struct Segment {
