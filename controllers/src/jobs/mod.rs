@@ -206,13 +206,23 @@ pub async fn run_shared(
         // New tasks are launched straight from the offers that fit them (as
         // Marathon and Aurora launch from offers); only the rest are created
         // PENDING, to be placed as offers come.
-        let mut fresh = writes.as_mut().map(|w| std::mem::take(&mut w.fresh)).unwrap_or_default();
+        // The other task writes (kills, releases, deletes, creates with a
+        // count to record) start at once, as before.
+        let mut fresh = Vec::new();
+        let early = writes.map(|mut w| {
+            fresh = std::mem::take(&mut w.fresh);
+            tokio::spawn(w.run(config.concurrency))
+        });
         cpu += place::place(&client, &caches, &tasks, &config, &mut memory, &roles, decline, &mut fresh).await;
-        if let Some(mut writes) = writes {
-            writes.create_fresh(&client, fresh);
-            if !writes.is_empty() {
-                job_writes = Some((tokio::spawn(writes.run(config.concurrency)), created));
-            }
+        if let Some(early) = early {
+            let rest = reconcile::JobWrites::creates_of(&client, fresh);
+            let concurrency = config.concurrency;
+            job_writes = Some((
+                tokio::spawn(async move {
+                    let (_, ()) = futures::join!(early, rest.run(concurrency));
+                }),
+                created,
+            ));
         }
         let placed_at = Instant::now();
         apply::preempt(&client, &caches, &tasks, &config).await;

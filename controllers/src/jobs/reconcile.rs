@@ -3,7 +3,7 @@
 //! created, killed, released from throttling or deleted. New tasks with
 //! nothing to add after their create ([`JobWrites::fresh`]) go to placement
 //! first, which launches what fits the offers at hand straight from them;
-//! the rest are created PENDING ([`JobWrites::create_fresh`]).
+//! the rest are created PENDING ([`JobWrites::creates_of`]).
 //!
 //! Owns turning job plans into API calls, tolerating a stale cache (creates
 //! of existing names are expected and ignored; a created task not yet
@@ -123,24 +123,21 @@ pub(crate) struct JobWrites {
     /// Tasks these writes create, or launch from offers.
     pub(crate) created: usize,
     /// New tasks with nothing to add after their create: placement launches
-    /// what fits the offers at hand, [`JobWrites::create_fresh`] creates the
+    /// what fits the offers at hand, [`JobWrites::creates_of`] creates the
     /// rest.
     pub(crate) fresh: Vec<Fresh>,
     work: Vec<futures::future::BoxFuture<'static, ()>>,
 }
 
 impl JobWrites {
-    /// Whether there is nothing to write.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.work.is_empty()
-    }
-
-    /// Adds the creates of the fresh tasks placement did not launch.
-    pub(crate) fn create_fresh(&mut self, client: &Client, rest: Vec<Fresh>) {
+    /// The creates of the fresh tasks placement did not launch.
+    pub(crate) fn creates_of(client: &Client, rest: Vec<Fresh>) -> JobWrites {
+        let mut work: Vec<futures::future::BoxFuture<'static, ()>> = Vec::with_capacity(rest.len());
         for Fresh { role, task } in rest {
             let api = Api::<Task>::namespaced(client.clone(), &role);
-            self.work.push(Box::pin(async move { create_fresh(&api, &task).await }));
+            work.push(Box::pin(async move { create_fresh(&api, &task).await }));
         }
+        JobWrites { created: work.len(), fresh: Vec::new(), work }
     }
 
     /// Runs the writes, `concurrency` at a time.
