@@ -35,6 +35,13 @@ impl Http {
         assert_eq!(self.post("frameworks", &fw).await.0, StatusCode::CREATED);
     }
 
+    /// Creates the PENDING task `name` (0.5 cpu, 32 MiB) of `framework`.
+    async fn pending_task(&self, name: &str, framework: &str) {
+        let task = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": name},
+            "spec": {"framework": framework, "command": "true", "resources": {"cpus": 0.5, "mem": 32}}});
+        assert_eq!(self.post("tasks", &task).await.0, StatusCode::CREATED);
+    }
+
     async fn offer(&self, name: &str, framework: &str, spec: Value) {
         let mut spec = spec;
         spec["framework"] = json!(framework);
@@ -180,9 +187,7 @@ async fn pending_tasks_by_name_and_reservations() {
     let server = TestServer::start().await;
     let h = Http::new(&server);
     h.framework("fw").await;
-    let pending = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "p1"},
-        "spec": {"framework": "fw", "command": "true", "resources": {"cpus": 0.5, "mem": 32}}});
-    assert_eq!(h.post("tasks", &pending).await.0, StatusCode::CREATED);
+    h.pending_task("p1", "fw").await;
     h.offer("o1", "fw", offer_spec()).await;
     let req = json!({"operations": [
         {"type": "Reserve", "resources": {"cpus": 1}},
@@ -278,9 +283,7 @@ async fn the_bound_tasks_are_left_in_the_memo_as_stored() {
     let server = TestServer::start().await;
     let h = Http::new(&server);
     h.framework("fw").await;
-    let pending = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "p1"},
-        "spec": {"framework": "fw", "command": "true", "resources": {"cpus": 0.5, "mem": 32}}});
-    assert_eq!(h.post("tasks", &pending).await.0, StatusCode::CREATED);
+    h.pending_task("p1", "fw").await;
     h.offer("o1", "fw", offer_spec()).await;
     let mut req = json!({"operations": [launch("t1", 1.0, json!([{"port": 0}])),
         {"type": "Launch", "taskNames": ["p1"]}]});

@@ -50,6 +50,14 @@ async fn next_event(stream: &mut WatchStream) -> WatchEvent {
     }
 }
 
+/// Takes the next events of `stream` and checks they are one per revision
+/// of `revisions`, in order.
+async fn expect_revisions(stream: &mut WatchStream, revisions: std::ops::RangeInclusive<Revision>) {
+    for rev in revisions {
+        assert_eq!(next_event(stream).await.revision, rev);
+    }
+}
+
 async fn value_of(store: &SledStore, key: &str) -> Option<String> {
     store.get(key).await.unwrap().map(|kv| String::from_utf8(kv.value.to_vec()).unwrap())
 }
@@ -281,9 +289,7 @@ async fn reopen_keeps_objects_revision_compaction_and_log() {
     assert_eq!(value_of(&store, "/k/5").await.as_deref(), Some("5"));
     assert!(matches!(store.watch("/", 1), Err(StoreError::Compacted { .. })));
     let mut watch = store.watch("/k/", compacted).unwrap();
-    for rev in compacted + 1..=last {
-        assert_eq!(next_event(&mut watch).await.revision, rev);
-    }
+    expect_revisions(&mut watch, compacted + 1..=last).await;
     let next = put(&store, "/k/6", "6").await;
     assert_eq!(next, last + 1, "the revision counter continues");
     assert_eq!(next_event(&mut watch).await.revision, next);
@@ -371,9 +377,7 @@ async fn writes_a_crash_took_from_sled_come_back_from_the_write_ahead_log() {
     }
     // The change log came back too: a watch replays every revision.
     let mut watch = recovered.watch("/c/", 0).unwrap();
-    for rev in 1..=revision {
-        assert_eq!(next_event(&mut watch).await.revision, rev);
-    }
+    expect_revisions(&mut watch, 1..=revision).await;
     assert_eq!(put(&recovered, "/c/next", "v").await, revision + 1, "the revision counter continues");
     // Recovered writes are in sled now: a second crash needs no log.
     let again = tempfile::tempdir().unwrap();
@@ -462,9 +466,7 @@ async fn checkpoints_flush_sled_and_the_log_keeps_only_the_watch_window() {
     let compacted = recovered.compacted_revision();
     assert!(compacted >= WRITES - 40 - 40, "history kept from {compacted}");
     let mut watch = recovered.watch("/p/", compacted).unwrap();
-    for rev in compacted + 1..=WRITES {
-        assert_eq!(next_event(&mut watch).await.revision, rev);
-    }
+    expect_revisions(&mut watch, compacted + 1..=WRITES).await;
 }
 
 #[tokio::test]
@@ -517,9 +519,7 @@ async fn the_change_log_outlives_checkpoints_and_reopens_and_compaction_removes_
     let compacted = store.compacted_revision();
     assert!((WRITES / 2..WRITES).contains(&compacted), "compacted at {compacted}");
     let mut watch = store.watch("/p/", compacted).unwrap();
-    for rev in compacted + 1..=next {
-        assert_eq!(next_event(&mut watch).await.revision, rev);
-    }
+    expect_revisions(&mut watch, compacted + 1..=next).await;
 }
 
 #[tokio::test]
