@@ -63,6 +63,22 @@ impl ProcCpu {
     }
 }
 
+/// System CPU milliseconds of process `pid` (`"self"` for this one), its
+/// own threads only: the kernel's share of its work (system calls, and the
+/// zeroing of every page it touches first).
+pub fn system_ms(pid: &str) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let s = parse(&stat).with_context(|| format!("{path}: no CPU times in {stat:?}"))?;
+    Ok(s.stime as f64 / USER_HZ * 1000.0)
+}
+
+/// The peak resident set (`VmHWM`, in KiB) of a `/proc/<pid>/status` text.
+pub fn peak_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +99,15 @@ mod tests {
     }
 
     #[test]
+    fn peak_rss_is_read_from_a_status_text() {
+        let status = "Name:\tschedule\nVmPeak:\t 9000 kB\nVmHWM:\t  2823644 kB\nVmRSS:\t 100 kB\n";
+        assert_eq!(peak_rss_kib(status), Some(2_823_644));
+        assert_eq!(peak_rss_kib("Name:\tx\nVmRSS:\t1 kB\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(peak_rss_kib(&own).is_some_and(|k| k > 0));
+    }
+
+    #[test]
     fn cpu_of_this_process_is_read_and_grows() {
         let before = ProcCpu::of("self").unwrap();
         let start = std::time::Instant::now();
@@ -93,6 +118,8 @@ mod tests {
         let after = ProcCpu::of("self").unwrap();
         assert!(after.own_ms > before.own_ms, "{before:?} -> {after:?}");
         assert!(after.total_ms() >= after.own_ms);
+        assert!(system_ms("self").unwrap() <= after.own_ms);
         assert!(ProcCpu::of("999999999").is_err());
+        assert!(system_ms("999999999").is_err());
     }
 }

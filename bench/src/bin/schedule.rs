@@ -24,7 +24,10 @@
 //! The apiserver and the controllers run on runtimes of their own, so the
 //! CPU time of each part (apiserver, controllers, agents with the bench,
 //! other threads such as the store's) is read from this process's threads
-//! and printed per task (`schedule.cpu_per_task.<part>`, ms).
+//! and printed per task (`schedule.cpu_per_task.<part>`, ms), with the
+//! kernel's part of it all (`cpu_per_task.system`) and the process's peak
+//! resident set (`peak_rss`, MiB): the cluster's memory is the kernel's
+//! work too, as each page touched first is zeroed.
 //!
 //! Prints `bench schedule.<figure> <value> <unit>` lines; progress goes to
 //! stderr, and so do the control plane's logs at the level
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use meseta_bench::procstat;
 use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
 use meseta_bench::schedule::cpu::PartsCpu;
 use meseta_bench::schedule::stats::{quantile, Timings, PHASES};
@@ -178,6 +182,18 @@ async fn run() -> anyhow::Result<()> {
         "schedule: CPU from the first create to the look that saw all RUNNING: {cpu_total:.1} s ({})",
         m.cpu.0.iter().map(|(part, s)| format!("{part} {s:.1} s")).collect::<Vec<_>>().join(", ")
     );
+    let peak_rss_mib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(procstat::peak_rss_kib)
+        .map_or(0.0, |k| k as f64 / 1024.0);
+    // The kernel's share: system calls, and zeroing each page the process
+    // touches first (slow where a virtual machine's memory is backed lazily).
+    println!(
+        "schedule: of it in the kernel: {:.1} s ({:.0} %); peak RSS of the whole cluster {peak_rss_mib:.0} MiB",
+        m.system_s,
+        100.0 * m.system_s / cpu_total.max(f64::EPSILON)
+    );
     let per_task_count = |n: f64| n / instances as f64;
     println!(
         "schedule: store transactions per task, committed / failed a compare: {}",
@@ -216,7 +232,11 @@ async fn run() -> anyhow::Result<()> {
     let figures = figures
         .into_iter()
         .chain(cpu_figures)
-        .chain([("cpu_per_task.all".into(), per_task(cpu_total), "ms")])
+        .chain([
+            ("cpu_per_task.all".into(), per_task(cpu_total), "ms"),
+            ("cpu_per_task.system".into(), per_task(m.system_s), "ms"),
+            ("peak_rss".into(), peak_rss_mib, "MiB"),
+        ])
         .chain(txn_figures);
     for (name, value, unit) in figures {
         let shown = if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.3}") };
@@ -237,6 +257,8 @@ struct Measured {
     /// CPU seconds per part of the process over the same span (to the
     /// look at the tasks that found them all RUNNING).
     cpu: PartsCpu,
+    /// The system part of that CPU, seconds (all parts together).
+    system_s: f64,
 }
 
 /// Creates the Jobs, follows their status until every instance runs (or the
@@ -254,6 +276,7 @@ async fn measure(
     tracing::info!(at = %started_wall, "first Job create");
     let started = Instant::now();
     let cpu_before = PartsCpu::now();
+    let system_before = procstat::system_ms("self")?;
     futures::stream::iter(0..jobs)
         .map(|i| {
             let api = api.clone();
@@ -303,7 +326,8 @@ async fn measure(
                 let last = timings.last_running.context("no task has a RUNNING event")?;
                 let total_s = (last - started_wall).num_microseconds().unwrap_or(0) as f64 / 1e6;
                 let cpu = PartsCpu::now().since(&cpu_before);
-                return Ok(Measured { total_s, create_s, started: started_wall, timings, cpu });
+                let system_s = (procstat::system_ms("self")? - system_before) / 1e3;
+                return Ok(Measured { total_s, create_s, started: started_wall, timings, cpu, system_s });
             }
         }
         if now >= deadline {
