@@ -41,6 +41,50 @@ const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// PENDING tasks before new ones, then the oldest, then by name.
 type Order = (bool, i32, bool, Option<meseta_schemas::Time>);
 
+/// The body of an accept that launches PENDING tasks by name and new tasks
+/// as objects, serialized straight from them: a `json!` tree copied every
+/// new task's fields first, and dropped them after.
+#[derive(Debug, serde::Serialize)]
+struct AcceptBody<'a> {
+    framework: &'static str,
+    operations: Vec<Launch<'a>>,
+    filters: AcceptFilters,
+}
+
+/// One `Launch` operation: names or objects, whichever it has.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Launch<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    task_names: &'a [String],
+    #[serde(skip_serializing_if = "<[Task]>::is_empty")]
+    tasks: &'a [Task],
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptFilters {
+    refuse_seconds: u32,
+}
+
+impl<'a> AcceptBody<'a> {
+    /// Launches `named` (PENDING tasks) and `new` (task objects); an empty
+    /// list makes no operation. What is left of the offer is refused for a
+    /// second.
+    fn launching(named: &'a [String], new: &'a [Task]) -> Self {
+        let mut operations = Vec::new();
+        if !named.is_empty() {
+            operations.push(Launch { kind: "Launch", task_names: named, tasks: &[] });
+        }
+        if !new.is_empty() {
+            operations.push(Launch { kind: "Launch", task_names: &[], tasks: new });
+        }
+        AcceptBody { framework: FRAMEWORK, operations, filters: AcceptFilters { refuse_seconds: 1 } }
+    }
+}
+
 fn order(t: &Task, fresh: bool) -> Order {
     (t.spec.production, t.spec.priority, fresh, t.metadata.creation_timestamp)
 }
@@ -181,14 +225,7 @@ pub(crate) async fn place(
             launched += new.len();
             let (api, refused, role) = (api.clone(), refused.clone(), role.clone());
             work.push(Box::pin(async move {
-                let mut operations = Vec::new();
-                if !named.is_empty() {
-                    operations.push(json!({"type": "Launch", "taskNames": named}));
-                }
-                if !new.is_empty() {
-                    operations.push(json!({"type": "Launch", "tasks": new}));
-                }
-                let body = json!({"framework": FRAMEWORK, "operations": operations, "filters": {"refuseSeconds": 1}});
+                let body = AcceptBody::launching(&named, &new);
                 // The answer (the bound tasks) is not needed: skipped, not built.
                 let r: meseta_client::Result<IgnoredAny> =
                     api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
@@ -299,4 +336,35 @@ async fn set_demand(client: &Client, role: &str, change: Change) -> bool {
 
 fn api_offers(tasks: &Api<Task>) -> Api<meseta_schemas::kinds::Offer> {
     Api::namespaced(tasks.client().clone(), tasks.namespace().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use meseta_schemas::kinds::TaskSpec;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_accept_body_names_pending_tasks_and_carries_new_ones_whole() {
+        let new = vec![Task::new("web-1-0", TaskSpec { command: Some("sleep 1".into()), ..Default::default() })];
+        let named = vec!["web-0-0".to_string()];
+        let body = serde_json::to_value(AcceptBody::launching(&named, &new)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "framework": FRAMEWORK,
+                "operations": [
+                    {"type": "Launch", "taskNames": ["web-0-0"]},
+                    {"type": "Launch", "tasks": [serde_json::to_value(&new[0]).unwrap()]},
+                ],
+                "filters": {"refuseSeconds": 1},
+            })
+        );
+        let only_new = serde_json::to_value(AcceptBody::launching(&[], &new)).unwrap();
+        assert_eq!(only_new["operations"].as_array().map(Vec::len), Some(1));
+        assert_eq!(only_new["operations"][0]["tasks"][0]["metadata"]["name"], "web-1-0");
+        let only_named = serde_json::to_value(AcceptBody::launching(&named, &[])).unwrap();
+        assert_eq!(only_named["operations"], json!([{"type": "Launch", "taskNames": ["web-0-0"]}]));
+    }
 }
