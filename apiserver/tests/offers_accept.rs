@@ -125,6 +125,21 @@ async fn an_accept_that_does_not_fit_is_422_and_changes_nothing() {
     // Invalid tasks are rejected like a create.
     let bad = json!({"operations": [{"type": "Launch", "tasks": [{"metadata": {"name": "Bad_Name"}, "spec": {}}]}]});
     assert_eq!(h.post("offers/o1/accept", &bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    // A task of another namespace, or an entry that is no object, is named
+    // by its place in the request.
+    let mut elsewhere = launch("small", 0.1, json!([]));
+    elsewhere["tasks"][0]["metadata"]["namespace"] = json!("other");
+    let (code, body) =
+        h.post("offers/o1/accept", &json!({"operations": [launch("fine", 0.1, json!([])), elsewhere]})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("operations[1].tasks[0].metadata.namespace"), "{message}");
+    assert!(message.contains("namespace web"), "{message}");
+    let (code, body) =
+        h.post("offers/o1/accept", &json!({"operations": [{"type": "Launch", "tasks": ["small"]}]})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("operations[0].tasks[0]"), "{body}");
+    assert_eq!(h.get("tasks/fine").await.0, StatusCode::NOT_FOUND);
     assert_eq!(server.store().revision(), before, "a rejected accept wrote something");
     assert_eq!(h.get("offers/o1").await.0, StatusCode::OK);
     assert_eq!(h.get("tasks/small").await.0, StatusCode::NOT_FOUND);

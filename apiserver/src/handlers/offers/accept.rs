@@ -80,12 +80,17 @@ fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
 
 /// `POST .../offers/{name}/accept`.
 pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
-    let req: AcceptRequest = json_body(&mut call, "accept").await?;
+    let mut req: AcceptRequest = json_body(&mut call, "accept").await?;
     let manager = crate::apply::manager(&call.params, &call.headers);
     let call = Ctx { state: call.state, target: call.target };
+    let mut readied = false;
     for _ in 0..MAX_RETRIES {
         let now = Utc::now();
         let (offer_kv, offer) = usable_offer(&call, req.framework.as_deref(), now).await?;
+        if !readied {
+            ready_new_tasks(&call, &offer, &manager, &mut req.operations)?;
+            readied = true;
+        }
         let mut plan = Plan {
             compares: vec![Compare::ModRevision { key: offer_kv.key.clone(), revision: offer_kv.mod_revision }],
             ops: vec![Op::Delete { key: offer_kv.key.clone() }],
@@ -147,7 +152,7 @@ async fn run_operation(
     match op {
         Operation::Launch { tasks, task_names } => {
             for (k, submitted) in tasks.iter().enumerate() {
-                let task = new_task(call, offer, manager, &format!("{field}.tasks[{k}]"), submitted, now)?;
+                let task = objects::prepare_new_task_at(kind("tasks")?, submitted, FieldValidation::Strict, now)?;
                 let (key, bound) = bind(offer, &format!("{field}.tasks[{k}]"), task, now, plan)?;
                 plan.put_task(key, 0, bound);
             }
@@ -183,38 +188,36 @@ async fn run_operation(
     Ok(())
 }
 
-/// A task of a `Launch.tasks` entry, checked like a create (created at `now`,
-/// the moment the accept binds it).
-fn new_task(
-    call: &Ctx,
-    offer: &Offer,
-    manager: &str,
-    field: &str,
-    submitted: &Value,
-    now: DateTime<Utc>,
-) -> Result<Task, ApiError> {
-    let ns = call.target.namespace.clone().unwrap_or_default();
-    let mut body = submitted.clone();
-    let Some(map) = body.as_object_mut() else {
-        return Err(invalid(offer, vec![FieldError::invalid(field, "", "must be a Task object")]));
-    };
-    map.entry("apiVersion").or_insert_with(|| Value::from(API_VERSION));
-    map.entry("kind").or_insert_with(|| Value::from(Task::KIND));
-    match object::meta_str(&body, "namespace") {
-        None | Some("") => {
-            object::meta_mut(&mut body).insert("namespace".into(), Value::from(ns.clone()));
-        }
-        Some(given) if given == ns => {}
-        Some(given) => {
-            let detail = format!("a task must be in the offer's namespace {ns}");
-            return Err(invalid(
-                offer,
-                vec![FieldError::invalid(format!("{field}.metadata.namespace"), given, detail)],
-            ));
+/// Readies every `Launch.tasks` entry once, before the first try binds
+/// any: the kind and the offer's namespace filled in, the fields it sets
+/// recorded for `manager`. Each try then checks the entries like a create
+/// (created at the moment the accept binds them) without copying them.
+fn ready_new_tasks(call: &Ctx, offer: &Offer, manager: &str, operations: &mut [Operation]) -> Result<(), ApiError> {
+    let ns = call.target.namespace.as_deref().unwrap_or_default();
+    for (i, op) in operations.iter_mut().enumerate() {
+        let Operation::Launch { tasks, .. } = op else { continue };
+        for (k, body) in tasks.iter_mut().enumerate() {
+            let field = format!("operations[{i}].tasks[{k}]");
+            let Some(map) = body.as_object_mut() else {
+                return Err(invalid(offer, vec![FieldError::invalid(field, "", "must be a Task object")]));
+            };
+            map.entry("apiVersion").or_insert_with(|| Value::from(API_VERSION));
+            map.entry("kind").or_insert_with(|| Value::from(Task::KIND));
+            match object::meta_str(body, "namespace") {
+                None | Some("") => {
+                    object::meta_mut(body).insert("namespace".into(), Value::from(ns));
+                }
+                Some(given) if given == ns => {}
+                Some(given) => {
+                    let detail = format!("a task must be in the offer's namespace {ns}");
+                    let e = FieldError::invalid(format!("{field}.metadata.namespace"), given, detail);
+                    return Err(invalid(offer, vec![e]));
+                }
+            }
+            crate::apply::track_update(None, body, manager, UpdateMode::Main, true);
         }
     }
-    crate::apply::track_update(None, &mut body, manager, UpdateMode::Main, true);
-    objects::prepare_new_task_at(kind("tasks")?, &body, FieldValidation::Strict, now)
+    Ok(())
 }
 
 /// A PENDING, unbound task named by `Launch.taskNames`: key, revision, object.
