@@ -52,8 +52,7 @@ struct Plan {
 impl Plan {
     /// Creates `value` under `key`.
     fn put_new(&mut self, key: String, value: &Value) {
-        self.compares.push(Compare::ModRevision { key: key.clone(), revision: 0 });
-        self.ops.push(Op::Put { key, value: object::to_stored(value) });
+        self.put(key, 0, object::to_stored(value));
     }
 
     /// Writes the bound task `value` under `key`, created (`revision` 0) or
@@ -61,9 +60,14 @@ impl Plan {
     fn put_task(&mut self, key: String, revision: u64, value: Value) {
         let stored = object::to_stored(&value);
         self.written.push((key.clone(), stored.len()));
+        self.put(key, revision, stored);
+        self.tasks.push(value);
+    }
+
+    /// Puts `stored` under `key` if the key is still at `revision`.
+    fn put(&mut self, key: String, revision: u64, stored: bytes::Bytes) {
         self.compares.push(Compare::ModRevision { key: key.clone(), revision });
         self.ops.push(Op::Put { key, value: stored });
-        self.tasks.push(value);
     }
 }
 
