@@ -52,11 +52,11 @@ async fn patches_and_status_writes() {
     tasks.create(&task("web", "t1")).await.unwrap();
 
     let merged = tasks.patch_merge("t1", &json!({"metadata": {"labels": {"app": "api"}}})).await.unwrap();
-    assert_eq!(merged.metadata.labels["app"], "api");
+    assert_eq!(merged.metadata.labels.get("app").map(String::as_str), Some("api"));
     let patched =
         tasks.patch_json("t1", &json!([{"op": "add", "path": "/metadata/labels/zone", "value": "z1"}])).await.unwrap();
-    assert_eq!(patched.metadata.labels["zone"], "z1");
-    assert_eq!(patched.metadata.labels["app"], "api");
+    assert_eq!(patched.metadata.labels.get("zone").map(String::as_str), Some("z1"));
+    assert_eq!(patched.metadata.labels.get("app").map(String::as_str), Some("api"));
 
     // Status writes follow the task state machine: PENDING → ASSIGNED → RUNNING.
     let with_status = tasks.patch_status_merge("t1", &json!({"status": {"state": "ASSIGNED"}})).await.unwrap();

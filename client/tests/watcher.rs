@@ -42,7 +42,7 @@ async fn the_watcher_reports_create_update_delete_in_order() {
     match next(&mut w).await.unwrap() {
         Event::Applied(t) => {
             assert_eq!(t.revision(), patched.revision());
-            assert_eq!(t.metadata.labels["v"], "2");
+            assert_eq!(t.metadata.labels.get("v").map(String::as_str), Some("2"));
         }
         other => panic!("expected the update, got {other:?}"),
     }

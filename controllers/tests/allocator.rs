@@ -130,7 +130,7 @@ async fn offers_accept_decline_filters_and_revive() {
     assert_eq!(offer.spec.agent, "a1");
     assert_eq!(offer.spec.resources.cpus, 4.0);
     assert!(offer.spec.expires_at.is_some());
-    assert_eq!(offer.metadata.labels["meseta.io/agent"], "a1");
+    assert_eq!(offer.metadata.labels.get("meseta.io/agent").map(String::as_str), Some("a1"));
 
     let task = json!({"metadata": {"name": "t1"},
         "spec": {"command": "sleep 10", "resources": {"cpus": 1, "mem": 512}, "ports": [{"name": "http"}]}});

@@ -50,7 +50,7 @@ async fn settled(c: &SimCluster, n: usize) -> Vec<Task> {
 }
 
 fn instance(t: &Task) -> u32 {
-    t.metadata.labels["meseta.io/instance"].parse().expect("instance label")
+    t.metadata.labels.get("meseta.io/instance").expect("instance label").parse().expect("instance label")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
