@@ -373,7 +373,7 @@ fn handle_task(shared: &Arc<Shared>, task: &Arc<Task>) {
     if done || !state.holds_resources() {
         return;
     }
-    let handle = runner::spawn(shared.clone(), id.clone(), task.clone());
+    let handle = runner::spawn(shared.clone(), id.clone(), task);
     if kill_wanted(task) {
         handle.kill(KillReason::Requested(kill_message(task)));
     }

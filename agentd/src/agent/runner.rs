@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meseta_schemas::kinds::{Task, TaskState};
+use meseta_schemas::kinds::{Task, TaskState, TaskStatus};
+use meseta_schemas::meta::ObjectMeta;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +41,7 @@ pub(crate) struct RunnerHandle {
     kill: Arc<watch::Sender<Option<KillReason>>>,
     /// Cancelled once the runner has ended.
     pub(crate) done: CancellationToken,
-    /// The task as last seen when it was spawned (resources, for accounting).
+    /// The runner's copy of its task ([`runner_copy`]; resources, for accounting).
     pub(crate) task: Arc<Task>,
 }
 
@@ -58,8 +59,34 @@ impl RunnerHandle {
     }
 }
 
-/// Starts the runner of `task` (container `id`).
-pub(crate) fn spawn(shared: Arc<Shared>, id: ContainerId, task: Arc<Task>) -> RunnerHandle {
+/// What a runner keeps of the task it was started for: its name, namespace
+/// and uid, its spec, and the state and ports it was assigned with.
+///
+/// A runner lives as long as its task, and the agent's newest copy of the
+/// task (its `Known`) is soon another one: were the runner to keep the copy
+/// it was started from, every running task would be held twice, labels,
+/// annotations, owner references and state history included.
+pub(crate) fn runner_copy(task: &Task) -> Task {
+    let status =
+        task.status.as_ref().map(|s| TaskStatus { state: s.state, ports: s.ports.clone(), ..Default::default() });
+    Task {
+        api_version: String::new(),
+        kind: String::new(),
+        metadata: ObjectMeta {
+            name: task.metadata.name.clone(),
+            namespace: task.metadata.namespace.clone(),
+            uid: task.metadata.uid.clone(),
+            ..Default::default()
+        },
+        spec: task.spec.clone(),
+        status,
+    }
+}
+
+/// Starts the runner of `task` (container `id`), with the task's
+/// [`runner_copy`].
+pub(crate) fn spawn(shared: Arc<Shared>, id: ContainerId, task: &Task) -> RunnerHandle {
+    let task = Arc::new(runner_copy(task));
     let (tx, rx) = watch::channel(None);
     let done = CancellationToken::new();
     let handle = RunnerHandle {
@@ -349,7 +376,48 @@ fn report_exit(ctx: &Ctx<'_>, state: ContainerState) {
 
 #[cfg(test)]
 mod poll_tests {
+    use meseta_schemas::kinds::{TaskEvent, TaskSpec};
+    use meseta_schemas::resources::Resources;
+
     use super::*;
+
+    #[test]
+    fn a_runner_keeps_what_it_runs_by_and_nothing_else() {
+        let spec = TaskSpec {
+            command: Some("sleep 1".into()),
+            resources: Resources::scalars(0.5, 64.0, 0.0, 0.0),
+            user: Some("nobody".into()),
+            ..Default::default()
+        };
+        let mut task = Task::new("web-0-0", spec.clone()).in_namespace("prod");
+        task.metadata.uid = Some("u1".into());
+        task.metadata.resource_version = Some("42".into());
+        task.metadata.labels.insert("meseta.io/job".into(), "web".into());
+        task.metadata.annotations.insert("meseta.io/template-hash".into(), "abc".into());
+        task.status = Some(TaskStatus {
+            state: TaskState::Assigned,
+            agent: Some("a1".into()),
+            ports: vec![31000, 31001],
+            message: "assigned".into(),
+            task_events: vec![TaskEvent {
+                timestamp: chrono::Utc::now(),
+                state: TaskState::Assigned,
+                message: "x".into(),
+            }],
+            ..Default::default()
+        });
+        let copy = runner_copy(&task);
+        assert_eq!((copy.metadata.name.as_str(), copy.metadata.namespace.as_deref()), ("web-0-0", Some("prod")));
+        assert_eq!(copy.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(copy.spec, spec);
+        assert_eq!(copy.state(), TaskState::Assigned);
+        assert_eq!(copy.status.as_ref().map(|s| s.ports.clone()), Some(vec![31000, 31001]));
+        assert!(copy.metadata.labels.is_empty() && copy.metadata.annotations.is_empty());
+        let status = copy.status.unwrap();
+        assert!(status.task_events.is_empty() && status.agent.is_none() && status.message.is_empty());
+        task.status = None;
+        assert_eq!(runner_copy(&task).state(), TaskState::Pending, "no status stays none");
+    }
 
     #[test]
     fn exit_polling_starts_soon_and_backs_off_to_the_interval() {
