@@ -90,6 +90,35 @@ async fn patches_and_status_writes() {
     assert!(!kept.is_empty());
     assert_eq!(kept, managers(before), "no entry lost");
 
+    // In place: the copy takes the new revision and is then the stored
+    // object (but for managedFields), so it can be written again as it is.
+    let mut copy = tasks.get("t1").await.unwrap();
+    let stale = copy.clone();
+    copy.status.as_mut().unwrap().message = "in place".into();
+    tasks.replace_status_in_place(&mut copy).await.unwrap();
+    assert!(copy.revision() > stale.revision());
+    assert!(copy.metadata.managed_fields.is_none());
+    let mut stored = tasks.get("t1").await.unwrap();
+    assert!(stored.metadata.managed_fields.take().is_some_and(|m| !m.is_empty()), "the stored ones are kept");
+    assert_eq!(copy, stored);
+    copy.status.as_mut().unwrap().message = "in place again".into();
+    tasks.replace_status_in_place(&mut copy).await.unwrap();
+    assert_eq!(tasks.get("t1").await.unwrap().status.unwrap().message, "in place again");
+    // A stale copy is a conflict and stays as it was.
+    let mut old = stale.clone();
+    old.status.as_mut().unwrap().message = "too late".into();
+    let err = tasks.replace_status_in_place(&mut old).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(old.metadata.resource_version, stale.metadata.resource_version);
+    // Without a resourceVersion the copy becomes the whole answer.
+    let mut unconditional = tasks.get("t1").await.unwrap();
+    unconditional.metadata.resource_version = None;
+    unconditional.status.as_mut().unwrap().message = "unconditional".into();
+    tasks.replace_status_in_place(&mut unconditional).await.unwrap();
+    let mut stored = tasks.get("t1").await.unwrap();
+    stored.metadata.managed_fields = None;
+    assert_eq!(unconditional, stored);
+
     // An illegal transition comes back as the server's 422 naming the field.
     let mut illegal = tasks.get("t1").await.unwrap();
     illegal.status.as_mut().unwrap().state = TaskState::Pending;

@@ -1,5 +1,5 @@
 //! The newest copy of each of this agent's tasks that the agent has seen,
-//! from its task watch and from the answers to its own status writes.
+//! from its task watch and from its own status writes once they succeed.
 //!
 //! Owns keeping only the newest copy per task. The sender writes a status on
 //! top of it instead of reading the task first; a stale copy only costs a

@@ -99,18 +99,19 @@ async fn deliver(client: &Client, queue: &StatusQueue, known: &Known, key: &str,
             return ack(queue, key, last_seq);
         };
         // The copy at hand with the new status (its old status not copied).
-        let write = Task {
+        let mut write = Task {
             api_version: task.api_version.clone(),
             kind: task.kind.clone(),
             metadata: task.metadata.clone(),
             spec: task.spec.clone(),
             status: Some(next),
         };
-        // The answer is kept as the copy at hand, like the copies the task
-        // watch brings: without managedFields, which the write then keeps.
-        match api.replace_status_stripped(&write).await {
-            Ok(written) => {
-                known.remember(&Arc::new(written));
+        // Once written, it is the stored task at its new revision, and kept as
+        // the copy at hand, like the copies the task watch brings: without
+        // managedFields, which the write then keeps.
+        match api.replace_status_in_place(&mut write).await {
+            Ok(()) => {
+                known.remember(&Arc::new(write));
                 return ack(queue, key, last_seq);
             }
             Err(e) if e.is_conflict() => continue,

@@ -54,6 +54,18 @@ pub struct Api<K> {
     _kind: PhantomData<fn() -> K>,
 }
 
+/// The one field of a write's answer that [`Api::replace_status_in_place`] reads.
+#[derive(serde::Deserialize)]
+struct WrittenRevision {
+    metadata: WrittenMeta,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenMeta {
+    resource_version: Option<String>,
+}
+
 impl<K> Clone for Api<K> {
     fn clone(&self) -> Self {
         Api {
@@ -300,6 +312,32 @@ impl<K: Resource> Api<K> {
         let path = self.path_of(obj, Some("status"))?;
         let bytes = self.client.send(Method::PUT, &path, &self.write_query(), Body::Json(body)).await?;
         meseta_schemas::skipping_managed_fields(true, || decode(K::KIND, &bytes))
+    }
+
+    /// [`Api::replace_status`] for a caller that keeps `obj` as its copy of
+    /// the object, such as an agent: once the write succeeds, `obj` takes
+    /// the resourceVersion it gave, and the answer is read for nothing else.
+    ///
+    /// `obj` must be a copy as read with only its status changed, and carry
+    /// its `resourceVersion`. The write is then conditional, and the status
+    /// subresource changes nothing but the status, so the stored object is
+    /// `obj` at its new revision: decoding the answer would only build it
+    /// again. Its managedFields are dropped, as [`Api::replace_status_stripped`]
+    /// drops the answer's (the write keeps the stored ones). Without a
+    /// resourceVersion, `obj` becomes the answer, decoded as that method does.
+    pub async fn replace_status_in_place(&self, obj: &mut K) -> Result<()> {
+        if obj.meta().resource_version.is_none() {
+            *obj = self.replace_status_stripped(obj).await?;
+            return Ok(());
+        }
+        let body = Self::to_body(obj)?;
+        let path = self.path_of(obj, Some("status"))?;
+        let bytes = self.client.send(Method::PUT, &path, &self.write_query(), Body::Json(body)).await?;
+        let written: WrittenRevision = decode(K::KIND, &bytes)?;
+        let meta = obj.meta_mut();
+        meta.resource_version = written.metadata.resource_version;
+        meta.managed_fields = None;
+        Ok(())
     }
 
     async fn patch(&self, name: &str, sub: Option<&str>, patch: &Value, media: &'static str) -> Result<K> {
