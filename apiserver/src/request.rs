@@ -241,6 +241,20 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether the request asks for a minimal answer: `Prefer: return=minimal`
+/// (RFC 7240), from a client that does not read back what it wrote.
+pub fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split(';').next()?.split_once('='))
+        .any(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("return") && value.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+        })
+}
+
 fn is_yaml(content_type: &str) -> bool {
     matches!(content_type, "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml")
 }
@@ -310,6 +324,24 @@ impl PatchKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minimal_answer_is_asked_for_by_the_return_preference_alone() {
+        let prefers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("prefer", v.parse().unwrap());
+            }
+            prefers_minimal(&h)
+        };
+        assert!(prefers(&["return=minimal"]));
+        assert!(prefers(&["respond-async, Return = \"Minimal\"; foo=bar"]));
+        assert!(prefers(&["wait=10", "return=minimal"]), "any of several headers");
+        assert!(!prefers(&[]));
+        assert!(!prefers(&["return=representation"]));
+        assert!(!prefers(&["handling=strict; return=minimal"]), "a parameter, not a preference");
+        assert!(!prefers(&["minimal"]));
+    }
 
     #[test]
     fn params_parse_and_validate() {

@@ -106,6 +106,42 @@ async fn accept_binds_tasks_assigns_ports_and_consumes_the_offer() {
 }
 
 #[tokio::test]
+async fn an_accept_that_prefers_a_minimal_answer_gets_each_task_by_name_and_version() {
+    let server = TestServer::start().await;
+    let h = Http::new(&server);
+    h.framework("fw").await;
+    h.offer("o1", "fw", offer_spec()).await;
+    h.pending_task("p1", "fw").await;
+    let req = json!({"framework": "fw", "operations": [launch("t1", 0.5, json!([{"name": "http"}])),
+        {"type": "Launch", "taskNames": ["p1"]}]});
+    let r = h
+        .client
+        .post(format!("{}/offers/o1/accept", h.base))
+        .header("Prefer", "return=minimal")
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("preference-applied").and_then(|v| v.to_str().ok()), Some("return=minimal"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["remaining"]["cpus"], 1.0, "{body}");
+    let tasks = body["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{body}");
+    for (task, name) in tasks.iter().zip(["t1", "p1"]) {
+        assert_eq!(task.as_object().unwrap().keys().collect::<Vec<_>>(), ["apiVersion", "kind", "metadata"]);
+        let (code, stored) = h.get(&format!("tasks/{name}")).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(stored["status"]["state"], "ASSIGNED", "bound as without the preference");
+        let meta = &stored["metadata"];
+        let want =
+            json!({"name": name, "namespace": NS, "uid": meta["uid"], "resourceVersion": meta["resourceVersion"]});
+        assert_eq!(task["metadata"], want);
+        assert_eq!((task["apiVersion"].as_str(), task["kind"].as_str()), (Some("meseta.io/v1"), Some("Task")));
+    }
+}
+
+#[tokio::test]
 async fn an_accept_that_does_not_fit_is_422_and_changes_nothing() {
     let server = TestServer::start().await;
     let h = Http::new(&server);

@@ -104,7 +104,22 @@ impl Client {
         query: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<Bytes> {
+        self.send_with(method, path, query, body, &[]).await
+    }
+
+    /// [`Client::send`] with extra request headers.
+    pub(crate) async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Body<'_>,
+        headers: &[(&'static str, &'static str)],
+    ) -> Result<Bytes> {
         let mut req = self.builder(&method, path, query).timeout(self.timeout);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         req = match body {
             Body::None => req,
             Body::Json(bytes) => req.header(http::header::CONTENT_TYPE, "application/json").body(bytes),

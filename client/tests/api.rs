@@ -202,3 +202,25 @@ async fn an_unreachable_server_is_a_transport_error() {
     assert!(matches!(err, Error::Transport { .. }), "{err}");
     assert!(err.is_transient());
 }
+
+#[tokio::test]
+async fn a_subresource_posted_for_a_minimal_answer_succeeds_or_fails_as_the_full_one() {
+    use meseta_schemas::kinds::{Offer, OfferSpec};
+    use meseta_schemas::resources::Resources;
+    let (_server, client) = start().await;
+    let offers: Api<Offer> = Api::namespaced(client.clone(), "web");
+    let spec = OfferSpec {
+        framework: "meseta".into(),
+        agent: "a1".into(),
+        resources: Resources::scalars(2.0, 1024.0, 0.0, 0.0),
+        ..Default::default()
+    };
+    offers.create(&Offer::new("o1", spec).in_namespace("web")).await.unwrap();
+    let launch = json!({"operations": [{"type": "Launch", "tasks": [{"metadata": {"name": "t1"},
+        "spec": {"command": "true", "resources": {"cpus": 1, "mem": 64}}}]}]});
+    offers.post_subresource_minimal("o1", "accept", &launch).await.unwrap();
+    let tasks: Api<Task> = Api::namespaced(client, "web");
+    assert_eq!(tasks.get("t1").await.unwrap().status.unwrap().state, TaskState::Assigned);
+    let err = offers.post_subresource_minimal("o1", "accept", &launch).await.unwrap_err();
+    assert!(err.is_not_found(), "the offer was consumed: {err}");
+}

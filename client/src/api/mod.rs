@@ -409,6 +409,24 @@ impl<K: Resource> Api<K> {
         self.client.request_json(Method::POST, &path, &self.write_query(), Some(body)).await
     }
 
+    /// [`Api::post_subresource`] for a caller that only needs to know that the
+    /// call succeeded: it asks for a minimal answer (`Prefer:
+    /// return=minimal`), such as an offer's accept without its bound tasks,
+    /// and reads none of it.
+    pub async fn post_subresource_minimal<Req: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        sub: &str,
+        body: &Req,
+    ) -> Result<()> {
+        let path = format!("{}/{sub}", self.object_path(name, None)?);
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::InvalidRequest(format!("cannot serialise the request body: {e}")))?;
+        let minimal = [("prefer", "return=minimal")];
+        self.client.send_with(Method::POST, &path, &self.write_query(), Body::Json(bytes), &minimal).await?;
+        Ok(())
+    }
+
     /// Escape hatch: GETs the subresource `sub` of `name` as text (e.g. `log`).
     pub async fn get_subresource_text(&self, name: &str, sub: &str, query: &[(&str, String)]) -> Result<String> {
         let path = format!("{}/{sub}", self.object_path(name, None)?);

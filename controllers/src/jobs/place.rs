@@ -226,9 +226,8 @@ pub(crate) async fn place(
             let (api, refused, role) = (api.clone(), refused.clone(), role.clone());
             work.push(Box::pin(async move {
                 let body = AcceptBody::launching(&named, &new);
-                // The answer (the bound tasks) is not needed: skipped, not built.
-                let r: meseta_client::Result<IgnoredAny> =
-                    api_offers(&api).post_subresource(&accept.offer, "accept", &body).await;
+                // The answer (the bound tasks) is not needed: asked for minimal.
+                let r = api_offers(&api).post_subresource_minimal(&accept.offer, "accept", &body).await;
                 if let Err(e) = r {
                     tracing::debug!(
                         offer = %accept.offer,

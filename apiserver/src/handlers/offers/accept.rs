@@ -16,6 +16,9 @@
 //!    tasks and the Reservations, and edit the Framework's filters in at
 //!    commit (no compare: see [`super::framework_filter`]).
 //!    Any other compare failure re-reads and starts again.
+//! 4. Answer 200 with the bound tasks and what is left of the offer; to a
+//!    client that prefers a minimal answer (`Prefer: return=minimal`), each
+//!    task by its name, namespace, uid and resourceVersion only.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -78,6 +81,40 @@ struct Answer<'a> {
     remaining: &'a Resources,
 }
 
+/// An accept's answer to a client that prefers it minimal (`Prefer:
+/// return=minimal`): each bound task by its name, namespace, uid and
+/// resourceVersion only, and what is left of the offer.
+#[derive(serde::Serialize)]
+struct MinimalAnswer<'a> {
+    tasks: Vec<MinimalTask<'a>>,
+    remaining: &'a Resources,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MinimalTask<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: std::collections::BTreeMap<&'static str, &'a Value>,
+}
+
+impl<'a> MinimalAnswer<'a> {
+    fn of(tasks: &'a [Value], remaining: &'a Resources) -> Self {
+        let tasks = tasks
+            .iter()
+            .map(|t| {
+                let meta = object::meta(t);
+                let metadata = ["name", "namespace", "uid", "resourceVersion"]
+                    .into_iter()
+                    .filter_map(|f| Some((f, meta.get(f)?)))
+                    .collect();
+                MinimalTask { api_version: API_VERSION, kind: "Task", metadata }
+            })
+            .collect();
+        MinimalAnswer { tasks, remaining }
+    }
+}
+
 fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
     ApiError::Invalid { kind: "Offer".into(), name: offer.metadata.name.clone(), causes }
 }
@@ -86,6 +123,7 @@ fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
 pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
     let mut req: AcceptRequest = json_body(&mut call, "accept").await?;
     let manager = crate::apply::manager(&call.params, &call.headers);
+    let minimal = crate::request::prefers_minimal(&call.headers);
     let call = Ctx { state: call.state, target: call.target };
     let mut readied = false;
     for _ in 0..MAX_RETRIES {
@@ -117,8 +155,16 @@ pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
                 }
                 tracing::info!(offer = call.target.name(), framework = %offer.spec.framework,
                     tasks = plan.tasks.len(), "offer accepted");
-                let answer = (StatusCode::OK, axum::Json(Answer { tasks: &plan.tasks, remaining: &remaining }));
-                let response = answer.into_response();
+                let response = match minimal {
+                    false => (StatusCode::OK, axum::Json(Answer { tasks: &plan.tasks, remaining: &remaining }))
+                        .into_response(),
+                    true => (
+                        StatusCode::OK,
+                        [("preference-applied", "return=minimal")],
+                        axum::Json(MinimalAnswer::of(&plan.tasks, &remaining)),
+                    )
+                        .into_response(),
+                };
                 // Each bound task's agent writes its status next: the object
                 // is left in the memo for that update, as a write leaves it.
                 if let Some(memo) = call.state.store().memo() {
