@@ -40,6 +40,12 @@ struct Args {
     /// read back through the kernel's page cache.
     #[arg(long, env = "MESETA_STORE_CACHE_MIB", default_value_t = SledOptions::default().cache_capacity >> 20)]
     store_cache_mib: u64,
+    /// The objects this apiserver last wrote are kept decoded for their next
+    /// update, up to this many MiB of their stored bytes (decoded, several
+    /// times that in memory). More saves decodes when many objects are
+    /// written again after a while, such as tasks bound in bursts.
+    #[arg(long, env = "MESETA_STORE_MEMO_MIB", default_value_t = SledOptions::default().memo_capacity >> 20)]
+    store_memo_mib: usize,
     /// etcd endpoints (with `--store etcd`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
@@ -62,7 +68,11 @@ async fn run() -> anyhow::Result<()> {
     if args.store == StoreKind::Etcd {
         bail!("--store etcd is not available in this build yet; use --store sled (the default)");
     }
-    let opts = SledOptions { cache_capacity: args.store_cache_mib << 20, ..SledOptions::default() };
+    let opts = SledOptions {
+        cache_capacity: args.store_cache_mib << 20,
+        memo_capacity: args.store_memo_mib << 20,
+        ..SledOptions::default()
+    };
     let store = open_sled_with(&args.data_dir, opts)
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let listener =

@@ -786,3 +786,23 @@ async fn replays_from_any_revision_of_a_batch_give_exactly_the_later_events() {
     let expected = after(from);
     assert_eq!(replay(&store, from, expected.len()).await, expected);
 }
+
+#[tokio::test]
+async fn the_memo_holds_what_its_capacity_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&dir, SledOptions { memo_capacity: 64 << 10, ..SledOptions::default() });
+    let memo = store.memo().expect("a sled store has a memo");
+    assert_eq!(memo.capacity(), 64 << 10);
+    // Sixty-four entries of 1 KiB fit; the next one makes room by the oldest.
+    for i in 0..65u64 {
+        memo.put(&format!("/m/{i}"), i + 1, i, 1 << 10);
+    }
+    assert_eq!(memo.len(), 64);
+    assert!(memo.weight() <= memo.capacity());
+    assert_eq!(memo.take::<u64>("/m/0", 1), None, "the oldest made room");
+    assert_eq!(memo.take::<u64>("/m/64", 65), Some(64));
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(&dir, SledOptions::default());
+    assert_eq!(store.memo().unwrap().capacity(), meseta_apiserver::store::memo::DEFAULT_CAPACITY);
+}

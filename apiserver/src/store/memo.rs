@@ -106,6 +106,11 @@ impl KeyMemo {
         KeyMemo { entries: Mutex::new(Entries::default()), capacity }
     }
 
+    /// The total weight it may hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Takes the entry of `key` if it was put for `revision` and holds a `T`.
     /// The key's entry is gone afterwards either way: one of another revision
     /// can no longer be asked for.

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
+use meseta_apiserver::store::sled::SledOptions;
 use meseta_bench::procstat;
 use meseta_bench::schedule::cluster::{AgentShape, SimCluster};
 use meseta_bench::schedule::cpu::PartsCpu;
@@ -83,6 +84,10 @@ struct Args {
     /// The jobs controller's `tasks_per_offer` (default: the controller's).
     #[arg(long)]
     tasks_per_offer: Option<usize>,
+    /// The apiserver's memo, MiB of stored bytes (`--store-memo-mib`;
+    /// default: the apiserver's).
+    #[arg(long)]
+    store_memo_mib: Option<usize>,
     /// Give up after this many seconds from the first Job create.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -127,7 +132,11 @@ async fn run() -> anyhow::Result<()> {
     if let Some(n) = args.tasks_per_offer {
         config.jobs.tasks_per_offer = n.max(1);
     }
-    let mut cluster = SimCluster::start(config).await?;
+    let mut store = SledOptions::default();
+    if let Some(mib) = args.store_memo_mib {
+        store.memo_capacity = mib << 20;
+    }
+    let mut cluster = SimCluster::start(config, store).await?;
     let shape =
         AgentShape { cpus: args.agent_cpus, mem: args.agent_mem, poll_interval: Duration::from_millis(args.poll_ms) };
     cluster.add_agents(agents, &shape)?;

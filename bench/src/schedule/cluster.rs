@@ -17,6 +17,7 @@ use anyhow::Context;
 use meseta_agentd::runtime::fake::{FakeBehavior, FakeRuntime};
 use meseta_agentd::runtime::ContainerRuntime;
 use meseta_agentd::{Agent as AgentLoop, AgentConfig};
+use meseta_apiserver::store::sled::SledOptions;
 use meseta_client::{Api, Client, ListParams};
 use meseta_controllers::manager::{run_all, ManagerConfig};
 use meseta_schemas::{Agent, Resources};
@@ -67,12 +68,12 @@ fn runtime(name: &str) -> anyhow::Result<Runtime> {
 
 impl SimCluster {
     /// Serves an apiserver on `127.0.0.1:0` from a fresh temporary data
-    /// directory (production settings: the sled store, default bookmark
-    /// interval) and starts the controllers with `config` (the bench passes
-    /// the defaults, or one setting changed to compare it).
-    pub async fn start(config: ManagerConfig) -> anyhow::Result<SimCluster> {
+    /// directory (production settings: the sled store with `store`, default
+    /// bookmark interval) and starts the controllers with `config` (the
+    /// bench passes the defaults, or one setting changed to compare it).
+    pub async fn start(config: ManagerConfig, store: SledOptions) -> anyhow::Result<SimCluster> {
         let dir = tempfile::Builder::new().prefix("meseta-bench-schedule-").tempdir().context("creating a temp dir")?;
-        let store = meseta_apiserver::open_sled(dir.path()).context("opening the store")?;
+        let store = meseta_apiserver::open_sled_with(dir.path(), store).context("opening the store")?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let url = format!("http://{}", listener.local_addr()?);

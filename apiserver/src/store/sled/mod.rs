@@ -93,6 +93,10 @@ pub struct SledOptions {
     pub live_buffer: usize,
     /// sled's page-cache size in bytes. Default [`CACHE_BYTES`].
     pub cache_capacity: u64,
+    /// The memo's capacity ([`KeyMemo`]), in stored bytes of the objects it
+    /// holds; a decoded object takes several times its stored bytes. Default
+    /// [`memo::DEFAULT_CAPACITY`].
+    pub memo_capacity: usize,
     /// Bytes of write-ahead log after which sled is flushed and the log
     /// started afresh (a checkpoint). Default 64 MiB.
     pub wal_segment_bytes: u64,
@@ -104,6 +108,7 @@ impl Default for SledOptions {
             watch_window: 200_000,
             live_buffer: 1024,
             cache_capacity: CACHE_BYTES,
+            memo_capacity: memo::DEFAULT_CAPACITY,
             wal_segment_bytes: wal::SEGMENT_BYTES,
         }
     }
@@ -225,7 +230,7 @@ impl SledStore {
             legacy_end,
             me: me.clone(),
             recovered,
-            memo: KeyMemo::new(memo::DEFAULT_CAPACITY),
+            memo: KeyMemo::new(opts.memo_capacity),
         }))
     }
 
