@@ -41,9 +41,9 @@ struct Args {
     #[arg(long, env = "MESETA_STORE_CACHE_MIB", default_value_t = SledOptions::default().cache_capacity >> 20)]
     store_cache_mib: u64,
     /// The objects this apiserver last wrote are kept decoded for their next
-    /// update, up to this many MiB of their stored bytes (decoded, several
-    /// times that in memory). More saves decodes when many objects are
-    /// written again after a while, such as tasks bound in bursts.
+    /// update: up to this many MiB of their stored bytes, several times that
+    /// in memory. More saves decodes when many objects are written again a
+    /// while later, such as tasks bound in bursts.
     #[arg(long, env = "MESETA_STORE_MEMO_MIB", default_value_t = SledOptions::default().memo_capacity >> 20)]
     store_memo_mib: usize,
     /// etcd endpoints (with `--store etcd`), comma-separated.
