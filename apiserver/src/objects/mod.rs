@@ -96,9 +96,12 @@ pub enum WrittenObject {
 }
 
 /// Leaves `obj`, just stored at `revision` under `key` as `stored`, in the
-/// store's memo, and gives the stored form to answer with. A new object is
-/// only offered (kept if there is room, see [`crate::store::KeyMemo::offer`]):
-/// many are never updated, while an updated one is likely to be again.
+/// store's memo, and gives the stored form to answer with. An object just
+/// created or given a new status is only offered (kept if there is room, see
+/// [`crate::store::KeyMemo::offer`]): many new objects are never updated, and
+/// a status is written by whoever runs the object when something happened to
+/// it, seldom soon again (an agent's RUNNING). Those must not push out the
+/// objects whose next write is near: one just updated, a task just bound.
 fn stored_written(
     store: &dyn crate::store::Store,
     key: &str,
@@ -106,10 +109,10 @@ fn stored_written(
     stored: bytes::Bytes,
     revision: crate::store::Revision,
     splice_at: Option<(usize, bool)>,
-    created: bool,
+    offered: bool,
 ) -> WrittenObject {
     match store.memo() {
-        Some(memo) if created => memo.offer(key, revision, obj, stored.len()),
+        Some(memo) if offered => memo.offer(key, revision, obj, stored.len()),
         Some(memo) => memo.put(key, revision, obj, stored.len()),
         None => {}
     }

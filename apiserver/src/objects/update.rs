@@ -162,7 +162,10 @@ where
             TxnOutcome::Committed { revision } => {
                 object::set_resource_version(&mut next, revision);
                 let object = match stored {
-                    Some(bytes) => stored_written(store, key, next, bytes, revision, splice_at, false),
+                    // A new status is only offered to the memo (see `stored_written`).
+                    Some(bytes) => {
+                        stored_written(store, key, next, bytes, revision, splice_at, mode == UpdateMode::Status)
+                    }
                     None => WrittenObject::Value(next),
                 };
                 return Ok(Written { object, warnings });

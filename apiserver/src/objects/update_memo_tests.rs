@@ -213,3 +213,51 @@ async fn a_guess_the_store_confirms_keeps_its_answer_with_a_known_precondition()
         "unchanged, answered with the stored object"
     );
 }
+
+#[tokio::test]
+async fn a_new_status_only_takes_free_room_in_the_memo_while_an_update_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SledOptions { memo_capacity: 64 << 10, ..SledOptions::default() };
+    let store = SledStore::open(dir.path(), opts).unwrap();
+    let body = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": "t"},
+        "spec": {"command": "sleep 1", "resources": {"cpus": 0.5, "mem": 64}}});
+    create(&*store, task(), Some(KEY_NS), body, WriteOptions::default()).await.unwrap();
+    let memo = store.memo().unwrap();
+    memo.take_latest::<Value>(&key());
+    let mut message = 0;
+    let mut new_status = || {
+        message += 1;
+        let note = format!("note {message}");
+        move |current: &Value| {
+            let mut wanted = current.clone();
+            wanted["status"]["message"] = json!(note);
+            meta_mut(&mut wanted).remove("resourceVersion");
+            Ok(wanted)
+        }
+    };
+    let t_key = key();
+    let write_status =
+        |desired| update(&*store, task(), &t_key, "t", UpdateMode::Status, WriteOptions::default(), desired);
+
+    // With room, a new status is kept for the next write like any other.
+    let written = write_status(new_status()).await.unwrap();
+    assert!(memo.take::<Value>(&key(), revision_of(&written)).is_some(), "kept while there is room");
+
+    // The memo full of other keys' entries: a new status pushes none out.
+    let mut others = 0;
+    while memo.weight() < memo.capacity() {
+        let weight = (memo.capacity() - memo.weight()).min(1 << 10);
+        memo.put(&format!("/other/{others}"), 1, others, weight);
+        others += 1;
+    }
+    let written = write_status(new_status()).await.unwrap();
+    assert_eq!(decoded(&*store).await["status"]["message"], "note 2");
+    assert!(memo.take::<Value>(&key(), revision_of(&written)).is_none(), "no room taken from others");
+    assert_eq!(memo.len(), others, "every other entry is still there");
+
+    // An update of the object makes room: the oldest entry goes.
+    let written = update_t(&*store, label(None)).await.unwrap();
+    assert!(memo.take::<Value>(&key(), revision_of(&written)).is_some());
+    assert_eq!(memo.take::<usize>("/other/0", 1), None, "the oldest made room");
+    assert_eq!(memo.take::<usize>(&format!("/other/{}", others - 1), 1), Some(others - 1));
+}
