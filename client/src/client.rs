@@ -175,11 +175,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Req>,
     ) -> Result<Resp> {
-        let bytes = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| Error::InvalidRequest(format!("cannot serialise the request body: {e}")))?;
-        let body = bytes.map_or(Body::None, Body::Json);
+        let body = body.map(request_body).transpose()?.map_or(Body::None, Body::Json);
         let bytes = self.send(method, path, query, body).await?;
         decode(std::any::type_name::<Resp>().rsplit("::").next().unwrap_or("response"), &bytes)
     }
@@ -189,6 +185,11 @@ impl Client {
         let bytes = self.send(Method::GET, path, query, Body::None).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
+}
+
+/// A request body serialized as JSON.
+pub(crate) fn request_body<Req: Serialize + ?Sized>(body: &Req) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::InvalidRequest(format!("cannot serialise the request body: {e}")))
 }
 
 #[cfg(test)]

@@ -420,10 +420,9 @@ impl<K: Resource> Api<K> {
         body: &Req,
     ) -> Result<()> {
         let path = format!("{}/{sub}", self.object_path(name, None)?);
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| Error::InvalidRequest(format!("cannot serialise the request body: {e}")))?;
+        let body = Body::Json(crate::client::request_body(body)?);
         let minimal = [("prefer", "return=minimal")];
-        self.client.send_with(Method::POST, &path, &self.write_query(), Body::Json(bytes), &minimal).await?;
+        self.client.send_with(Method::POST, &path, &self.write_query(), body, &minimal).await?;
         Ok(())
     }
 
