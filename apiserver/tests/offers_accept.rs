@@ -327,7 +327,7 @@ async fn concurrent_answers_of_one_framework_all_commit_their_filters() {
 }
 
 /// An accept leaves each task it bound in the store's memo for the status
-/// write its agent sends next: exactly what decoding the stored task gives,
+/// write its agent sends next, as a typed Task: exactly what decoding the stored task gives,
 /// at its stored revision, for a new task and for a PENDING one alike.
 #[tokio::test]
 async fn the_bound_tasks_are_left_in_the_memo_as_stored() {
@@ -348,7 +348,9 @@ async fn the_bound_tasks_are_left_in_the_memo_as_stored() {
     for name in ["t1", "p1"] {
         let key = meseta_apiserver::path::object_key(tasks, Some(NS), name);
         let kv = store.get(&key).await.unwrap().expect("stored");
-        let (revision, memoised, _) = memo.take_latest::<Value>(&key).expect("left in the memo");
+        let (revision, memoised, _) =
+            memo.take_latest::<meseta_schemas::kinds::Task>(&key).expect("left in the memo as a Task");
+        let memoised = serde_json::to_value(memoised).unwrap();
         assert_eq!(revision, kv.mod_revision, "{name}");
         assert_eq!(memoised, meseta_apiserver::object::from_kv(&kv).unwrap(), "{name}");
         assert_eq!(memoised["status"]["state"], "ASSIGNED");

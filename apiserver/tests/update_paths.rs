@@ -80,16 +80,29 @@ async fn spec_and_status_puts_store_what_the_rules_say() {
     }
 }
 
-/// The object a write leaves in the store's memo for the key's next update,
-/// taken out and put back: it must be the object a read decodes.
+/// The object a write leaves in the store's memo for the key's next update
+/// (a `Value`, or a typed Task after a status write), taken out and put
+/// back as it was: it must be the object a read decodes.
 async fn memoised(server: &TestServer, api: &Api, name: &str) -> Value {
     let store = server.store();
     let memo = store.memo().expect("the sled store keeps a memo");
     let read = api.get(&task_path("web", name)).await.body;
     let key = meseta_apiserver::path::object_key(meseta_schemas::registry::by_kind("Task").unwrap(), Some("web"), name);
-    let held = memo.take::<Value>(&key, rv(&read)).expect("the last write left its object");
+    let (revision, entry, _) = memo.take_latest_any(&key).expect("the last write left its object");
+    assert_eq!(revision, rv(&read));
+    let held = match entry.downcast::<Value>() {
+        Ok(value) => {
+            memo.put(&key, revision, (*value).clone(), 1);
+            *value
+        }
+        Err(entry) => {
+            let task = entry.downcast::<meseta_schemas::kinds::Task>().expect("a Value or a Task");
+            let value = serde_json::to_value(&*task).unwrap();
+            memo.put(&key, revision, *task, 1);
+            value
+        }
+    };
     assert_eq!(held, read, "the memoised object is the one the stored bytes decode to");
-    memo.put(&key, rv(&read), held.clone(), 1);
     held
 }
 

@@ -21,6 +21,7 @@ mod delete;
 pub mod filter;
 mod list;
 mod strict;
+mod task_status;
 mod typed;
 mod update;
 
@@ -29,7 +30,8 @@ pub(crate) use create::{prepare_new, prepare_new_task_at};
 pub use delete::delete;
 pub use filter::Filter;
 pub use list::{list, list_stored, ListPage, StoredItem, StoredPage};
-pub(crate) use typed::{check_json, Checked};
+pub(crate) use task_status::update_task_status;
+pub(crate) use typed::{check_json, check_task, Checked};
 pub use update::{update, UpdateMode};
 
 use meseta_schemas::registry::KindInfo;
@@ -102,10 +104,10 @@ pub enum WrittenObject {
 /// a status is written by whoever runs the object when something happened to
 /// it, seldom soon again (an agent's RUNNING). Those must not push out the
 /// objects whose next write is near: one just updated, a task just bound.
-fn stored_written(
+fn stored_written<T: std::any::Any + Send>(
     store: &dyn crate::store::Store,
     key: &str,
-    obj: Value,
+    obj: T,
     stored: bytes::Bytes,
     revision: crate::store::Revision,
     splice_at: Option<(usize, bool)>,

@@ -116,6 +116,30 @@ pub(crate) fn check_json(kind: &KindInfo, body: &[u8], namespace: Option<&str>) 
 }
 
 fn check_as<K: Resource + Validate>(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Checked> {
+    let (obj, managed_fields) = decode_checked::<K>(kind, body, namespace)?;
+    let value = serde_json::to_value(&obj).ok()?;
+    let named = |field: &str, want: &str| value.get(field).and_then(Value::as_str) == Some(want);
+    (named("apiVersion", API_VERSION) && named("kind", K::KIND)).then_some(Checked { object: value, managed_fields })
+}
+
+/// [`check_json`] of a Task, giving the typed Task; its managedFields, if
+/// sent, are left out (a status write keeps the stored ones).
+pub(crate) fn check_task(kind: &KindInfo, body: &[u8], namespace: Option<&str>) -> Option<Task> {
+    if kind.kind != Task::KIND {
+        return None;
+    }
+    let (task, _) = decode_checked::<Task>(kind, body, namespace)?;
+    (task.api_version == API_VERSION && task.kind == Task::KIND).then_some(task)
+}
+
+/// The `K` a JSON `body` describes, placed in `namespace`, and the text of
+/// its managedFields; `None` when the short way does not apply. Its
+/// `apiVersion` and `kind` are the caller's to check.
+fn decode_checked<K: Resource + Validate>(
+    kind: &KindInfo,
+    body: &[u8],
+    namespace: Option<&str>,
+) -> Option<(K, Option<Box<RawValue>>)> {
     let ignored = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(body);
     let (decoded, mut texts) =
@@ -137,13 +161,7 @@ fn check_as<K: Resource + Validate>(kind: &KindInfo, body: &[u8], namespace: Opt
             Some(_) => return None,
         }
     }
-    if !obj.validate().is_empty() {
-        return None;
-    }
-    let value = serde_json::to_value(&obj).ok()?;
-    let named = |field: &str, want: &str| value.get(field).and_then(Value::as_str) == Some(want);
-    (named("apiVersion", API_VERSION) && named("kind", K::KIND))
-        .then(|| Checked { object: value, managed_fields: texts.pop() })
+    obj.validate().is_empty().then(|| (obj, texts.pop()))
 }
 
 #[cfg(test)]
@@ -266,5 +284,23 @@ mod tests {
             assert!(check_json(kind, &body, Some("ns")).is_none(), "{}", String::from_utf8_lossy(&body));
         }
         assert!(check_json(kind, &with(&|_| {}), None).is_none(), "a namespaced kind needs the path's namespace");
+    }
+
+    #[test]
+    fn a_task_checked_the_short_way_is_the_task_the_general_way_gives() {
+        let kind = registry::by_kind("Task").unwrap();
+        let body = serde_json::to_vec(&task()).unwrap();
+        let typed = check_task(kind, &body, Some("ns")).expect("a plain Task takes the short way");
+        let general = check_json(kind, &body, Some("ns")).unwrap().into_value().unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), general);
+
+        let mut other = task();
+        other["kind"] = json!("Job");
+        assert!(check_task(kind, &serde_json::to_vec(&other).unwrap(), Some("ns")).is_none(), "another kind");
+        let mut other = task();
+        other["apiVersion"] = json!("meseta.io/v2");
+        assert!(check_task(kind, &serde_json::to_vec(&other).unwrap(), Some("ns")).is_none(), "another version");
+        let jobs = registry::by_kind("Job").unwrap();
+        assert!(check_task(jobs, &body, Some("ns")).is_none(), "only for the tasks resource");
     }
 }

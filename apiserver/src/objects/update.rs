@@ -22,6 +22,9 @@
 //! the stored object, and every answer that would not be checked that way
 //! (an error, a conflict, a dry run, "unchanged") is decided after a read.
 
+use std::any::Any;
+
+use meseta_schemas::kinds::Task;
 use meseta_schemas::registry::KindInfo;
 use meseta_schemas::FieldError;
 use serde_json::Value;
@@ -29,7 +32,7 @@ use serde_json::Value;
 use super::{check, not_found, stale, stored_written, WriteOptions, Written, WrittenObject, MAX_RETRIES};
 use crate::error::ApiError;
 use crate::object::{self, meta, meta_mut};
-use crate::store::{Compare, Op, Revision, Store, Txn, TxnOutcome};
+use crate::store::{Compare, KeyValue, Op, Revision, Store, Txn, TxnOutcome};
 
 /// Which part of the object an update may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,79 @@ pub async fn update<F>(
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
+    run::<Value>(store, kind, key, name, mode, opts, |current, revision| {
+        let wanted = desired(current)?;
+        let precondition = object::resource_version(&wanted)?;
+        if precondition.is_some_and(|rv| rv != revision) {
+            return Err(stale(kind, name));
+        }
+        admit(kind, current, wanted, mode, opts, precondition)
+    })
+    .await
+}
+
+/// An object in the form an update works on: the general `Value`, or a
+/// kind's Rust type where a typed update stands in (a Task's status, see
+/// `task_status`). The store's memo may hold either form; a value left in
+/// the other is converted, which is still cheaper than decoding its bytes.
+pub(super) trait Form: Sized + Send + 'static {
+    /// Decodes the stored object `kv`, stamped with its revision.
+    fn decode(kv: &KeyValue) -> Result<Self, ApiError>;
+    /// A memo entry as this form, if it holds this form or the other.
+    fn from_memo(entry: Box<dyn Any + Send>) -> Option<Self>;
+    /// Sets `metadata.resourceVersion`.
+    fn stamp(&mut self, revision: Revision);
+    /// Whether it is being deleted with no finalizer left: writing it
+    /// deletes it for real.
+    fn finished(&self) -> bool;
+    /// Its stored bytes (it has no `resourceVersion`), and where a response
+    /// splices the revision in when known; `capacity` guesses the size.
+    fn encode(&self, capacity: usize) -> (bytes::Bytes, Option<(usize, bool)>);
+    /// It as a `Value`, for the answers that are not stored bytes.
+    fn into_value(self) -> Result<Value, ApiError>;
+}
+
+impl Form for Value {
+    fn decode(kv: &KeyValue) -> Result<Self, ApiError> {
+        object::from_kv(kv)
+    }
+
+    fn from_memo(entry: Box<dyn Any + Send>) -> Option<Self> {
+        match entry.downcast::<Value>() {
+            Ok(value) => Some(*value),
+            Err(entry) => serde_json::to_value(*entry.downcast::<Task>().ok()?).ok(),
+        }
+    }
+
+    fn stamp(&mut self, revision: Revision) {
+        object::set_resource_version(self, revision);
+    }
+
+    fn finished(&self) -> bool {
+        object::is_deleting(self) && object::finalizers(self).is_empty()
+    }
+
+    fn encode(&self, capacity: usize) -> (bytes::Bytes, Option<(usize, bool)>) {
+        object::encode_stored(self, capacity)
+    }
+
+    fn into_value(self) -> Result<Value, ApiError> {
+        Ok(self)
+    }
+}
+
+/// The update loop over objects of form `D`. `compute` makes, from the
+/// current object (which it may take parts of) and its revision, what to
+/// write; an error it gives is the answer, once a read confirms it.
+pub(super) async fn run<D: Form>(
+    store: &dyn Store,
+    kind: &'static KindInfo,
+    key: &str,
+    name: &str,
+    mode: UpdateMode,
+    opts: WriteOptions,
+    mut compute: impl FnMut(&mut D, Revision) -> Result<Admitted<D>, ApiError>,
+) -> Result<Written, ApiError> {
     // The first try starts from the object this apiserver last wrote under
     // the key, if the memo still holds it, without reading the store: the
     // write's compare of the key's revision checks that it is still the
@@ -68,9 +144,10 @@ where
     // precondition then is. A dry run's answer is never checked, so it reads.
     let expected = opts.precondition;
     let mut guess = match opts.dry_run {
-        false => store.memo().and_then(|memo| memo.take_latest::<Value>(key)),
+        false => store.memo().and_then(|memo| memo.take_latest_any(key)),
         true => None,
-    };
+    }
+    .and_then(|(revision, entry, weight)| Some((revision, D::from_memo(entry)?, weight)));
     if expected.is_some() && guess.as_ref().map(|(revision, _, _)| *revision) != expected {
         guess = None;
     }
@@ -83,10 +160,14 @@ where
                 };
                 // The object this apiserver wrote at that revision, if it is
                 // still memoised, is what decoding the stored bytes would give.
-                let memoised = store.memo().and_then(|memo| memo.take::<Value>(key, kv.mod_revision));
+                let memoised = store
+                    .memo()
+                    .and_then(|memo| memo.take_latest_any(key))
+                    .filter(|(revision, _, _)| *revision == kv.mod_revision)
+                    .and_then(|(_, entry, _)| D::from_memo(entry));
                 let current = match memoised {
                     Some(current) => current,
-                    None => object::from_kv(&kv)?,
+                    None => D::decode(&kv)?,
                 };
                 (current, Read { revision: kv.mod_revision, size: kv.value.len(), stored: Some(kv.value) })
             }
@@ -109,25 +190,17 @@ where
                 };
             }};
         }
-        let wanted = match desired(&current) {
-            Ok(wanted) => wanted,
-            Err(err) => settle!(Err(err)),
-        };
-        let precondition = object::resource_version(&wanted)?;
-        if precondition.is_some_and(|rv| rv != read.revision) {
-            settle!(Err(stale(kind, name)));
-        }
-        let Admitted { mut next, warnings, unchanged } = match admit(kind, &mut current, wanted, mode, opts) {
+        let Admitted { mut next, warnings, unchanged, precondition } = match compute(&mut current, read.revision) {
             Ok(admitted) => admitted,
             Err(err) => settle!(Err(err)),
         };
         drop(current);
         if opts.dry_run {
-            object::set_resource_version(&mut next, read.revision);
-            return Ok(Written { object: WrittenObject::Value(next), warnings });
+            next.stamp(read.revision);
+            return Ok(Written { object: WrittenObject::Value(next.into_value()?), warnings });
         }
         if unchanged {
-            object::set_resource_version(&mut next, read.revision);
+            next.stamp(read.revision);
             // `next` is the stored object: back to the memo, and the stored
             // bytes are the answer.
             let stored = match read.stored {
@@ -141,12 +214,11 @@ where
             let object = stored_written(store, key, next, stored, read.revision, None, false);
             return Ok(Written { object, warnings });
         }
-        let finished = object::is_deleting(&next) && object::finalizers(&next).is_empty();
         // Admitted without its revision: serialised without copying it.
-        let (stored, splice_at) = match finished {
+        let (stored, splice_at) = match next.finished() {
             true => (None, None),
             false => {
-                let (bytes, at) = object::encode_stored(&next, read.size + 64);
+                let (bytes, at) = next.encode(read.size + 64);
                 (Some(bytes), at)
             }
         };
@@ -160,13 +232,13 @@ where
         };
         match store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
-                object::set_resource_version(&mut next, revision);
+                next.stamp(revision);
                 let object = match stored {
                     // A new status is only offered to the memo (see `stored_written`).
                     Some(bytes) => {
                         stored_written(store, key, next, bytes, revision, splice_at, mode == UpdateMode::Status)
                     }
-                    None => WrittenObject::Value(next),
+                    None => WrittenObject::Value(next.into_value()?),
                 };
                 return Ok(Written { object, warnings });
             }
@@ -211,15 +283,18 @@ struct Read {
     size: usize,
 }
 
-/// What [`admit`] makes of a desired object.
-struct Admitted {
+/// What an update makes of a desired object (see [`admit`]).
+pub(super) struct Admitted<D> {
     /// The object to write, without `resourceVersion`.
-    next: Value,
+    pub(super) next: D,
     /// Warnings to send back.
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
     /// Whether `next` is the stored object (with its revision stamped): the
     /// update writes nothing.
-    unchanged: bool,
+    pub(super) unchanged: bool,
+    /// The revision the desired object named: a failed compare is then the
+    /// client's conflict, not a race to retry.
+    pub(super) precondition: Option<Revision>,
 }
 
 /// Checks `wanted` and merges it with `current` per `mode`. The parts of
@@ -232,7 +307,8 @@ fn admit(
     mut wanted: Value,
     mode: UpdateMode,
     opts: WriteOptions,
-) -> Result<Admitted, ApiError> {
+    precondition: Option<Revision>,
+) -> Result<Admitted<Value>, ApiError> {
     if !wanted.is_object() {
         return Err(ApiError::BadRequest("the object must be a JSON object".into()));
     }
@@ -270,7 +346,7 @@ fn admit(
             let mut next = std::mem::take(current);
             set_status(&mut next, status);
             meta_mut(&mut next).remove("resourceVersion");
-            return Ok(Admitted { next, warnings, unchanged });
+            return Ok(Admitted { next, warnings, unchanged, precondition });
         }
     };
     if object::is_deleting(current) {
@@ -290,7 +366,7 @@ fn admit(
         }
     }
     meta_mut(&mut next).remove("resourceVersion");
-    Ok(Admitted { next, warnings, unchanged })
+    Ok(Admitted { next, warnings, unchanged, precondition })
 }
 
 /// Whether `next` (before its revision is stamped) will equal `current`

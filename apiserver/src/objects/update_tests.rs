@@ -54,7 +54,7 @@ fn reference(kind: &KindInfo, current: &Value, wanted: Value, mode: UpdateMode) 
 fn through_admit(kind: &KindInfo, current: &Value, wanted: Value, mode: UpdateMode) -> Result<(Value, bool), String> {
     let mut current = current.clone();
     let opts = WriteOptions::default();
-    match admit(kind, &mut current, wanted, mode, opts) {
+    match admit(kind, &mut current, wanted, mode, opts, None) {
         Ok(Admitted { mut next, unchanged, .. }) => {
             assert!(object::meta_str(&next, "resourceVersion").is_none(), "admitted objects carry no revision");
             object::set_resource_version(&mut next, REV);

@@ -124,9 +124,15 @@ impl KeyMemo {
     /// that compares the key's revision with it does. The entry is gone
     /// afterwards either way.
     pub fn take_latest<T: Any>(&self, key: &str) -> Option<(Revision, T, usize)> {
+        let (revision, value, weight) = self.take_latest_any(key)?;
+        value.downcast::<T>().ok().map(|value| (revision, *value, weight))
+    }
+
+    /// [`KeyMemo::take_latest`] of whatever the entry holds, for a caller
+    /// that can use values of several types.
+    pub fn take_latest_any(&self, key: &str) -> Option<(Revision, Box<dyn Any + Send>, usize)> {
         let entry = self.lock().remove(key)?;
-        let (revision, weight) = (entry.revision, entry.weight);
-        entry.value.downcast::<T>().ok().map(|value| (revision, *value, weight))
+        Some((entry.revision, entry.value, entry.weight))
     }
 
     /// Leaves `value`, of `weight`, as what the value of `key` at `revision`

@@ -47,7 +47,7 @@ struct Plan {
     compares: Vec<Compare>,
     ops: Vec<Op>,
     /// The bound tasks, and for each its key and stored size.
-    tasks: Vec<Value>,
+    tasks: Vec<Task>,
     written: Vec<(String, usize)>,
     pools: Pools,
 }
@@ -58,13 +58,17 @@ impl Plan {
         self.put(key, 0, object::to_stored(value));
     }
 
-    /// Writes the bound task `value` under `key`, created (`revision` 0) or
-    /// replacing the revision read.
-    fn put_task(&mut self, key: String, revision: u64, value: Value) {
-        let stored = object::to_stored(&value);
+    /// Writes the bound `task` (without a resourceVersion) under `key`,
+    /// created (`revision` 0) or replacing the revision read. It is stored
+    /// as its type serializes: the fields in the type's order.
+    fn put_task(&mut self, key: String, revision: u64, task: Task) -> Result<(), ApiError> {
+        let stored = bytes::Bytes::from(
+            serde_json::to_vec(&task).map_err(|e| ApiError::Internal(format!("encoding a task: {e}")))?,
+        );
         self.written.push((key.clone(), stored.len()));
         self.put(key, revision, stored);
-        self.tasks.push(value);
+        self.tasks.push(task);
+        Ok(())
     }
 
     /// Puts `stored` under `key` if the key is still at `revision`.
@@ -77,7 +81,7 @@ impl Plan {
 /// An accept's answer: the bound tasks and what is left of the offer.
 #[derive(serde::Serialize)]
 struct Answer<'a> {
-    tasks: &'a [Value],
+    tasks: &'a [Task],
     remaining: &'a Resources,
 }
 
@@ -95,20 +99,34 @@ struct MinimalAnswer<'a> {
 struct MinimalTask<'a> {
     api_version: &'static str,
     kind: &'static str,
-    metadata: std::collections::BTreeMap<&'static str, &'a Value>,
+    metadata: MinimalMeta<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MinimalMeta<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<&'a str>,
 }
 
 impl<'a> MinimalAnswer<'a> {
-    fn of(tasks: &'a [Value], remaining: &'a Resources) -> Self {
+    fn of(tasks: &'a [Task], remaining: &'a Resources) -> Self {
         let tasks = tasks
             .iter()
             .map(|t| {
-                let meta = object::meta(t);
-                let metadata = ["name", "namespace", "uid", "resourceVersion"]
-                    .into_iter()
-                    .filter_map(|f| Some((f, meta.get(f)?)))
-                    .collect();
-                MinimalTask { api_version: API_VERSION, kind: "Task", metadata }
+                let m = &t.metadata;
+                let metadata = MinimalMeta {
+                    name: &m.name,
+                    namespace: m.namespace.as_deref(),
+                    uid: m.uid.as_deref(),
+                    resource_version: m.resource_version.as_deref(),
+                };
+                MinimalTask { api_version: API_VERSION, kind: Task::KIND, metadata }
             })
             .collect();
         MinimalAnswer { tasks, remaining }
@@ -151,7 +169,7 @@ pub(crate) async fn serve(mut call: Call) -> Result<Response, ApiError> {
         match call.state.store().txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 for t in &mut plan.tasks {
-                    object::set_resource_version(t, revision);
+                    t.metadata.resource_version = Some(revision.to_string());
                 }
                 tracing::info!(offer = call.target.name(), framework = %offer.spec.framework,
                     tasks = plan.tasks.len(), "offer accepted");
@@ -204,15 +222,17 @@ async fn run_operation(
             for (k, submitted) in tasks.iter().enumerate() {
                 let task = objects::prepare_new_task_at(kind("tasks")?, submitted, FieldValidation::Strict, now)?;
                 let (key, bound) = bind(offer, &format!("{field}.tasks[{k}]"), task, now, plan)?;
-                plan.put_task(key, 0, bound);
+                plan.put_task(key, 0, bound)?;
             }
             for (k, name) in task_names.iter().enumerate() {
                 let (key, rev, task) = pending_task(call, offer, name).await?;
                 let current = encode(&task)?;
-                let (key, mut bound) =
+                let (key, bound) =
                     bind(offer, &format!("{field}.taskNames[{k}]"), task, now, plan).map(|(_, b)| (key, b))?;
+                // The fields the bind set are recorded for `manager`.
+                let mut bound = encode(&bound)?;
                 crate::apply::track_update(Some(&current), &mut bound, manager, UpdateMode::Main, true);
-                plan.put_task(key, rev, bound);
+                plan.put_task(key, rev, decode_value(bound)?)?;
             }
         }
         Operation::Reserve { resources } => {
@@ -300,7 +320,7 @@ fn bind(
     mut task: Task,
     now: DateTime<Utc>,
     plan: &mut Plan,
-) -> Result<(String, Value), ApiError> {
+) -> Result<(String, Task), ApiError> {
     let fw = &offer.spec.framework;
     match task.spec.framework.as_deref() {
         None if fw != super::BUILTIN_FRAMEWORK => task.spec.framework = Some(fw.clone()),
@@ -314,7 +334,7 @@ fn bind(
         return Err(invalid(offer, vec![FieldError::required(format!("{field}.metadata.name"), "name the task")]));
     }
     let key = object_key(kind("tasks")?, task.metadata.namespace.as_deref(), &task.metadata.name);
-    if plan.tasks.iter().any(|t| object::name(t) == task.metadata.name) {
+    if plan.tasks.iter().any(|t| t.metadata.name == task.metadata.name) {
         let e = FieldError::duplicate(format!("{field}.metadata.name"), &task.metadata.name);
         return Err(invalid(offer, vec![e]));
     }
@@ -339,7 +359,12 @@ fn bind(
     status.ports = drawn.assigned;
     task.status = Some(status);
     task.metadata.resource_version = None;
-    Ok((key, encode(&task)?))
+    Ok((key, task))
+}
+
+/// The Task a `Value` made from one describes.
+fn decode_value(value: Value) -> Result<Task, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::Internal(format!("decoding a task: {e}")))
 }
 
 /// Deletes whole Ready dynamic Reservations of the role on the offer's agent
