@@ -31,7 +31,7 @@
 //! - The revisions of the indexed records follow on from one another: a gap
 //!   found on open drops what comes before it (see [`ChangeLog::new`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,7 +139,9 @@ impl ChangeLog {
     }
 
     /// Hands `each` the encoded events above `after`, up to `upto`, in
-    /// order: each event's revision and bytes (see `codec::decode_event_bytes`).
+    /// order: each event's revision and bytes, and the value its record
+    /// holds for it when the event leaves its value to the record (see
+    /// `codec::decode_event_bytes`).
     /// Reads whole records, about [`READ_BUDGET`] bytes of them at most;
     /// returns the revision up to which it handed on every event (`upto`
     /// when the index holds nothing more, which only a compaction makes so).
@@ -147,18 +149,34 @@ impl ChangeLog {
         &self,
         after: Revision,
         upto: Revision,
-        mut each: impl FnMut(Revision, Bytes) -> Result<(), StoreError>,
+        mut each: impl FnMut(Revision, Bytes, Option<Bytes>) -> Result<(), StoreError>,
     ) -> Result<Revision, StoreError> {
         let wanted = self.records(after, upto);
         let Some(&(_, _, last_place)) = wanted.last() else { return Ok(upto) };
         for (seq, file, place) in &wanted {
             let payload = wal::read_payload(file, *seq, place)?;
+            // The record's object puts, by key, read once one is needed.
+            let mut objects: Option<HashMap<Bytes, Vec<Bytes>>> = None;
             for (key, run) in wal::puts_under(&payload, codec::LOG_PREFIX)? {
                 let key_revision = codec::log_key_revision(&key)?;
                 for (revision, at) in codec::entry_events(key_revision, &run)? {
-                    if revision > after && revision <= upto {
-                        each(revision, run.slice(at))?;
+                    if revision <= after || revision > upto {
+                        continue;
                     }
+                    let raw = run.slice(at);
+                    let value = match codec::value_in_record(&raw) {
+                        false => None,
+                        true => {
+                            let objects = match &mut objects {
+                                Some(objects) => objects,
+                                None => objects.insert(object_puts(&payload)?),
+                            };
+                            let key = codec::event_key(&raw).unwrap_or_default();
+                            let puts = objects.get(key).map(Vec::as_slice).unwrap_or_default();
+                            puts.iter().find_map(|put| codec::object_value_at(put, revision))
+                        }
+                    };
+                    each(revision, raw, value)?;
                 }
             }
         }
@@ -222,6 +240,16 @@ impl ChangeLog {
     }
 }
 
+/// The object puts of a record's payload: each object's key (without the
+/// key space's prefix) and the records put under it, in order.
+fn object_puts(payload: &Bytes) -> Result<HashMap<Bytes, Vec<Bytes>>, StoreError> {
+    let mut objects: HashMap<Bytes, Vec<Bytes>> = HashMap::new();
+    for (key, value) in wal::puts_under(payload, codec::OBJECT_PREFIX)? {
+        objects.entry(key.slice(1..)).or_default().push(value);
+    }
+    Ok(objects)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +266,7 @@ mod tests {
             let key = format!("/k/{revision}");
             let value = vec![b'v'; payload];
             staged.insert(&codec::object_key(&key), IVec::from(&value[..]));
-            runs.push(revision, &EventKind::Updated, &key, &value, b"before");
+            runs.push(revision, &EventKind::Updated, &key, Some(&value), b"before");
         }
         for (key, run) in runs.entries() {
             staged.log(&key, &run);
@@ -255,8 +283,8 @@ mod tests {
         while last < upto {
             let before = seen.len();
             last = index
-                .events(last, upto, |revision, raw| {
-                    let event = codec::decode_event_bytes(revision, raw)?;
+                .events(last, upto, |revision, raw, value| {
+                    let event = codec::decode_event_bytes(revision, raw, value)?;
                     assert_eq!(&event.prev_value[..], b"before");
                     seen.push((revision, event.key));
                     Ok(())
@@ -273,6 +301,57 @@ mod tests {
 
     fn empty_index(dir: &Path) -> ChangeLog {
         ChangeLog::new(dir.to_owned(), Vec::new(), 0).unwrap().0
+    }
+
+    #[test]
+    fn an_event_that_leaves_its_value_to_its_record_gets_the_put_of_its_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = wal::Log::create(dir.path(), 1, 64 << 10).unwrap();
+        let index = empty_index(dir.path());
+        // One batch: `/a` written twice, `/b` created, `/c` deleted.
+        let mut staged = wal::Staged::new(5, Vec::new());
+        let mut runs = codec::Runs::default();
+        staged.insert(&codec::object_key("/a"), codec::encode_object(1, 5, b"a at 5"));
+        runs.push(5, &EventKind::Updated, "/a", None, b"a before");
+        staged.insert(&codec::object_key("/a"), codec::encode_object(1, 6, b"a at 6"));
+        runs.push(6, &EventKind::Updated, "/a", None, b"a at 5");
+        staged.insert(&codec::object_key("/b"), codec::encode_object(6, 6, b"b"));
+        runs.push(6, &EventKind::Created, "/b", None, b"");
+        staged.remove(&codec::object_key("/c"));
+        runs.push(7, &EventKind::Deleted, "/c", Some(b""), b"c before");
+        for (key, run) in runs.entries() {
+            staged.log(&key, &run);
+        }
+        let record = staged.seal(7).1;
+        let offset = log.append(&record).unwrap();
+        index.appended(log.seq(), Place { first: 5, last: 7, offset, len: record.len() as u64 }).unwrap();
+
+        let mut seen = Vec::new();
+        index
+            .events(4, 7, |revision, raw, value| {
+                let ev = codec::decode_event_bytes(revision, raw, value)?;
+                let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+                seen.push((ev.revision, ev.kind, ev.key.clone(), text(&ev.value), text(&ev.prev_value)));
+                Ok(())
+            })
+            .unwrap();
+        let s = |v: &str| v.to_string();
+        assert_eq!(
+            seen,
+            vec![
+                (5, EventKind::Updated, s("/a"), s("a at 5"), s("a before")),
+                (6, EventKind::Updated, s("/a"), s("a at 6"), s("a at 5")),
+                (6, EventKind::Created, s("/b"), s("b"), s("")),
+                (7, EventKind::Deleted, s("/c"), s(""), s("c before")),
+            ]
+        );
+        // Less of the record's bytes than with every value inline.
+        let mut inline = codec::Runs::default();
+        inline.push(5, &EventKind::Updated, "/a", Some(b"a at 5"), b"a before");
+        let mut referring = codec::Runs::default();
+        referring.push(5, &EventKind::Updated, "/a", None, b"a before");
+        let size = |runs: codec::Runs| runs.entries().map(|(_, run)| run.len()).sum::<usize>();
+        assert_eq!(size(inline), size(referring) + 4 + "a at 5".len());
     }
 
     #[test]
@@ -297,7 +376,7 @@ mod tests {
         }
         // Up to a revision in the middle of a batch, and nothing past it.
         assert_eq!(replay(&index, 10, 13), expected(10, 13));
-        assert_eq!(index.events(revision, revision + 5, |_, _| panic!("no such event")).unwrap(), revision + 5);
+        assert_eq!(index.events(revision, revision + 5, |_, _, _| panic!("no such event")).unwrap(), revision + 5);
     }
 
     #[test]

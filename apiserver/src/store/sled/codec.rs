@@ -17,7 +17,13 @@
 //!   (u32 BE) | event)*`, keyed by the revision of its last event. The
 //!   committer writes a batch's events as runs of up to [`RUN_BYTES`] (one
 //!   sled insert for several events); single events are what stores
-//!   written before runs hold, and are still read.
+//!   written before runs hold, and are still read. In a write-ahead log
+//!   record an event whose new value the same record puts under the
+//!   object's key leaves it out: `kind (u8: 4 created, 5 updated) | key
+//!   length (u32 BE) | key | prev_value`, its value being that put's (the
+//!   one whose `mod_revision` is the event's revision, less the object
+//!   header). Logs written before hold every value inline, and are still
+//!   read.
 //! - meta: [`META_REVISION`], [`META_COMPACTED`] and [`META_LAYOUT`] → `u64 BE`
 //!
 //! Stores written before the one-tree layout kept the same records in the
@@ -137,21 +143,42 @@ pub(super) fn log_key_revision(raw: &[u8]) -> Result<Revision, StoreError> {
 #[cfg(test)]
 pub(super) fn encode_event(kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) -> IVec {
     let mut buf = Vec::with_capacity(9 + key.len() + value.len() + prev_value.len());
-    write_event(&mut buf, kind, key, value, prev_value);
+    write_event(&mut buf, kind, key, Some(value), prev_value);
     IVec::from(buf)
 }
 
-fn write_event(buf: &mut Vec<u8>, kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) {
-    buf.push(match kind {
+/// Writes one event; `value` `None`: the record it goes in puts the value
+/// under the object's key (see the module docs).
+fn write_event(buf: &mut Vec<u8>, kind: &EventKind, key: &str, value: Option<&[u8]>, prev_value: &[u8]) {
+    let code = match kind {
         EventKind::Created => 0,
         EventKind::Updated => 1,
         EventKind::Deleted => 2,
-    });
+    };
+    buf.push(if value.is_none() { code + IN_RECORD } else { code });
     buf.extend_from_slice(&len_u32(key.len()).to_be_bytes());
     buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(&len_u32(value.len()).to_be_bytes());
-    buf.extend_from_slice(value);
+    if let Some(value) = value {
+        buf.extend_from_slice(&len_u32(value.len()).to_be_bytes());
+        buf.extend_from_slice(value);
+    }
     buf.extend_from_slice(prev_value);
+}
+
+/// Added to an event's kind when its value is the record's put (4, 5).
+const IN_RECORD: u8 = 4;
+
+/// Whether an encoded event leaves its value to the record it is in: the
+/// value is then the one the record puts under `object_key` of the event's
+/// key at the event's revision.
+pub(super) fn value_in_record(raw: &[u8]) -> bool {
+    matches!(raw.first(), Some(&k) if k == IN_RECORD || k == IN_RECORD + 1)
+}
+
+/// The value of the object put `raw` (an object record, see
+/// [`encode_object`]) if it was written at `revision`.
+pub(super) fn object_value_at(raw: &Bytes, revision: Revision) -> Option<Bytes> {
+    (raw.len() >= OBJECT_HEADER && read_u64(&raw[8..16]) == revision).then(|| raw.slice(OBJECT_HEADER..))
 }
 
 /// First byte of a change-log entry holding a run of events.
@@ -173,9 +200,18 @@ pub(super) struct Runs {
 }
 
 impl Runs {
-    /// Appends an event written at `revision` (not below the last one).
-    pub(super) fn push(&mut self, revision: Revision, kind: &EventKind, key: &str, value: &[u8], prev_value: &[u8]) {
-        let len = 9 + key.len() + value.len() + prev_value.len();
+    /// Appends an event written at `revision` (not below the last one);
+    /// `value` `None`: the record the runs go in puts it (see the module
+    /// docs).
+    pub(super) fn push(
+        &mut self,
+        revision: Revision,
+        kind: &EventKind,
+        key: &str,
+        value: Option<&[u8]>,
+        prev_value: &[u8],
+    ) {
+        let len = 5 + key.len() + value.map_or(0, |v| 4 + v.len()) + prev_value.len();
         if !self.open.is_empty() && self.open.len() + 12 + len > RUN_BYTES {
             self.closed.push((self.last, std::mem::take(&mut self.open)));
         }
@@ -233,35 +269,46 @@ pub(super) fn event_key(raw: &[u8]) -> Option<&[u8]> {
 /// Decodes one change-log event written at `revision`.
 #[cfg(test)]
 pub(super) fn decode_event(revision: Revision, raw: IVec) -> Result<WatchEvent, StoreError> {
-    decode_event_bytes(revision, Bytes::from_owner(raw))
+    decode_event_bytes(revision, Bytes::from_owner(raw), None)
 }
 
-/// [`decode_event`] of bytes that may be a slice of a run.
-pub(super) fn decode_event_bytes(revision: Revision, raw: Bytes) -> Result<WatchEvent, StoreError> {
+/// [`decode_event`] of bytes that may be a slice of a run; `in_record` is
+/// the value of an event that leaves it to its record ([`value_in_record`]),
+/// which such an event cannot do without.
+pub(super) fn decode_event_bytes(
+    revision: Revision,
+    raw: Bytes,
+    in_record: Option<Bytes>,
+) -> Result<WatchEvent, StoreError> {
     let bad = || StoreError::Backend(format!("corrupt change-log event at revision {revision}"));
-    let kind = match raw.first() {
-        Some(0) => EventKind::Created,
-        Some(1) => EventKind::Updated,
-        Some(2) => EventKind::Deleted,
+    let (kind, inline) = match raw.first() {
+        Some(0) => (EventKind::Created, true),
+        Some(1) => (EventKind::Updated, true),
+        Some(2) => (EventKind::Deleted, true),
+        Some(4) => (EventKind::Created, false),
+        Some(5) => (EventKind::Updated, false),
         _ => return Err(bad()),
     };
     let key_end = 5 + event_key(&raw).ok_or_else(bad)?.len();
     let key = std::str::from_utf8(&raw[5..key_end]).map_err(|_| bad())?.to_owned();
-    let value_len = read_u32(raw.get(key_end..key_end + 4).ok_or_else(bad)?) as usize;
-    let value_start = key_end + 4;
-    let value_end = value_start + value_len;
-    if value_end > raw.len() {
-        return Err(bad());
-    }
-    let all = raw;
-    Ok(WatchEvent {
-        revision,
-        kind,
-        key,
-        value: all.slice(value_start..value_end),
-        prev_value: all.slice(value_end..),
-        memo: Default::default(),
-    })
+    let (value, prev_start) = match inline {
+        true => {
+            let value_len = read_u32(raw.get(key_end..key_end + 4).ok_or_else(bad)?) as usize;
+            let value_start = key_end + 4;
+            let value_end = value_start + value_len;
+            if value_end > raw.len() {
+                return Err(bad());
+            }
+            (raw.slice(value_start..value_end), value_end)
+        }
+        false => (
+            in_record.ok_or_else(|| {
+                StoreError::Backend(format!("the log record of revision {revision} lacks the value of {key}"))
+            })?,
+            key_end,
+        ),
+    };
+    Ok(WatchEvent { revision, kind, key, value, prev_value: raw.slice(prev_start..), memo: Default::default() })
 }
 
 /// Decodes a meta counter; absent means 0.
@@ -328,7 +375,7 @@ mod tests {
             [(5, &b"a"[..]), (5, &big[..]), (6, &big[..]), (6, &big[..]), (7, &big[..]), (7, &huge[..]), (8, &b"z"[..])]
         {
             let key = format!("/k/{}", pushed.len());
-            runs.push(revision, &EventKind::Updated, &key, value, b"before");
+            runs.push(revision, &EventKind::Updated, &key, Some(value), b"before");
             pushed.push((revision, key, value.to_vec()));
         }
         let entries: Vec<_> = runs.entries().collect();
@@ -342,7 +389,7 @@ mod tests {
             assert_eq!(events.last().unwrap().0, key_revision, "a run is keyed by its last event");
             let raw = Bytes::copy_from_slice(&raw);
             for (revision, at) in events {
-                let ev = decode_event_bytes(revision, raw.slice(at)).unwrap();
+                let ev = decode_event_bytes(revision, raw.slice(at), None).unwrap();
                 assert_eq!(&ev.prev_value[..], b"before");
                 read.push((ev.revision, ev.key, ev.value.to_vec()));
             }
@@ -352,6 +399,29 @@ mod tests {
         let single = encode_event(&EventKind::Created, "/a", b"v", b"");
         assert_eq!(entry_events(9, &single).unwrap(), vec![(9, 0..single.len())]);
         assert!(entry_events(9, &[RUN, 0, 0]).is_err(), "a cut run is corrupt");
+    }
+
+    #[test]
+    fn an_event_left_to_its_record_needs_the_record_value() {
+        let mut runs = Runs::default();
+        runs.push(4, &EventKind::Created, "/a", None, b"");
+        runs.push(5, &EventKind::Updated, "/a", None, b"first");
+        let (key, raw) = runs.entries().next().unwrap();
+        let raw = Bytes::from(raw);
+        let events = entry_events(log_key_revision(&key).unwrap(), &raw).unwrap();
+        let (created, updated) = (raw.slice(events[0].1.clone()), raw.slice(events[1].1.clone()));
+        assert!(value_in_record(&created) && value_in_record(&updated));
+        assert_eq!(event_key(&updated), Some(&b"/a"[..]));
+        let ev = decode_event_bytes(5, updated.clone(), Some(Bytes::from_static(b"second"))).unwrap();
+        assert_eq!((ev.kind, &ev.value[..], &ev.prev_value[..]), (EventKind::Updated, &b"second"[..], &b"first"[..]));
+        let ev = decode_event_bytes(4, created, Some(Bytes::from_static(b"first"))).unwrap();
+        assert_eq!((ev.kind, &ev.value[..], &ev.prev_value[..]), (EventKind::Created, &b"first"[..], &b""[..]));
+        assert!(decode_event_bytes(5, updated, None).is_err(), "its value must come from the record");
+        // The put it takes the value from is the one at its revision.
+        let put = Bytes::from(encode_object(4, 5, b"second").to_vec());
+        assert_eq!(object_value_at(&put, 5).as_deref(), Some(&b"second"[..]));
+        assert_eq!(object_value_at(&put, 4), None);
+        assert!(!value_in_record(&encode_event(&EventKind::Updated, "/a", b"v", b"")));
     }
 
     #[test]

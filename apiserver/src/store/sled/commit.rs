@@ -217,7 +217,9 @@ fn apply_one(
                 }
             }
         };
-        runs.push(revision, &event.kind, &event.key, &event.value, &event.prev_value);
+        // A put's value is in the record already, under the object's key.
+        let value = matches!(event.kind, EventKind::Deleted).then_some(&event.value[..]);
+        runs.push(revision, &event.kind, &event.key, value, &event.prev_value);
         events.push(event);
     }
     Ok(Applied::Committed { revision, events })

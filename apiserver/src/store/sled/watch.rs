@@ -121,9 +121,9 @@ impl State {
         } else {
             let (last, prefix) = (self.last, self.prefix.as_bytes());
             let (live, ready) = (&self.live, &mut self.ready);
-            store.changelog.events(last, self.replay_to, |revision, raw| {
+            store.changelog.events(last, self.replay_to, |revision, raw, value| {
                 if codec::event_key(&raw).is_some_and(|k| k.starts_with(prefix)) {
-                    let event = codec::decode_event_bytes(revision, raw)?;
+                    let event = codec::decode_event_bytes(revision, raw, value)?;
                     if !matches!(live, Live::Routed(sub, _) if !sub.wants(&event)) {
                         ready.push_back(event);
                     }
@@ -163,7 +163,7 @@ impl State {
                 if !wanted {
                     continue;
                 }
-                let event = codec::decode_event_bytes(revision, raw.slice(at))?;
+                let event = codec::decode_event_bytes(revision, raw.slice(at), None)?;
                 if !matches!(&self.live, Live::Routed(sub, _) if !sub.wants(&event)) {
                     self.ready.push_back(event);
                 }
