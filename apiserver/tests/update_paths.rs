@@ -173,3 +173,61 @@ async fn puts_refused_while_the_memo_holds_a_newer_object_get_their_own_answer()
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(api.get(&task_path("web", "s1")).await.body, newer, "nothing was written");
 }
+
+/// A write asked for a minimal answer (`Prefer: return=minimal`) answers the
+/// object's identity and revision alone, and writes what it would have
+/// written without the preference; a dry run's answer too.
+#[tokio::test]
+async fn writes_that_prefer_a_minimal_answer_get_the_identity_and_revision_alone() {
+    let server = TestServer::start().await;
+    let api = Api::new(&server);
+    let minimal = |method: reqwest::Method, path: String, body: &Value| {
+        let req = api.http.request(method, format!("{}{path}", api.base)).header("Prefer", "return=minimal");
+        let body = serde_json::to_vec(body).unwrap();
+        async move {
+            let r = req.header("content-type", "application/json").body(body).send().await.unwrap();
+            let (status, applied) = (r.status(), r.headers().get("preference-applied").cloned());
+            let body: Value = r.json().await.unwrap();
+            (status, applied.and_then(|v| v.to_str().ok().map(str::to_string)), body)
+        }
+    };
+    let expect = |answer: &Value, stored: &Value| {
+        let meta = &stored["metadata"];
+        let want = json!({"apiVersion": "meseta.io/v1", "kind": "Task", "metadata": {"name": meta["name"],
+            "namespace": meta["namespace"], "uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}});
+        assert_eq!(answer, &want);
+    };
+
+    let (status, applied, answer) = minimal(reqwest::Method::POST, tasks("web"), &task("web", "m")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(applied.as_deref(), Some("return=minimal"));
+    let stored = api.get(&task_path("web", "m")).await.body;
+    expect(&answer, &stored);
+
+    // A status write: the status is written, the answer is minimal.
+    let mut st = stored.clone();
+    st["status"]["message"] = json!("minimal");
+    let path = format!("{}/status", task_path("web", "m"));
+    let (status, applied, answer) = minimal(reqwest::Method::PUT, path.clone(), &st).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(applied.as_deref(), Some("return=minimal"));
+    let after = api.get(&task_path("web", "m")).await.body;
+    assert_eq!(after["status"]["message"], "minimal");
+    assert!(rv(&after) > rv(&stored));
+    expect(&answer, &after);
+
+    // A dry run answers minimally too, at the stored revision, writing nothing.
+    let mut edit = after.clone();
+    edit["metadata"]["labels"] = json!({"dry": "run"});
+    let (status, _, answer) =
+        minimal(reqwest::Method::PUT, format!("{}?dryRun=All", task_path("web", "m")), &edit).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    expect(&answer, &after);
+    assert_eq!(api.get(&task_path("web", "m")).await.body, after);
+
+    // Without the preference, the whole object as before.
+    let r = api.put(&path, &after).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.headers.get("preference-applied").is_none());
+    assert_eq!(r.body, after);
+}

@@ -14,6 +14,8 @@ mod offers;
 mod read;
 mod write;
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -118,6 +120,93 @@ pub(crate) fn respond_written(code: StatusCode, written: &crate::objects::Writte
     let mut resp = (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     add_warnings(&mut resp, &written.warnings);
     resp
+}
+
+/// The answer to a write on `headers`' request: [`respond_written`], or to
+/// a client that prefers a minimal answer (`Prefer: return=minimal`, RFC
+/// 7240) the object's apiVersion, kind, name, namespace, uid and
+/// resourceVersion alone, with `Preference-Applied: return=minimal`: what a
+/// writer needs to write again or to match a watch event, without sending
+/// back the object it has just sent.
+pub(crate) fn answer_written(
+    headers: &HeaderMap,
+    code: StatusCode,
+    kind: &meseta_schemas::registry::KindInfo,
+    written: &crate::objects::Written,
+) -> Response {
+    if !crate::request::prefers_minimal(headers) {
+        return respond_written(code, written);
+    }
+    let revision;
+    let minimal = match &written.object {
+        WrittenObject::Stored { bytes, revision: rev, .. } => {
+            revision = rev.to_string();
+            MinimalObject::of_stored(kind, bytes, &revision)
+        }
+        WrittenObject::Value(object) => {
+            let meta = crate::object::meta(object);
+            let text = |field: &str| meta.get(field).and_then(Value::as_str).map(Cow::Borrowed);
+            Some(MinimalObject::new(kind, text("name"), text("namespace"), text("uid"), text("resourceVersion")))
+        }
+    };
+    let Some(minimal) = minimal else { return respond_written(code, written) };
+    let mut resp = (code, [("preference-applied", "return=minimal")], axum::Json(minimal)).into_response();
+    add_warnings(&mut resp, &written.warnings);
+    resp
+}
+
+/// An object by its identity and revision alone: a minimal answer.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MinimalObject<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: MinimalMeta<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MinimalMeta<'a> {
+    name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<Cow<'a, str>>,
+}
+
+impl<'a> MinimalObject<'a> {
+    /// The minimal form of an object of `kind` with these fields.
+    pub(crate) fn new(
+        kind: &meseta_schemas::registry::KindInfo,
+        name: Option<Cow<'a, str>>,
+        namespace: Option<Cow<'a, str>>,
+        uid: Option<Cow<'a, str>>,
+        resource_version: Option<Cow<'a, str>>,
+    ) -> Self {
+        let metadata = MinimalMeta { name: name.unwrap_or_default(), namespace, uid, resource_version };
+        MinimalObject { api_version: meseta_schemas::API_VERSION, kind: kind.kind, metadata }
+    }
+
+    /// The minimal form of the stored bytes of an object at `revision`, its
+    /// metadata read in place; `None` when the bytes cannot be read so.
+    fn of_stored(kind: &meseta_schemas::registry::KindInfo, stored: &[u8], revision: &'a str) -> Option<Self> {
+        let (mut name, mut namespace, mut uid, mut readable) = (None, None, None, true);
+        crate::object::metadata_fields(stored, |key, raw| {
+            let slot = match key {
+                b"name" => &mut name,
+                b"namespace" => &mut namespace,
+                b"uid" => &mut uid,
+                _ => return,
+            };
+            match serde_json::from_slice::<Option<String>>(raw) {
+                Ok(text) => *slot = text.map(Cow::Owned),
+                Err(_) => readable = false,
+            }
+        })?;
+        readable.then(|| MinimalObject::new(kind, name, namespace, uid, Some(Cow::Borrowed(revision))))
+    }
 }
 
 /// A JSON response with `Warning` headers.

@@ -6,7 +6,7 @@ use meseta_schemas::FieldError;
 use serde_json::Value;
 
 use super::read::list_body;
-use super::{respond, respond_written, Call};
+use super::{answer_written, respond, Call};
 use crate::error::ApiError;
 use crate::object;
 use crate::objects::{self, Filter, ListPage, NewObject, UpdateMode, WriteOptions};
@@ -43,7 +43,7 @@ pub(super) async fn create(mut call: Call) -> Result<Response, ApiError> {
     let track = |obj: &mut Value| crate::apply::track_update(None, obj, &manager, UpdateMode::Main, kind.has_status);
     let store = call.state.store().clone();
     let written = objects::create_tracked(store.as_ref(), kind, namespace, body, opts, track).await?;
-    Ok(respond_written(StatusCode::CREATED, &written))
+    Ok(answer_written(&call.headers, StatusCode::CREATED, kind, &written))
 }
 
 /// `PUT .../{name}` and `.../{name}/status`. A plain JSON body is decoded
@@ -62,7 +62,7 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
             opts.precondition = precondition;
             let (store, t) = (call.state.store().clone(), &call.target);
             let written = objects::update_task_status(store.as_ref(), kind, &t.key(), t.name(), opts, task).await?;
-            return Ok(respond_written(StatusCode::OK, &written));
+            return Ok(answer_written(&call.headers, StatusCode::OK, kind, &written));
         }
     }
     let checked = match json {
@@ -93,7 +93,7 @@ pub(super) async fn replace(mut call: Call, mode: UpdateMode) -> Result<Response
             Ok(next)
         })
         .await?;
-    Ok(respond_written(StatusCode::OK, &written))
+    Ok(answer_written(&call.headers, StatusCode::OK, call.target.kind, &written))
 }
 
 /// A Task status write's body the typed way takes (`objects::update_task_status`),
@@ -165,7 +165,7 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
         let req =
             crate::apply::ApplyRequest { store: store.as_ref(), target, config: patch, manager, force, mode, opts };
         return Ok(match crate::apply::serve(req).await {
-            Ok((code, written)) => respond_written(code, &written),
+            Ok((code, written)) => answer_written(&call.headers, code, target.kind, &written),
             Err(resp) => resp,
         });
     }
@@ -185,7 +185,7 @@ pub(super) async fn patch(mut call: Call, mode: UpdateMode) -> Result<Response, 
     })
     .await;
     let written = result?;
-    Ok(respond_written(StatusCode::OK, &written))
+    Ok(answer_written(&call.headers, StatusCode::OK, call.target.kind, &written))
 }
 
 /// Records the field ownership of an update of `current` to `next`. A write

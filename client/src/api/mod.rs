@@ -19,6 +19,9 @@ use crate::client::{Body, Client};
 use crate::error::{decode, decode_value, Error, Result};
 use crate::params::{DeleteParams, ListParams, WatchParams, WATCH_CLIENT_MARGIN};
 
+/// The request header asking a write for a minimal answer (RFC 7240): the
+/// object's identity and revision alone.
+const MINIMAL: [(&str, &str); 1] = [("prefer", "return=minimal")];
 /// Media type of a JSON merge patch (RFC 7386).
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
 /// Media type of a JSON patch (RFC 6902).
@@ -332,7 +335,9 @@ impl<K: Resource> Api<K> {
         }
         let body = Self::to_body(obj)?;
         let path = self.path_of(obj, Some("status"))?;
-        let bytes = self.client.send(Method::PUT, &path, &self.write_query(), Body::Json(body)).await?;
+        // Only the revision is read from the answer: a server that takes the
+        // preference sends nothing else.
+        let bytes = self.client.send_with(Method::PUT, &path, &self.write_query(), Body::Json(body), &MINIMAL).await?;
         let written: WrittenRevision = decode(K::KIND, &bytes)?;
         let meta = obj.meta_mut();
         meta.resource_version = written.metadata.resource_version;
@@ -421,8 +426,7 @@ impl<K: Resource> Api<K> {
     ) -> Result<()> {
         let path = format!("{}/{sub}", self.object_path(name, None)?);
         let body = Body::Json(crate::client::request_body(body)?);
-        let minimal = [("prefer", "return=minimal")];
-        self.client.send_with(Method::POST, &path, &self.write_query(), body, &minimal).await?;
+        self.client.send_with(Method::POST, &path, &self.write_query(), body, &MINIMAL).await?;
         Ok(())
     }
 

@@ -20,6 +20,8 @@
 //!    client that prefers a minimal answer (`Prefer: return=minimal`), each
 //!    task by its name, namespace, uid and resourceVersion only.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -34,7 +36,7 @@ use super::{
     decode, encode, framework_filter, json_body, kind, offer_lost, usable_offer, AcceptRequest, Ctx, Operation,
 };
 use crate::error::ApiError;
-use crate::handlers::Call;
+use crate::handlers::{Call, MinimalObject};
 use crate::object;
 use crate::objects::{self, UpdateMode, MAX_RETRIES};
 use crate::path::{collection_prefix, object_key};
@@ -90,28 +92,8 @@ struct Answer<'a> {
 /// resourceVersion only, and what is left of the offer.
 #[derive(serde::Serialize)]
 struct MinimalAnswer<'a> {
-    tasks: Vec<MinimalTask<'a>>,
+    tasks: Vec<MinimalObject<'a>>,
     remaining: &'a Resources,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MinimalTask<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    metadata: MinimalMeta<'a>,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MinimalMeta<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource_version: Option<&'a str>,
 }
 
 impl<'a> MinimalAnswer<'a> {
@@ -119,18 +101,18 @@ impl<'a> MinimalAnswer<'a> {
         let tasks = tasks
             .iter()
             .map(|t| {
-                let m = &t.metadata;
-                let metadata = MinimalMeta {
-                    name: &m.name,
-                    namespace: m.namespace.as_deref(),
-                    uid: m.uid.as_deref(),
-                    resource_version: m.resource_version.as_deref(),
-                };
-                MinimalTask { api_version: API_VERSION, kind: Task::KIND, metadata }
+                let (m, text) = (&t.metadata, |s: &'a String| Cow::Borrowed(s.as_str()));
+                let ns = m.namespace.as_ref().map(text);
+                let (uid, rv) = (m.uid.as_ref().map(text), m.resource_version.as_ref().map(text));
+                MinimalObject::new(tasks_kind(), Some(text(&m.name)), ns, uid, rv)
             })
             .collect();
         MinimalAnswer { tasks, remaining }
     }
+}
+
+fn tasks_kind() -> &'static meseta_schemas::registry::KindInfo {
+    meseta_schemas::registry::by_kind(Task::KIND).expect("Task is a registered kind")
 }
 
 fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
