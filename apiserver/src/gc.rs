@@ -140,6 +140,32 @@ struct OwnerObject {
     metadata: Option<OwnerMeta>,
 }
 
+/// The fields [`owner_view`] reads from stored bytes, as their raw JSON
+/// text; `None` when a scan cannot tell.
+fn owner_fields(stored: &[u8]) -> Option<[Option<&[u8]>; 4]> {
+    let mut fields = [None; 4];
+    object::metadata_fields(stored, |key, raw| {
+        let slot = match key {
+            b"uid" => 0,
+            b"ownerReferences" => 1,
+            b"deletionTimestamp" => 2,
+            b"finalizers" => 3,
+            _ => return,
+        };
+        fields[slot] = Some(raw);
+    })?;
+    Some(fields)
+}
+
+/// Whether an update from `before` to `after` (stored bytes) left the fields
+/// the collector reads exactly as they were, on an object not being deleted.
+fn owner_fields_unchanged(before: &[u8], after: &[u8]) -> bool {
+    match (owner_fields(before), owner_fields(after)) {
+        (Some(before), Some(after)) => before == after && after[2].is_none_or(|t| t == b"null"),
+        _ => false,
+    }
+}
+
 /// A stored object reduced to `metadata.{uid, ownerReferences,
 /// deletionTimestamp, finalizers}`: all the [`object`] helpers the collector
 /// applies to an event's object read, at a fraction of a full decode (every
@@ -254,6 +280,10 @@ impl Collector {
 
     async fn handle(&mut self, ev: WatchEvent) -> Result<(), ApiError> {
         match ev.kind {
+            // Most updates (every status write) leave what the collector
+            // reads as it was: the index already holds it, and an object
+            // not being deleted has nothing to finalize.
+            EventKind::Updated if owner_fields_unchanged(&ev.prev_value, &ev.value) => {}
             EventKind::Created | EventKind::Updated => {
                 let obj = owner_view(&ev.value)?;
                 self.index.upsert(&ev.key, &obj);
@@ -402,6 +432,37 @@ mod tests {
         // What the scan cannot tell is parsed in full, the same way.
         let escaped = owner_view(br#"{"metadata":{"uid":"u2","fin\u0061lizers":["x"]}}"#).unwrap();
         assert_eq!((object::uid(&escaped), object::finalizers(&escaped)), ("u2", vec!["x".to_string()]));
+    }
+
+    #[test]
+    fn an_update_is_passed_over_only_when_what_the_collector_reads_is_as_it_was() {
+        let base = json!({"metadata": {"name": "t", "uid": "u1", "labels": {"a": "b"},
+            "ownerReferences": [{"apiVersion": "meseta.io/v1", "kind": "Job", "name": "j", "uid": "o1"}]},
+            "spec": {"command": "true"}, "status": {"state": "PENDING"}});
+        let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut v = base.clone();
+            edit(&mut v);
+            bytes(&v)
+        };
+        // A new status, label or spec: passed over.
+        let status = with(&|v| v["status"]["state"] = json!("RUNNING"));
+        assert!(owner_fields_unchanged(&bytes(&base), &status));
+        assert!(owner_fields_unchanged(&bytes(&base), &with(&|v| v["metadata"]["labels"]["c"] = json!("d"))));
+        // Anything the collector reads: handled.
+        for changed in [
+            with(&|v| v["metadata"]["uid"] = json!("u2")),
+            with(&|v| v["metadata"]["ownerReferences"][0]["uid"] = json!("o2")),
+            with(&|v| v["metadata"]["ownerReferences"] = json!([])),
+            with(&|v| v["metadata"]["finalizers"] = json!(["x"])),
+            with(&|v| v["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z")),
+        ] {
+            assert!(!owner_fields_unchanged(&bytes(&base), &changed), "{}", String::from_utf8_lossy(&changed));
+        }
+        // An object being deleted is always handled, and so is what the scan cannot read.
+        let deleting = with(&|v| v["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z"));
+        assert!(!owner_fields_unchanged(&deleting, &deleting));
+        assert!(!owner_fields_unchanged(b"[1]", b"[1]"));
     }
 
     #[test]
