@@ -112,6 +112,12 @@ pub fn run_number(task: &Task) -> u32 {
     task.metadata.name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
+/// How many times the task's instance had failed before it, as its status
+/// carries it over.
+fn failure_count(task: &Task) -> u32 {
+    task.status.as_ref().map_or(0, |s| s.failure_count)
+}
+
 /// The instance index of a task.
 pub fn instance_of(task: &Task) -> Option<u32> {
     task.metadata.labels.get(INSTANCE_LABEL)?.parse().ok()
@@ -216,8 +222,8 @@ pub fn plan_job(job: &Job, tasks: &[Arc<Task>], hash: &str, now: Time, cfg: &Pla
             }
             continue;
         };
-        let st = cur.status.clone().unwrap_or_default();
-        failures += st.failure_count + u32::from(cur.state() == TaskState::Failed);
+        let prior_failures = failure_count(cur);
+        failures += prior_failures + u32::from(cur.state() == TaskState::Failed);
         let next_n = run_number(cur) + 1;
         if spec.type_ == JobType::Cron {
             if cron_fire {
@@ -237,7 +243,7 @@ pub fn plan_job(job: &Job, tasks: &[Arc<Task>], hash: &str, now: Time, cfg: &Pla
                 let stable = ran_for(cur).is_some_and(|d| d >= cfg.stable_after);
                 let prior_rapid: u32 = annotation(cur, RAPID_ANNOTATION).and_then(|r| r.parse().ok()).unwrap_or(0);
                 let failed = s == TaskState::Failed;
-                let new_failures = st.failure_count + u32::from(failed);
+                let new_failures = prior_failures + u32::from(failed);
                 let replace = match spec.type_ {
                     JobType::Service => true,
                     JobType::Adhoc => match s {
@@ -284,11 +290,10 @@ pub fn plan_job(job: &Job, tasks: &[Arc<Task>], hash: &str, now: Time, cfg: &Pla
         for step in next_batch(&views, spec.instances, strategy.batch_size, strategy.minimum_healthy_percent) {
             let list = &by_instance[&step.index];
             let cur = list.last().expect("an outdated instance has a task");
-            let st = cur.status.clone().unwrap_or_default();
             plan.create.push(NewTask {
                 instance: step.index,
                 n: run_number(cur) + 1,
-                failure_count: st.failure_count,
+                failure_count: failure_count(cur),
                 rapid: 0,
                 throttled_until: None,
             });
