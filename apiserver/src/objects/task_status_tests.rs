@@ -151,6 +151,16 @@ async fn the_same_status_again_writes_nothing() {
     assert_eq!(stored(&*store, "t").await.1, revision_of(&first));
 }
 
+/// An unconditional main-resource edit: label `edited` set to `value`.
+fn labelled(value: &'static str) -> impl FnMut(&Value) -> Result<Value, ApiError> {
+    move |current: &Value| {
+        let mut wanted = current.clone();
+        object::meta_mut(&mut wanted).insert("labels".into(), json!({ "edited": value }));
+        object::meta_mut(&mut wanted).remove("resourceVersion");
+        Ok(wanted)
+    }
+}
+
 #[tokio::test]
 async fn the_memo_holds_a_typed_task_that_the_general_way_takes_up() {
     let (_dir, store) = store_with(&["t"]).await;
@@ -176,13 +186,7 @@ async fn the_memo_holds_a_typed_task_that_the_general_way_takes_up() {
     let (bytes, _) = object::encode_stored(&moved, 1024);
     let txn = Txn { compares: vec![], ops: vec![crate::store::Op::Put { key: key("t"), value: bytes }] };
     assert!(matches!(store.txn(txn).await.unwrap(), TxnOutcome::Committed { .. }));
-    let label = |current: &Value| {
-        let mut wanted = current.clone();
-        object::meta_mut(&mut wanted).insert("labels".into(), json!({"edited": "yes"}));
-        object::meta_mut(&mut wanted).remove("resourceVersion");
-        Ok(wanted)
-    };
-    update(&*store, kind(), &key("t"), "t", UpdateMode::Main, WriteOptions::default(), label).await.unwrap();
+    update(&*store, kind(), &key("t"), "t", UpdateMode::Main, WriteOptions::default(), labelled("yes")).await.unwrap();
     let (after, _) = stored(&*store, "t").await;
     assert_eq!(after["metadata"]["labels"]["edited"], "yes");
     assert_eq!(after["metadata"]["annotations"]["moved"], "behind the memo");
@@ -191,13 +195,9 @@ async fn the_memo_holds_a_typed_task_that_the_general_way_takes_up() {
     // And one whose guess holds takes the typed entry as the object.
     let (_, revision) = stored(&*store, "t").await;
     memo.put(&key("t"), revision, stored_task(&*store, "t").await, 1);
-    let note = |current: &Value| {
-        let mut wanted = current.clone();
-        object::meta_mut(&mut wanted).insert("labels".into(), json!({"edited": "twice"}));
-        object::meta_mut(&mut wanted).remove("resourceVersion");
-        Ok(wanted)
-    };
-    update(&*store, kind(), &key("t"), "t", UpdateMode::Main, WriteOptions::default(), note).await.unwrap();
+    update(&*store, kind(), &key("t"), "t", UpdateMode::Main, WriteOptions::default(), labelled("twice"))
+        .await
+        .unwrap();
     assert_eq!(stored(&*store, "t").await.0["metadata"]["labels"]["edited"], "twice");
 }
 
