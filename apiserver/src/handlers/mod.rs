@@ -2,7 +2,8 @@
 //! path and dispatches on (collection or object, subresource, method).
 //!
 //! Owns the mapping from HTTP verbs to object operations and the response
-//! shapes (objects, `<Kind>List`, `Warning` headers). The rules of each
+//! shapes (objects, minimal answers to writes, `<Kind>List`, `Warning`
+//! headers). The rules of each
 //! operation live in [`crate::objects`]; watches in [`crate::watch`].
 //!
 //! Subresources: `status` is served here. Subresources with their own verbs
