@@ -11,8 +11,8 @@
 //! # Why in the log
 //!
 //! Every batch's record already carries its change-log runs (`codec::Runs`:
-//! each event's key, value and previous value), since the log must make the
-//! batch durable. Writing the runs to sled as well cost about two thirds of
+//! each event's key and previous value; its new value is the record's put of
+//! the object), since the log must make the batch durable. Writing the runs to sled as well cost about two thirds of
 //! the bytes sled was given per write, the compaction that deleted them
 //! again, and sled's own rewriting of their pages. So sled holds objects and
 //! counters alone, and the log's segments stay after a checkpoint until
