@@ -138,16 +138,12 @@ pub(crate) fn answer_written(
     if !crate::request::prefers_minimal(headers) {
         return respond_written(code, written);
     }
-    let revision;
     let minimal = match &written.object {
-        WrittenObject::Stored { bytes, revision: rev, .. } => {
-            revision = rev.to_string();
-            MinimalObject::of_stored(kind, bytes, &revision)
-        }
+        WrittenObject::Stored { bytes, revision, .. } => MinimalObject::of_stored(kind.kind, bytes, *revision),
         WrittenObject::Value(object) => {
             let meta = crate::object::meta(object);
             let text = |field: &str| meta.get(field).and_then(Value::as_str).map(Cow::Borrowed);
-            Some(MinimalObject::new(kind, text("name"), text("namespace"), text("uid"), text("resourceVersion")))
+            Some(MinimalObject::new(kind.kind, text("name"), text("namespace"), text("uid"), text("resourceVersion")))
         }
     };
     let Some(minimal) = minimal else { return respond_written(code, written) };
@@ -180,19 +176,19 @@ struct MinimalMeta<'a> {
 impl<'a> MinimalObject<'a> {
     /// The minimal form of an object of `kind` with these fields.
     pub(crate) fn new(
-        kind: &meseta_schemas::registry::KindInfo,
+        kind: &'static str,
         name: Option<Cow<'a, str>>,
         namespace: Option<Cow<'a, str>>,
         uid: Option<Cow<'a, str>>,
         resource_version: Option<Cow<'a, str>>,
     ) -> Self {
         let metadata = MinimalMeta { name: name.unwrap_or_default(), namespace, uid, resource_version };
-        MinimalObject { api_version: meseta_schemas::API_VERSION, kind: kind.kind, metadata }
+        MinimalObject { api_version: meseta_schemas::API_VERSION, kind, metadata }
     }
 
     /// The minimal form of the stored bytes of an object at `revision`, its
     /// metadata read in place; `None` when the bytes cannot be read so.
-    fn of_stored(kind: &meseta_schemas::registry::KindInfo, stored: &[u8], revision: &'a str) -> Option<Self> {
+    fn of_stored(kind: &'static str, stored: &[u8], revision: crate::store::Revision) -> Option<Self> {
         let (mut name, mut namespace, mut uid, mut readable) = (None, None, None, true);
         crate::object::metadata_fields(stored, |key, raw| {
             let slot = match key {
@@ -206,7 +202,7 @@ impl<'a> MinimalObject<'a> {
                 Err(_) => readable = false,
             }
         })?;
-        readable.then(|| MinimalObject::new(kind, name, namespace, uid, Some(Cow::Borrowed(revision))))
+        readable.then(|| MinimalObject::new(kind, name, namespace, uid, Some(Cow::Owned(revision.to_string()))))
     }
 }
 

@@ -104,15 +104,11 @@ impl<'a> MinimalAnswer<'a> {
                 let (m, text) = (&t.metadata, |s: &'a String| Cow::Borrowed(s.as_str()));
                 let ns = m.namespace.as_ref().map(text);
                 let (uid, rv) = (m.uid.as_ref().map(text), m.resource_version.as_ref().map(text));
-                MinimalObject::new(tasks_kind(), Some(text(&m.name)), ns, uid, rv)
+                MinimalObject::new(Task::KIND, Some(text(&m.name)), ns, uid, rv)
             })
             .collect();
         MinimalAnswer { tasks, remaining }
     }
-}
-
-fn tasks_kind() -> &'static meseta_schemas::registry::KindInfo {
-    meseta_schemas::registry::by_kind(Task::KIND).expect("Task is a registered kind")
 }
 
 fn invalid(offer: &Offer, causes: Vec<FieldError>) -> ApiError {
