@@ -140,19 +140,25 @@ struct OwnerObject {
     metadata: Option<OwnerMeta>,
 }
 
-/// The fields [`owner_view`] reads from stored bytes, as their raw JSON
-/// text; `None` when a scan cannot tell.
+/// The `metadata` fields the collector reads.
+const OWNER_FIELDS: [&str; 4] = ["uid", "ownerReferences", "deletionTimestamp", "finalizers"];
+
+/// Where `deletionTimestamp` is in [`OWNER_FIELDS`].
+const DELETION: usize = 2;
+
+/// The place of the `metadata` field `key` in [`OWNER_FIELDS`].
+fn owner_field(key: &[u8]) -> Option<usize> {
+    OWNER_FIELDS.iter().position(|f| f.as_bytes() == key)
+}
+
+/// The [`OWNER_FIELDS`] of stored bytes, as their raw JSON text; `None`
+/// when a scan cannot tell.
 fn owner_fields(stored: &[u8]) -> Option<[Option<&[u8]>; 4]> {
     let mut fields = [None; 4];
     object::metadata_fields(stored, |key, raw| {
-        let slot = match key {
-            b"uid" => 0,
-            b"ownerReferences" => 1,
-            b"deletionTimestamp" => 2,
-            b"finalizers" => 3,
-            _ => return,
-        };
-        fields[slot] = Some(raw);
+        if let Some(slot) = owner_field(key) {
+            fields[slot] = Some(raw);
+        }
     })?;
     Some(fields)
 }
@@ -161,7 +167,7 @@ fn owner_fields(stored: &[u8]) -> Option<[Option<&[u8]>; 4]> {
 /// the collector reads exactly as they were, on an object not being deleted.
 fn owner_fields_unchanged(before: &[u8], after: &[u8]) -> bool {
     match (owner_fields(before), owner_fields(after)) {
-        (Some(before), Some(after)) => before == after && after[2].is_none_or(|t| t == b"null"),
+        (Some(before), Some(after)) => before == after && after[DELETION].is_none_or(|t| t == b"null"),
         _ => false,
     }
 }
@@ -176,13 +182,7 @@ fn owner_view(stored: &[u8]) -> Result<Value, ApiError> {
     let mut meta = serde_json::Map::new();
     let mut parsed_all = true;
     let scanned = object::metadata_fields(stored, |key, raw| {
-        let field = match key {
-            b"uid" => "uid",
-            b"ownerReferences" => "ownerReferences",
-            b"deletionTimestamp" => "deletionTimestamp",
-            b"finalizers" => "finalizers",
-            _ => return,
-        };
+        let Some(field) = owner_field(key).map(|i| OWNER_FIELDS[i]) else { return };
         match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Null) => {}
             Ok(v) => {
